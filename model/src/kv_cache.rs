@@ -1,0 +1,115 @@
+//! An explicit, preallocated key/value cache for batched decoding.
+//!
+//! The model never owns decoding state: a generator creates a `KvCache` per batch and passes it to
+//! [`Phi3::forward_cached`](crate::Phi3::forward_cached), so one set of frozen weights serves many
+//! generators. Keys and values are written in place (`slice_set`) into tensors allocated once.
+
+use crate::config::Phi3Config;
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+
+/// Per-layer key/value tensors `(b, kv_heads, capacity, head_dim)` plus per-row bookkeeping for
+/// prompts of different lengths (left padding).
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    pub(crate) keys: Vec<Tensor>,
+    pub(crate) values: Vec<Tensor>,
+    pub(crate) len: usize,
+    capacity: usize,
+    batch: usize,
+    /// 1 where the cached position holds a real token, row-major `(b, capacity)`.
+    pub(crate) key_valid: Vec<u8>,
+    /// Position id the next real token of each row gets.
+    pub(crate) next_position: Vec<u32>,
+}
+
+impl KvCache {
+    /// An empty cache for `batch` rows of up to `capacity` tokens each.
+    pub fn new(cfg: &Phi3Config, batch: usize, capacity: usize, dtype: DType, device: &Device) -> Result<Self> {
+        let shape = (batch, cfg.num_key_value_heads, capacity, cfg.head_dim());
+        let mut keys = Vec::with_capacity(cfg.num_hidden_layers);
+        let mut values = Vec::with_capacity(cfg.num_hidden_layers);
+        for _ in 0..cfg.num_hidden_layers {
+            keys.push(Tensor::zeros(shape, dtype, device)?);
+            values.push(Tensor::zeros(shape, dtype, device)?);
+        }
+        Ok(KvCache {
+            keys,
+            values,
+            len: 0,
+            capacity,
+            batch,
+            key_valid: vec![0; batch * capacity],
+            next_position: vec![0; batch],
+        })
+    }
+
+    /// Tokens cached so far (per row, padding included).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Maximum tokens per row.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Rows in the batch.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Registers `t` new tokens per row (`valid`: `(b, t)` row-major, 1 = real token) and returns their
+    /// position ids. Padding tokens take the row's current position and do not advance it.
+    pub(crate) fn admit(&mut self, t: usize, valid: &[u8]) -> Result<Vec<u32>> {
+        if valid.len() != self.batch * t {
+            return Err(Error::input("forward_cached", format!("valid has {} entries, expected {}x{t}", valid.len(), self.batch)));
+        }
+        if self.len + t > self.capacity {
+            return Err(Error::input(
+                "forward_cached",
+                format!("cache capacity {} exceeded ({} cached + {t} new)", self.capacity, self.len),
+            ));
+        }
+        let mut positions = Vec::with_capacity(self.batch * t);
+        for r in 0..self.batch {
+            for i in 0..t {
+                let v = valid[r * t + i];
+                positions.push(self.next_position[r]);
+                if v != 0 {
+                    self.next_position[r] += 1;
+                }
+                self.key_valid[r * self.capacity + self.len + i] = u8::from(v != 0);
+            }
+        }
+        Ok(positions)
+    }
+
+    /// Additive mask `(b, 1, t, len + t)` for the `t` tokens just admitted.
+    pub(crate) fn mask(&self, t: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
+        let total = self.len + t;
+        let mut m = vec![f32::NEG_INFINITY; self.batch * t * total];
+        for r in 0..self.batch {
+            for i in 0..t {
+                let q = self.len + i;
+                let q_valid = self.key_valid[r * self.capacity + q] != 0;
+                let row = &mut m[(r * t + i) * total..(r * t + i + 1) * total];
+                for (k, v) in row.iter_mut().enumerate().take(q + 1) {
+                    let ok = k == q
+                        || (q_valid
+                            && self.key_valid[r * self.capacity + k] != 0
+                            && window.is_none_or(|w| q - k < w));
+                    if ok {
+                        *v = 0.0;
+                    }
+                }
+            }
+        }
+        Ok(Tensor::from_vec(m, (self.batch, 1, t, total), device)?)
+    }
+}

@@ -1,0 +1,121 @@
+//! The non-linear pieces of the transformer, in two implementations:
+//!
+//! * [`Kernels::Composed`]: built from primitive candle ops, every one of which has a backward. This is
+//!   the training path. (candle-nn's fused `ops::rms_norm`, `ops::softmax_last_dim` and `rotary_emb::*`
+//!   record no backward on CPU and would silently cut the graph.)
+//! * [`Kernels::Fused`]: candle-nn's fused CPU kernels, for frozen weights only (sampling, reference
+//!   models), where no gradient is needed.
+
+use candle_core::{DType, Result, Tensor, D};
+
+/// Which implementation of the non-linear ops a forward uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// Primitive, differentiable candle ops (training).
+    #[default]
+    Composed,
+    /// candle-nn's fused kernels (no backward; frozen weights only).
+    Fused,
+}
+
+/// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * weight` (transformers' `Phi3RMSNorm`).
+///
+/// # Shapes
+/// `x`: (.., h), `weight`: (h) → (.., h)
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, k: Kernels) -> Result<Tensor> {
+    match k {
+        Kernels::Fused => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32),
+        Kernels::Composed => {
+            // Half precisions accumulate in f32; f32 and f64 stay as they are.
+            let dtype = x.dtype();
+            let xf = match dtype {
+                DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
+                _ => x.clone(),
+            };
+            let inv = (xf.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+            xf.broadcast_mul(&inv)?.to_dtype(dtype)?.broadcast_mul(weight)
+        }
+    }
+}
+
+/// Softmax over the last dimension, stable against large logits.
+pub fn softmax_last_dim(x: &Tensor, k: Kernels) -> Result<Tensor> {
+    match k {
+        Kernels::Fused => candle_nn::ops::softmax_last_dim(&x.contiguous()?),
+        Kernels::Composed => {
+            let max = x.max_keepdim(D::Minus1)?.detach();
+            let e = x.broadcast_sub(&max)?.exp()?;
+            let s = e.sum_keepdim(D::Minus1)?;
+            e.broadcast_div(&s)
+        }
+    }
+}
+
+/// Log-softmax over the last dimension (differentiable).
+pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let diff = x.broadcast_sub(&max)?;
+    let lse = diff.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    diff.broadcast_sub(&lse)
+}
+
+/// Applies rotary embeddings to the first `2 * cos.dim(-1)` dims of each head, leaving the rest.
+///
+/// Non-interleaved halves, as transformers' `rotate_half`:
+/// `[x1, x2] -> [x1 cos - x2 sin, x2 cos + x1 sin]`.
+///
+/// # Shapes
+/// `x`: (b, h, t, d), `cos`/`sin`: (b, 1, t, r/2) → (b, h, t, d)
+pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let half = cos.dim(D::Minus1)?;
+    let r = 2 * half;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let o1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let o2 = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
+    if r == d {
+        Tensor::cat(&[o1, o2], D::Minus1)
+    } else {
+        let pass = x.narrow(D::Minus1, r, d - r)?;
+        Tensor::cat(&[o1, o2, pass], D::Minus1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn fused_and_composed_agree() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 3.0, (3, 5, 16), &dev)?;
+        let w = Tensor::randn(1f32, 0.1, 16, &dev)?;
+        let a = rms_norm(&x, &w, 1e-5, Kernels::Composed)?;
+        let b = rms_norm(&x, &w, 1e-5, Kernels::Fused)?;
+        assert!((a - b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
+        let a = softmax_last_dim(&x, Kernels::Composed)?;
+        let b = softmax_last_dim(&x, Kernels::Fused)?;
+        assert!((a - &b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-6);
+        let ls = log_softmax_last_dim(&x)?.exp()?;
+        assert!((ls - b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-6);
+        Ok(())
+    }
+
+    #[test]
+    fn rotary_matches_rotate_half_formula() -> Result<()> {
+        let dev = Device::Cpu;
+        // d = 6, rotary dims r = 4 (partial rotary), half = 2.
+        let x = Tensor::arange(0f32, 6.0, &dev)?.reshape((1, 1, 1, 6))?;
+        let cos = Tensor::new(&[0.5f32, 0.25], &dev)?.reshape((1, 1, 1, 2))?;
+        let sin = Tensor::new(&[0.1f32, 0.2], &dev)?.reshape((1, 1, 1, 2))?;
+        let y = apply_rotary(&x, &cos, &sin)?.flatten_all()?.to_vec1::<f32>()?;
+        // x1 = [0, 1], x2 = [2, 3]
+        let want = [0.0 * 0.5 - 2.0 * 0.1, 1.0 * 0.25 - 3.0 * 0.2, 2.0 * 0.5 + 0.0 * 0.1, 3.0 * 0.25 + 1.0 * 0.2, 4.0, 5.0];
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{y:?}");
+        }
+        Ok(())
+    }
+}
