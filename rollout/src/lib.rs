@@ -1,1 +1,17 @@
-//! placeholder during bootstrap
+//! Generation for phi4r: batched sampling over an explicit KV cache from frozen weights.
+//!
+//! - [`SamplingConfig`] / [`sample`] (`sampling`): temperature (0 = greedy), top-k, top-p, and the
+//!   log-probability of each choice; [`TemperatureSchedule`] for stage 4's annealing.
+//! - [`generate`] (`generate`): left-padded batches, stop at EOS ids or stop strings, per-sequence
+//!   [`FinishReason`], seeded per-row random streams.
+//!
+//! Depends on `phi4r-model` only; knows nothing of actors.
+#![warn(missing_docs)]
+
+mod error;
+mod generate;
+mod sampling;
+
+pub use error::{Error, Result};
+pub use generate::{generate, FinishReason, Generation, StopRule};
+pub use sampling::{sample, Sampled, SamplingConfig, TemperatureSchedule};

@@ -1,0 +1,246 @@
+//! `phi4r-actors bench model`: training-step and sampling throughput as JSON, with the PyTorch peer's
+//! figures and the ratios when a peer results file (../shared/peers/trl_bench.py output) is given.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use clap::{Args, Subcommand};
+use phi4r_model::{loss, AttentionLayout, ComputePool, Phi3Config, TrainableModel};
+use phi4r_rollout::{generate, SamplingConfig, StopRule};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Training step (forward + cross-entropy + backward + AdamW, batch 16 x seq 256) and sampling
+    /// (16 prompts x 32 tokens -> 128 new tokens; and batch 1) for each size.
+    Model(ModelBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelBenchArgs {
+    /// Print JSON only (no human summary on stderr).
+    #[arg(long)]
+    json: bool,
+    /// Comma-separated presets.
+    #[arg(long, default_value = "tiny,small")]
+    sizes: String,
+    /// Measured training steps per size (after one warm-up step).
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Measured sampling runs per batch size (after one warm-up run).
+    #[arg(long, default_value_t = 2)]
+    runs: usize,
+    /// A results JSON written by ../shared/peers/trl_bench.py (parts a,b) to compare against.
+    #[arg(long)]
+    peer: Option<PathBuf>,
+}
+
+const BATCH: usize = 16;
+const SEQ: usize = 256;
+const PROMPT: usize = 32;
+const NEW: usize = 128;
+const VOCAB: usize = 1024;
+
+pub fn run(cmd: BenchCmd, pool: &ComputePool) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::Model(a) => model_bench(a, pool),
+    }
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => 0.5 * (xs[n / 2 - 1] + xs[n / 2]),
+    }
+}
+
+fn config(size: &str) -> anyhow::Result<Phi3Config> {
+    let mut cfg = Phi3Config::preset(size.parse()?);
+    cfg.vocab_size = VOCAB;
+    Ok(cfg)
+}
+
+/// Forward FLOPs of one (b, t) batch: 2 per multiply-add of every matmul, attention computed densely.
+fn forward_flops(cfg: &Phi3Config, b: usize, t: usize) -> f64 {
+    let (h, i, l) = (cfg.hidden_size as f64, cfg.intermediate_size as f64, cfg.num_hidden_layers as f64);
+    let attn_proj = h * cfg.qkv_dim() as f64 + (cfg.num_attention_heads * cfg.head_dim()) as f64 * h;
+    let mlp = h * 2.0 * i + i * h;
+    let per_token = 2.0 * (l * (attn_proj + mlp) + h * cfg.vocab_size as f64);
+    let attn_scores = 2.0 * 2.0 * l * (cfg.num_attention_heads * cfg.head_dim()) as f64 * t as f64 * t as f64;
+    (b * t) as f64 * per_token + b as f64 * attn_scores
+}
+
+/// The machine's nominal fp32 peak for `threads` cores, from /proc/cpuinfo: clock × FMA width.
+fn fp32_peak(threads: usize) -> Value {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |k: &str| info.lines().find(|l| l.starts_with(k)).and_then(|l| l.split(':').nth(1)).map(str::trim);
+    let mhz: f64 = field("cpu MHz").and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    let flags = field("flags").unwrap_or("");
+    let intel = field("vendor_id") == Some("GenuineIntel");
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    // Two FMA pipes: 8 lanes each with AVX2 (and on AMD's AVX-512, executed as 2 x 256 bit), 16 on
+    // Intel's AVX-512; an FMA is 2 FLOPs.
+    let per_cycle = if has("avx512f") && intel {
+        64.0
+    } else if has("avx2") && has("fma") {
+        32.0
+    } else {
+        8.0
+    };
+    json!({
+        "gflops": threads as f64 * mhz * 1e-3 * per_cycle,
+        "cpu_mhz": mhz,
+        "flops_per_cycle_per_core": per_cycle,
+        "model": field("model name"),
+    })
+}
+
+/// Achieved GFLOP/s of a 1024^3 f32 matmul on the pool: what candle's gemm reaches on this machine.
+fn matmul_gflops(dev: &Device) -> anyhow::Result<f64> {
+    let n = 1024;
+    let a = Tensor::randn(0f32, 1.0, (n, n), dev)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), dev)?;
+    let _ = a.matmul(&b)?;
+    let mut ts = Vec::new();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let _ = a.matmul(&b)?;
+        ts.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (n * n * n) as f64 / median(&mut ts) / 1e9)
+}
+
+fn train_bench(cfg: &Phi3Config, steps: usize, dev: &Device, peak_gflops: f64) -> anyhow::Result<Value> {
+    let tm = TrainableModel::init(cfg, 0, DType::F32, dev)?;
+    let vars = tm.vars().into_iter().map(|(_, v)| v).collect();
+    let mut opt = AdamW::new(vars, ParamsAdamW { lr: 1e-4, ..Default::default() })?;
+    let mut rng = StdRng::seed_from_u64(1);
+    let tokens: Vec<u32> = (0..BATCH * (SEQ + 1)).map(|_| rng.random_range(3..VOCAB as u32)).collect();
+    let all = Tensor::from_vec(tokens, (BATCH, SEQ + 1), dev)?;
+    let input = all.narrow(1, 0, SEQ)?.contiguous()?;
+    let target = all.narrow(1, 1, SEQ)?.contiguous()?;
+    let mask = Tensor::ones((BATCH, SEQ), DType::F32, dev)?;
+    let layout = AttentionLayout::full(BATCH, SEQ);
+    let (mut total, mut fwd, mut bwd, mut adam) = (vec![], vec![], vec![], vec![]);
+    let mut last_loss = 0f32;
+    for i in 0..steps + 1 {
+        let t0 = Instant::now();
+        let logits = tm.model.forward(&input, &layout)?;
+        let l = loss::masked_cross_entropy(&logits, &target, &mask)?;
+        last_loss = l.to_scalar::<f32>()?;
+        let t1 = Instant::now();
+        let grads = l.backward()?;
+        let t2 = Instant::now();
+        opt.step(&grads)?;
+        let t3 = Instant::now();
+        if i > 0 {
+            total.push((t3 - t0).as_secs_f64());
+            fwd.push((t1 - t0).as_secs_f64());
+            bwd.push((t2 - t1).as_secs_f64());
+            adam.push((t3 - t2).as_secs_f64());
+        }
+    }
+    let s = median(&mut total);
+    let flops = 3.0 * forward_flops(cfg, BATCH, SEQ);
+    Ok(json!({
+        "batch": BATCH, "seq": SEQ, "params": cfg.num_params(), "steps_measured": steps,
+        "sec_per_step_median": s, "sec_per_step_all": total.clone(),
+        "tokens_per_s": (BATCH * SEQ) as f64 / s,
+        "fwd_s_median": median(&mut fwd), "bwd_s_median": median(&mut bwd), "adamw_s_median": median(&mut adam),
+        "model_gflops_per_step": flops / 1e9,
+        "achieved_gflops": flops / s / 1e9,
+        "mfu": flops / s / 1e9 / peak_gflops,
+        "final_loss": last_loss,
+    }))
+}
+
+fn sample_bench(cfg: &Phi3Config, runs: usize, dev: &Device) -> anyhow::Result<Value> {
+    let model = TrainableModel::init(cfg, 0, DType::F32, dev)?.model.frozen()?;
+    let mut rng = StdRng::seed_from_u64(2);
+    let prompts: Vec<Vec<u32>> =
+        (0..BATCH).map(|_| (0..PROMPT).map(|_| rng.random_range(3..VOCAB as u32)).collect()).collect();
+    // As the peer: do_sample, temperature 1, no top-k / top-p, exactly 128 new tokens.
+    let scfg = SamplingConfig { temperature: 1.0, max_new_tokens: NEW, min_new_tokens: NEW, ..Default::default() };
+    let mut out = serde_json::Map::new();
+    for b in [BATCH, 1] {
+        let mut ts = vec![];
+        for i in 0..runs + 1 {
+            let t0 = Instant::now();
+            let g = generate(&model, &prompts[..b], &scfg, &StopRule::default())?;
+            let dt = t0.elapsed().as_secs_f64();
+            anyhow::ensure!(g.iter().all(|g| g.tokens.len() == NEW), "generation ended early");
+            if i > 0 {
+                ts.push(dt);
+            }
+        }
+        let s = median(&mut ts);
+        out.insert(
+            format!("batch{b}"),
+            json!({"batch": b, "prompt_len": PROMPT, "new_tokens": NEW, "sec_median": s, "sec_all": ts,
+                   "gen_tokens_per_s": (b * NEW) as f64 / s, "ms_per_decode_step": 1000.0 * s / NEW as f64}),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+fn ratio(ours: &Value, peer: Option<&Value>) -> Value {
+    match (ours.as_f64(), peer.and_then(Value::as_f64)) {
+        (Some(a), Some(b)) if b > 0.0 => json!(a / b),
+        _ => Value::Null,
+    }
+}
+
+fn model_bench(a: ModelBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
+    let dev = crate::cli::device()?;
+    let peer: Option<Value> = match &a.peer {
+        Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("--peer {}: {e}", p.display()))?)?),
+        None => None,
+    };
+    let peak = fp32_peak(pool.threads());
+    let peak_gflops = peak["gflops"].as_f64().unwrap_or(f64::NAN);
+    let mut sizes = serde_json::Map::new();
+    for size in a.sizes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let cfg = config(size)?;
+        let train = pool.install(|| train_bench(&cfg, a.steps.max(1), &dev, peak_gflops))?;
+        let sample = pool.install(|| sample_bench(&cfg, a.runs.max(1), &dev))?;
+        let mut entry = json!({"train": train, "sample": sample});
+        if let Some(p) = &peer {
+            let pa = p.pointer(&format!("/results/a:{size}"));
+            let pb = p.pointer(&format!("/results/b:{size}"));
+            entry["peer"] = json!({
+                "train_tokens_per_s": pa.and_then(|x| x.get("tokens_per_s")),
+                "sample_batch16_tokens_per_s": pb.and_then(|x| x.pointer("/batch16/gen_tokens_per_s")),
+                "sample_batch1_tokens_per_s": pb.and_then(|x| x.pointer("/batch1/gen_tokens_per_s")),
+            });
+            entry["ratio"] = json!({
+                "train": ratio(&entry["train"]["tokens_per_s"], pa.and_then(|x| x.get("tokens_per_s"))),
+                "sample_batch16": ratio(&entry["sample"]["batch16"]["gen_tokens_per_s"], pb.and_then(|x| x.pointer("/batch16/gen_tokens_per_s"))),
+                "sample_batch1": ratio(&entry["sample"]["batch1"]["gen_tokens_per_s"], pb.and_then(|x| x.pointer("/batch1/gen_tokens_per_s"))),
+            });
+        }
+        if !a.json {
+            eprintln!(
+                "{size}: train {:.0} tok/s, sample b16 {:.0} tok/s, b1 {:.0} tok/s",
+                entry["train"]["tokens_per_s"].as_f64().unwrap_or(0.0),
+                entry["sample"]["batch16"]["gen_tokens_per_s"].as_f64().unwrap_or(0.0),
+                entry["sample"]["batch1"]["gen_tokens_per_s"].as_f64().unwrap_or(0.0)
+            );
+        }
+        sizes.insert(size.to_string(), entry);
+    }
+    let report = json!({
+        "threads": pool.threads(),
+        "dtype": "f32",
+        "device": format!("{dev:?}"),
+        "fp32_peak": peak,
+        "matmul_1024_gflops": pool.install(|| matmul_gflops(&dev))?,
+        "sizes": sizes,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! Subcommands. Each module holds one command's arguments and its `run`.
+
+mod bench;
+mod generate;
+mod model;
+
+use clap::{Parser, Subcommand};
+
+/// phi4r: train small reasoning models with the Phi-4-Mini-Reasoning recipe, as one Rust binary.
+#[derive(Debug, Parser)]
+#[command(name = "phi4r-actors", version, about, long_about = None)]
+pub struct Cli {
+    /// Compute threads for tensor work (default: RAYON_NUM_THREADS, else the available cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create and inspect Hugging Face-layout checkpoints.
+    #[command(subcommand)]
+    Model(model::ModelCmd),
+    /// Generate a continuation of a prompt with a checkpoint.
+    Generate(generate::GenerateArgs),
+    /// Benchmarks that print JSON.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let threads = cli.threads.unwrap_or_else(phi4r_model::default_threads);
+    let pool = phi4r_model::ComputePool::new("compute", threads)?;
+    match cli.command {
+        Command::Model(cmd) => pool.install(|| model::run(cmd)),
+        Command::Generate(args) => pool.install(|| generate::run(args)),
+        Command::Bench(cmd) => bench::run(cmd, &pool),
+    }
+}
+
+/// Parses `f32` / `bf16` / `f16`.
+pub(crate) fn parse_dtype(s: &str) -> anyhow::Result<candle_core::DType> {
+    match s {
+        "f32" => Ok(candle_core::DType::F32),
+        "bf16" => Ok(candle_core::DType::BF16),
+        "f16" => Ok(candle_core::DType::F16),
+        other => anyhow::bail!("--dtype: unknown dtype `{other}` (expected f32, bf16 or f16)"),
+    }
+}
+
+/// The device: CUDA when built with the `cuda` feature and a GPU is present, else CPU.
+pub(crate) fn device() -> anyhow::Result<candle_core::Device> {
+    Ok(candle_core::Device::cuda_if_available(0)?)
+}
