@@ -1,0 +1,64 @@
+//! `model init`, `model logits`, `model tokenize` and `generate` through the binary.
+
+use phi4r_e2e::{run_err, run_ok};
+use serde_json::Value;
+
+#[test]
+fn init_then_logits_and_generate_from_a_fresh_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("ckpt");
+    let o = out.to_str().expect("utf-8 path");
+    let info: Value = serde_json::from_str(&run_ok(&["model", "init", "--preset", "tiny", "--seed", "3", "--out", o]))
+        .expect("init prints JSON");
+    assert_eq!(info["vocab_size"], 1024);
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(out.join(f).exists(), "{f} written");
+    }
+    let logits: Value = serde_json::from_str(&run_ok(&["model", "logits", "--model", o, "--ids", "1,2,3"])).expect("JSON");
+    let rows = logits["logits"].as_array().expect("rows");
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].as_array().map(Vec::len), Some(1024));
+
+    let gen = |seed: &str| -> Value {
+        serde_json::from_str(&run_ok(&[
+            "generate", "--model", o, "--prompt", "Tom has 3 apples", "--temperature", "1.0", "--max-new-tokens", "12",
+            "--seed", seed, "--json",
+        ]))
+        .expect("JSON")
+    };
+    let a = gen("5");
+    assert_eq!(a, gen("5"), "same seed, same generation");
+    let n = a["tokens"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(n >= 1 && n <= 12);
+    assert_eq!(a["logprobs"].as_array().map(Vec::len), Some(n));
+    assert!(["length", "eos"].contains(&a["finish_reason"].as_str().unwrap_or("")) || a["finish_reason"].is_object());
+
+    let ids: Value = serde_json::from_str(&run_ok(&["model", "tokenize", "--model", o, "--text", "123"])).expect("JSON");
+    assert_eq!(ids["ids"].as_array().map(Vec::len), Some(3), "digits are split");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("ckpt");
+    let o = out.to_str().expect("utf-8 path");
+    run_ok(&["model", "init", "--preset", "tiny", "--seed", "1", "--out", o]);
+    let e = run_err(&["model", "logits", "--model", o, "--ids", "1,4096"]);
+    assert!(e.contains("token id 4096") && e.contains("vocab_size 1024"), "{e}");
+    let e = run_err(&["model", "logits", "--model", o, "--ids", "1,x"]);
+    assert!(e.contains("--ids") && e.contains("`x`"), "{e}");
+    let e = run_err(&["model", "init", "--preset", "huge", "--out", o]);
+    assert!(e.contains("preset") && e.contains("huge"), "{e}");
+    // A tokenizer larger than the model's vocabulary.
+    let tok = out.join("tokenizer.json");
+    let e = run_err(&["model", "init", "--tokenizer", tok.to_str().expect("utf-8"), "--vocab-size", "10", "--out", o]);
+    assert!(e.contains("vocab_size is 10"), "{e}");
+    // Inconsistent config.json.
+    let cfg = out.join("config.json");
+    let text = std::fs::read_to_string(&cfg).expect("config").replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 3");
+    std::fs::write(&cfg, text).expect("write");
+    let e = run_err(&["generate", "--model", o, "--prompt", "hi"]);
+    assert!(e.contains("hidden_size") && e.contains("num_attention_heads = 3"), "{e}");
+    let e = run_err(&["model", "logits", "--model", "/nonexistent/ckpt", "--ids", "1"]);
+    assert!(e.contains("/nonexistent/ckpt/config.json"), "{e}");
+}

@@ -1,0 +1,506 @@
+//! Finding the final answer in a full model response.
+//!
+//! Every rule is a hand-written linear scan (no regex), so extraction from a 1 MB
+//! response takes about a millisecond. Rules are tried in the order of
+//! [`crate::VerifierConfig::extraction`].
+
+use crate::config::ExtractRule;
+
+/// What extraction found in a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extraction {
+    /// A final answer (raw text, not yet normalized) and the rule that found it.
+    Found {
+        /// The answer text as written in the response.
+        answer: String,
+        /// The rule that found it.
+        rule: ExtractRule,
+    },
+    /// The response ends inside an unclosed `\boxed{`: it was cut off while writing its answer.
+    Truncated,
+    /// No rule found an answer.
+    NotFound,
+}
+
+/// Find the final answer of `response`, trying `rules` in order.
+///
+/// ```
+/// use phi4r_verifier::{extract, ExtractRule, Extraction};
+/// let rules = ExtractRule::default_order();
+/// let found = extract("so $x = \\boxed{\\frac{1}{2}}$.", &rules);
+/// assert_eq!(found, Extraction::Found { answer: "\\frac{1}{2}".into(), rule: ExtractRule::Boxed });
+/// ```
+pub fn extract(response: &str, rules: &[ExtractRule]) -> Extraction {
+    for &rule in rules {
+        let found = match rule {
+            ExtractRule::Boxed => match boxed(response) {
+                Boxed::Found(a) => Some(a),
+                Boxed::Unclosed => return Extraction::Truncated,
+                Boxed::None => None,
+            },
+            ExtractRule::FinalAnswerPhrase => answer_phrase(response),
+            ExtractRule::Gsm8kHash => gsm8k_hash(response),
+            ExtractRule::AnswerLine => answer_line(response),
+            ExtractRule::Bold => bold(response).map(str::to_string),
+            ExtractRule::MathDelimiters => math_delimited(response).map(str::to_string),
+            ExtractRule::WholeResponse => whole_response(response).map(str::to_string),
+            ExtractRule::LastNumber => last_number(response).map(str::to_string),
+        };
+        if let Some(answer) = found {
+            let trimmed = answer.trim();
+            if !trimmed.is_empty() {
+                return Extraction::Found { answer: trimmed.to_string(), rule };
+            }
+        }
+    }
+    Extraction::NotFound
+}
+
+enum Boxed {
+    Found(String),
+    Unclosed,
+    None,
+}
+
+/// Start of the next `\boxed` / `\fbox` command at or after `from`, and the index just
+/// past its name.
+fn next_box(s: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
+    while i < s.len() {
+        let j = i + memchr(b'\\', &s[i..])?;
+        let rest = &s[j + 1..];
+        if rest.starts_with(b"boxed") {
+            return Some((j, j + 6));
+        }
+        if rest.starts_with(b"fbox") {
+            return Some((j, j + 5));
+        }
+        i = j + 1;
+    }
+    None
+}
+
+fn memchr(b: u8, s: &[u8]) -> Option<usize> {
+    s.iter().position(|&c| c == b)
+}
+
+/// Start of the last `\boxed` / `\fbox` command.
+fn last_box(s: &str) -> Option<(usize, usize)> {
+    let a = s.rfind("\\boxed").map(|p| (p, p + 6));
+    let b = s.rfind("\\fbox").map(|p| (p, p + 5));
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if x.0 > y.0 { x } else { y }),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// Argument of a box command whose name ends at `after`: `(content range, end)`.
+/// `Err(())` when the braces are not closed.
+fn box_arg(s: &[u8], after: usize) -> Result<Option<(usize, usize, usize)>, ()> {
+    let mut i = after;
+    while i < s.len() && (s[i] == b' ' || s[i] == b'\t') {
+        i += 1;
+    }
+    if i >= s.len() {
+        return Err(());
+    }
+    if s[i] == b'{' {
+        let start = i + 1;
+        match matching_brace(s, i) {
+            Some(close) => Ok(Some((start, close, close + 1))),
+            None => Err(()),
+        }
+    } else if i == after {
+        // `\boxedx`: not a box command.
+        Ok(None)
+    } else {
+        let start = i;
+        while i < s.len() && !matches!(s[i], b' ' | b'\t' | b'\n' | b'$' | b'\\') {
+            i += 1;
+        }
+        // `\boxed 5.` ends its sentence with the period.
+        let mut end = i;
+        while end > start && matches!(s[end - 1], b'.' | b',') {
+            end -= 1;
+        }
+        Ok(Some((start, end, i)))
+    }
+}
+
+/// Index of the `}` closing the `{` at `open`, skipping escaped `\{` / `\}`.
+/// Iterative, so deep nesting cannot overflow the stack.
+pub(crate) fn matching_brace(s: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = open;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => i += 1,
+            b'{' => depth += 1,
+            b'}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Text between two boxes that still counts as "one answer in several boxes".
+fn is_connector(gap: &str) -> bool {
+    let mut rest = gap;
+    loop {
+        rest = rest.trim_start_matches(|c: char| {
+            c.is_whitespace() || matches!(c, ',' | ';' | '$' | '&' | '.' | '(' | ')' | '[' | ']')
+        });
+        if rest.is_empty() {
+            return true;
+        }
+        let mut advanced = false;
+        for word in [
+            "and",
+            "or",
+            "\\text{and}",
+            "\\text{or}",
+            "\\text{ and }",
+            "\\text{ or }",
+            "\\quad",
+            "\\qquad",
+            "\\(",
+            "\\)",
+            "\\,",
+            "\\;",
+        ] {
+            if let Some(r) = rest.strip_prefix(word) {
+                rest = r;
+                advanced = true;
+                break;
+            }
+        }
+        if !advanced {
+            return false;
+        }
+    }
+}
+
+fn boxed(text: &str) -> Boxed {
+    let s = text.as_bytes();
+    let Some((last_start, last_after)) = last_box(text) else {
+        return Boxed::None;
+    };
+    let last = match box_arg(s, last_after) {
+        Err(()) => return Boxed::Unclosed,
+        Ok(None) => return Boxed::None,
+        Ok(Some(arg)) => arg,
+    };
+    // Earlier boxes on the same line, joined when only connectors separate them.
+    let line_start = text[..last_start].rfind('\n').map_or(0, |p| p + 1);
+    let mut parts: Vec<(usize, usize, usize, usize)> = Vec::new(); // (cmd start, content start, content end, end)
+    let mut from = line_start;
+    while let Some((start, after)) = next_box(s, from) {
+        if start >= last_start {
+            break;
+        }
+        match box_arg(s, after) {
+            Ok(Some((a, b, end))) if end <= last_start => {
+                parts.push((start, a, b, end));
+                from = end;
+            }
+            _ => from = after,
+        }
+        if parts.len() > 64 {
+            break;
+        }
+    }
+    parts.push((last_start, last.0, last.1, last.2));
+    // Keep the longest run of boxes ending at the last one with connector-only gaps.
+    let mut first = parts.len() - 1;
+    while first > 0 {
+        let gap = &text[parts[first - 1].3..parts[first].0];
+        if !is_connector(gap) {
+            break;
+        }
+        first -= 1;
+    }
+    if first == parts.len() - 1 {
+        return Boxed::Found(text[last.0..last.1].to_string());
+    }
+    let joined: Vec<&str> = parts[first..].iter().map(|p| text[p.1..p.2].trim()).filter(|t| !t.is_empty()).collect();
+    Boxed::Found(joined.join(", "))
+}
+
+/// Cut `s` at the end of its first sentence: a newline, or a period that is not a decimal point.
+fn sentence(s: &str) -> &str {
+    let b = s.as_bytes();
+    let mut in_math = false;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'\n' => return &s[..i],
+            b'$' => in_math = !in_math,
+            b'.' if !in_math => {
+                let next = b.get(i + 1).copied();
+                let prev_digit = i > 0 && b[i - 1].is_ascii_digit();
+                let next_digit = next.is_some_and(|n| n.is_ascii_digit());
+                if !(prev_digit && next_digit) && (next.is_none() || next == Some(b' ')) {
+                    return &s[..i];
+                }
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+fn clean_inline(s: &str) -> String {
+    let t = s.trim().trim_start_matches([':', '*', ' ']).trim_end_matches(['*', ' ']);
+    let t = t.trim_end_matches(['.', ' ']);
+    t.to_string()
+}
+
+fn answer_phrase(text: &str) -> Option<String> {
+    let p = ["answer is", "Answer is", "ANSWER IS"].iter().filter_map(|n| text.rfind(n)).max()?;
+    let rest = &text[p + "answer is".len()..];
+    let rest = rest.trim_start_matches([' ', ':', '*']);
+    let rest = rest.strip_prefix("therefore").unwrap_or(rest);
+    let ans = clean_inline(sentence(rest));
+    (!ans.is_empty()).then_some(ans)
+}
+
+fn gsm8k_hash(text: &str) -> Option<String> {
+    let p = text.rfind("####")?;
+    let rest = text[p + 4..].trim_start_matches('#');
+    let line = rest.split('\n').next().unwrap_or("");
+    let ans = clean_inline(line);
+    (!ans.is_empty()).then_some(ans)
+}
+
+fn answer_line(text: &str) -> Option<String> {
+    for line in text.rsplit('\n') {
+        let l = line.trim().trim_start_matches(['*', '#', ' ', '>', '-']);
+        for prefix in ["final answer:", "answer:", "final answer**:", "answer**:"] {
+            if l.len() >= prefix.len()
+                && l.is_char_boundary(prefix.len())
+                && l[..prefix.len()].eq_ignore_ascii_case(prefix)
+            {
+                let ans = clean_inline(&l[prefix.len()..]);
+                if !ans.is_empty() {
+                    return Some(ans);
+                }
+            }
+        }
+    }
+    None
+}
+
+fn bold(text: &str) -> Option<&str> {
+    let end = text.rfind("**")?;
+    let start = text[..end].rfind("**")? + 2;
+    let inner = text[start..end].trim();
+    if inner.is_empty() || inner.len() > 100 || inner.contains('\n') {
+        return None;
+    }
+    let inner =
+        strip_prefix_ci(inner, "final answer:").or_else(|| strip_prefix_ci(inner, "answer:")).unwrap_or(inner).trim();
+    Some(inner.trim_end_matches('.'))
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    (s.len() >= prefix.len() && s.is_char_boundary(prefix.len()) && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
+}
+
+/// The last `$..$`, `$$..$$`, `\(..\)` or `\[..\]`, whichever closes last. Scans back
+/// from the end, so its cost is the distance from the end, not the response length.
+fn math_delimited(text: &str) -> Option<&str> {
+    let mut best: Option<(usize, usize)> = None; // (content start, content end)
+    for (open, close) in [("\\(", "\\)"), ("\\[", "\\]")] {
+        if let Some(c) = text.rfind(close) {
+            if let Some(o) = text[..c].rfind(open) {
+                if best.is_none_or(|(_, e)| c > e) {
+                    best = Some((o + 2, c));
+                }
+            }
+        }
+    }
+    if let Some(c) = last_dollar(text, text.len()) {
+        let double = c > 0 && text.as_bytes()[c - 1] == b'$';
+        let range = if double {
+            text[..c - 1].rfind("$$").map(|o| (o + 2, c - 1))
+        } else {
+            last_dollar(text, c).map(|o| (o + 1, c))
+        };
+        if let Some((a, b)) = range {
+            if a <= b && best.is_none_or(|(_, e)| b > e) {
+                best = Some((a, b));
+            }
+        }
+    }
+    let (a, b) = best?;
+    let inner = text[a..b].trim();
+    (!inner.is_empty()).then_some(inner)
+}
+
+/// The last `$` before `end` that is not escaped as `\$`.
+fn last_dollar(text: &str, end: usize) -> Option<usize> {
+    let s = text.as_bytes();
+    let mut e = end;
+    while let Some(p) = s[..e].iter().rposition(|&c| c == b'$') {
+        if p > 0 && s[p - 1] == b'\\' {
+            e = p;
+            continue;
+        }
+        return Some(p);
+    }
+    None
+}
+
+/// The response itself when it looks like a bare answer: one short line, not prose.
+fn whole_response(text: &str) -> Option<&str> {
+    let t = text.trim();
+    if t.is_empty() || t.len() > 1024 || t.contains('\n') {
+        return None;
+    }
+    let b = t.as_bytes();
+    let mut words = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_alphabetic() {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            let escaped = start > 0 && b[start - 1] == b'\\';
+            let in_text = start >= 1 && b[start - 1] == b'{';
+            let math_word = matches!(
+                &t[start..i],
+                "pi" | "sqrt"
+                    | "sin"
+                    | "cos"
+                    | "tan"
+                    | "cot"
+                    | "sec"
+                    | "csc"
+                    | "log"
+                    | "ln"
+                    | "exp"
+                    | "inf"
+                    | "infty"
+                    | "arcsin"
+                    | "arccos"
+                    | "arctan"
+                    | "or"
+                    | "and"
+            );
+            if i - start >= 2 && !escaped && !in_text && !math_word {
+                words += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    (words < 2).then_some(t.trim_end_matches('.'))
+}
+
+fn last_number(text: &str) -> Option<&str> {
+    let s = text.as_bytes();
+    let end = s.iter().rposition(|c| c.is_ascii_digit())? + 1;
+    let mut start = end;
+    while start > 0 && (s[start - 1].is_ascii_digit() || matches!(s[start - 1], b'.' | b',')) {
+        start -= 1;
+    }
+    while start < end && matches!(s[start], b'.' | b',') {
+        start += 1;
+    }
+    if start > 0 && s[start - 1] == b'-' {
+        start -= 1;
+    }
+    Some(&text[start..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(s: &str) -> Extraction {
+        extract(s, &ExtractRule::default_order())
+    }
+    fn found(s: &str) -> Option<String> {
+        match ex(s) {
+            Extraction::Found { answer, .. } => Some(answer),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn last_boxed_with_nested_braces() {
+        assert_eq!(
+            found("first \\boxed{1} then \\boxed{\\frac{1}{\\sqrt{2}}}.\n").as_deref(),
+            Some("\\frac{1}{\\sqrt{2}}")
+        );
+        assert_eq!(found("so \\fbox{7}").as_deref(), Some("7"));
+        assert_eq!(found("escaped \\boxed{\\{1,2\\}}").as_deref(), Some("\\{1,2\\}"));
+    }
+
+    #[test]
+    fn boxed_without_braces() {
+        assert_eq!(found("The answer is $\\boxed 5$.").as_deref(), Some("5"));
+        assert_eq!(found("thus \\boxed 12.").as_deref(), Some("12"));
+    }
+
+    #[test]
+    fn several_boxes_on_the_last_line_are_joined() {
+        assert_eq!(found("Solutions: $\\boxed{3}$ and $\\boxed{5}$.").as_deref(), Some("3, 5"));
+        // An intermediate box on the same line but separated by prose is not joined.
+        assert_eq!(found("we get \\boxed{2} for x, so the answer is \\boxed{5}").as_deref(), Some("5"));
+        // Boxes on earlier lines are not joined.
+        assert_eq!(found("\\boxed{2}\nthen \\boxed{5}").as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn unclosed_last_box_is_truncated() {
+        assert_eq!(ex("so the answer is \\boxed{\\frac{1}{"), Extraction::Truncated);
+    }
+
+    #[test]
+    fn final_answer_phrase() {
+        assert_eq!(found("Final Answer: The final answer is $42$. I hope it is correct.").as_deref(), Some("$42$"));
+        assert_eq!(found("Thus the answer is 3.5.").as_deref(), Some("3.5"));
+    }
+
+    #[test]
+    fn gsm8k_hash_line() {
+        assert_eq!(found("48/2 = 24\n#### 2,125").as_deref(), Some("2,125"));
+    }
+
+    #[test]
+    fn answer_line_and_bold_and_delimiters() {
+        assert_eq!(found("reasoning\nAnswer: B\n").as_deref(), Some("B"));
+        assert_eq!(found("work work.\nSo we get **73** apples in all").as_deref(), Some("73"));
+        assert_eq!(found("compute it: we get \\(x = 4\\) in total").as_deref(), Some("x = 4"));
+        assert_eq!(found("We compute things and get $1$ and then $2+2$ overall").as_deref(), Some("2+2"));
+        assert_eq!(found("display \\[ \\frac12 \\] as result").as_deref(), Some("\\frac12"));
+    }
+
+    #[test]
+    fn bare_answers_and_prose() {
+        assert_eq!(found("  18 ").as_deref(), Some("18"));
+        assert_eq!(found("x = \\frac{1}{2}").as_deref(), Some("x = \\frac{1}{2}"));
+        assert_eq!(ex("I have no idea what this is"), Extraction::NotFound);
+    }
+
+    #[test]
+    fn last_number_rule_is_opt_in() {
+        let r = extract("there were 3 cats and 1,200 dogs today", &[ExtractRule::LastNumber]);
+        assert_eq!(r, Extraction::Found { answer: "1,200".into(), rule: ExtractRule::LastNumber });
+    }
+
+    #[test]
+    fn deep_braces_do_not_overflow() {
+        let s = format!("\\boxed{{{}1{}}}", "{".repeat(10_000), "}".repeat(10_000));
+        assert!(matches!(ex(&s), Extraction::Found { .. }));
+    }
+}

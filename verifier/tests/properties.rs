@@ -1,0 +1,82 @@
+//! Property tests: `verify(x, x)` for generated expressions; no input panics; pathological
+//! inputs end with a decided outcome or too complex (timing lives in the benchmark).
+
+use phi4r_verifier::{verify, verify_with, Outcome};
+use proptest::prelude::*;
+
+/// A generated expression in LaTeX and its plain-text spelling.
+fn expr() -> impl Strategy<Value = (String, String)> {
+    let leaf = prop_oneof![
+        (0u64..100_000).prop_map(|n| (n.to_string(), n.to_string())),
+        (1u64..1000, 1u64..1000).prop_map(|(a, b)| (format!("\\frac{{{a}}}{{{b}}}"), format!("({a}/{b})"))),
+        (0u64..1000, 1u32..99).prop_map(|(a, b)| (format!("{a}.{b:02}"), format!("{a}.{b:02}"))),
+        prop::sample::select(vec!["x", "y", "n"]).prop_map(|v| (v.to_string(), v.to_string())),
+        Just(("\\pi".to_string(), "pi".to_string())),
+        (2u64..50).prop_map(|n| (format!("\\sqrt{{{n}}}"), format!("sqrt({n})"))),
+    ];
+    leaf.prop_recursive(3, 16, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone())
+                .prop_map(|((a, pa), (b, pb))| (format!("{a} + {b}"), format!("{pa} + {pb}"))),
+            (inner.clone(), inner.clone()).prop_map(|((a, pa), (b, pb))| (
+                format!("\\left({a}\\right) \\cdot \\left({b}\\right)"),
+                format!("({pa})*({pb})")
+            )),
+            (inner.clone(), 0u32..4)
+                .prop_map(|((a, pa), k)| (format!("\\left({a}\\right)^{{{k}}}"), format!("({pa})^{k}"))),
+            inner.clone().prop_map(|(a, pa)| (format!("\\sqrt{{{a}}}"), format!("sqrt({pa})"))),
+            inner.prop_map(|(a, pa)| (format!("-\\left({a}\\right)"), format!("-({pa})"))),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn generated_expressions_verify_against_themselves((latex, plain) in expr()) {
+        let v = verify(&latex, &latex);
+        prop_assert_eq!(v.outcome, Outcome::Correct, "{}", latex);
+        let v = verify(&latex, &format!("Hence the answer is $\\boxed{{{latex}}}$."));
+        prop_assert_eq!(v.outcome, Outcome::Correct, "{}", latex);
+        // The plain spelling means the same; budgets may leave it undecided, never wrong.
+        let v = verify(&latex, &plain);
+        prop_assert!(matches!(v.outcome, Outcome::Correct | Outcome::TooComplex), "{} vs {}: {:?}", latex, plain, v);
+    }
+
+    #[test]
+    fn random_strings_never_panic(gold in ".{0,40}", response in ".{0,200}", t in any::<bool>()) {
+        let v = verify_with(&gold, &response, t);
+        prop_assert_eq!(v.correct, v.outcome == Outcome::Correct);
+    }
+
+    #[test]
+    fn latex_like_strings_never_panic(
+        gold in "[0-9a-z\\\\{}()\\[\\]^_.,=+*/ !%$-]{0,30}",
+        response in "[0-9a-z\\\\{}()\\[\\]^_.,=+*/ !%$-]{0,80}",
+    ) {
+        let _ = verify(&gold, &response);
+        let _ = verify(&gold, &format!("\\boxed{{{response}}}"));
+    }
+
+    #[test]
+    fn pathological_towers_and_factorials_are_bounded(a in 2u32..20, b in 2u32..20, bangs in 1usize..5) {
+        let tower = format!("{a}^{{{b}^{{{a}^{{{b}^{{{a}}}}}}}}}");
+        let v = verify(&tower, &format!("\\boxed{{{tower} + 1}}"));
+        prop_assert!(v.outcome != Outcome::Correct, "{}", tower);
+        let f = format!("{}{}", 100 * a, "!".repeat(bangs));
+        let v = verify(&f, &format!("\\boxed{{{f}}}"));
+        prop_assert_eq!(v.outcome, Outcome::Correct);
+    }
+}
+
+#[test]
+fn pathological_cases_of_the_issue_end_decided_or_too_complex() {
+    for (name, gold, response) in phi4r_verifier::bench::pathological_cases() {
+        let v = verify(&gold, &response);
+        assert!(
+            matches!(v.outcome, Outcome::TooComplex | Outcome::Wrong | Outcome::Correct | Outcome::NoAnswer),
+            "{name}: {v:?}"
+        );
+    }
+}
