@@ -17,6 +17,37 @@ pub enum BenchCmd {
     /// Training step (forward + cross-entropy + backward + AdamW, batch 16 x seq 256) and sampling
     /// (16 prompts x 32 tokens -> 128 new tokens; and batch 1) for each size.
     Model(ModelBenchArgs),
+    /// Verifications per second on one thread over MATH-500 and GSM8K, plus pathological inputs.
+    Verifier(VerifierBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifierBenchArgs {
+    /// Folder with math500.jsonl and gsm8k_test.jsonl.
+    #[arg(long, default_value = "../shared/data/eval")]
+    eval_dir: PathBuf,
+    /// Math-Verify's figures on the same data (JSON from scripts/mathverify_bench.py) to compare against.
+    #[arg(long)]
+    peer: Option<PathBuf>,
+}
+
+fn verifier_bench(a: VerifierBenchArgs) -> anyhow::Result<()> {
+    let report = phi4r_verifier::bench::run(&a.eval_dir)?;
+    let mut v = serde_json::to_value(&report)?;
+    if let Some(p) = &a.peer {
+        let peer: Value = serde_json::from_str(&std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("--peer {}: {e}", p.display()))?)?;
+        let mut ratios = serde_json::Map::new();
+        for set in &report.sets {
+            let theirs = peer.pointer(&format!("/{}/verifications_per_s", set.name)).and_then(Value::as_f64);
+            if let Some(t) = theirs.filter(|t| *t > 0.0) {
+                ratios.insert(set.name.clone(), json!({"phi4r": set.verifications_per_sec, "math_verify": t, "ratio": set.verifications_per_sec / t}));
+            }
+        }
+        v["peer"] = peer;
+        v["ratio"] = Value::Object(ratios);
+    }
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +78,7 @@ const VOCAB: usize = 1024;
 pub fn run(cmd: BenchCmd, pool: &ComputePool) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Model(a) => model_bench(a, pool),
+        BenchCmd::Verifier(a) => verifier_bench(a),
     }
 }
 

@@ -3,6 +3,7 @@
 mod bench;
 mod generate;
 mod model;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,8 @@ enum Command {
     Model(model::ModelCmd),
     /// Generate a continuation of a prompt with a checkpoint.
     Generate(generate::GenerateArgs),
+    /// Verify math answers: one pair, or a JSONL batch.
+    Verify(verify::VerifyArgs),
     /// Benchmarks that print JSON.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -36,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Model(cmd) => pool.install(|| model::run(cmd)),
         Command::Generate(args) => pool.install(|| generate::run(args)),
+        Command::Verify(args) => verify::run(args),
         Command::Bench(cmd) => bench::run(cmd, &pool),
     }
 }
