@@ -33,7 +33,7 @@ impl TrainableModel {
     pub fn init(cfg: &Phi3Config, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
         let vb = trainable_builder(Values::Seeded(seed), &varmap, dtype, device);
-        let model = Phi3::new(cfg, vb, Kernels::Composed)?;
+        let model = Phi3::new(cfg, vb, Kernels::for_device(device))?;
         Ok(TrainableModel { model, varmap })
     }
 
@@ -42,7 +42,7 @@ impl TrainableModel {
         let (cfg, tensors) = read_checkpoint(dir, device)?;
         let varmap = VarMap::new();
         let vb = trainable_builder(Values::Tensors(tensors), &varmap, dtype, device);
-        let model = Phi3::new(&cfg, vb, Kernels::Composed).map_err(|e| in_dir(e, dir))?;
+        let model = Phi3::new(&cfg, vb, Kernels::for_device(device)).map_err(|e| in_dir(e, dir))?;
         Ok(TrainableModel { model, varmap })
     }
 
@@ -77,10 +77,10 @@ pub fn read_checkpoint(dir: &Path, device: &Device) -> Result<(Phi3Config, HashM
     Ok((cfg, tensors))
 }
 
-/// Loads a checkpoint as a frozen model (no gradient, fused kernels) for sampling or as a reference.
+/// Loads a checkpoint as a frozen model (no gradient) for sampling or as a reference.
 pub fn load_frozen(dir: &Path, dtype: DType, device: &Device) -> Result<Phi3> {
     let (cfg, tensors) = read_checkpoint(dir, device)?;
-    Phi3::new(&cfg, frozen_builder(Values::Tensors(tensors), dtype, device), Kernels::Fused).map_err(|e| in_dir(e, dir))
+    Phi3::new(&cfg, frozen_builder(Values::Tensors(tensors), dtype, device), Kernels::for_device(device)).map_err(|e| in_dir(e, dir))
 }
 
 /// Loads `tokenizer.json` from a checkpoint folder, if present, and checks it fits the model.

@@ -6,6 +6,8 @@
 
 use crate::config::Phi3Config;
 use crate::error::{Error, Result};
+use crate::kernels::KeyRanges;
+use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 
 /// Per-layer key/value tensors `(b, kv_heads, capacity, head_dim)` plus per-row bookkeeping for
@@ -88,6 +90,29 @@ impl KvCache {
             }
         }
         Ok(positions)
+    }
+
+    /// The same as [`Self::mask`] as key ranges, when every real query sees a contiguous run of real keys
+    /// (left padding, as `generate` builds); `None` otherwise.
+    pub(crate) fn key_ranges(&self, t: usize, window: Option<usize>) -> Option<KeyRanges> {
+        let mut ranges = Vec::with_capacity(self.batch * t);
+        for r in 0..self.batch {
+            let valid = &self.key_valid[r * self.capacity..r * self.capacity + self.len + t];
+            let first = valid.iter().position(|&v| v != 0).unwrap_or(0);
+            for i in 0..t {
+                let q = self.len + i;
+                if valid[q] == 0 {
+                    ranges.push((q as u32, q as u32));
+                    continue;
+                }
+                let lo = window.map_or(first, |w| first.max((q + 1).saturating_sub(w)));
+                if valid[lo..=q].iter().any(|&v| v == 0) {
+                    return None;
+                }
+                ranges.push((lo as u32, q as u32));
+            }
+        }
+        Some(KeyRanges { queries: t, ranges: Arc::new(ranges) })
     }
 
     /// Additive mask `(b, 1, t, len + t)` for the `t` tokens just admitted.

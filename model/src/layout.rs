@@ -5,7 +5,9 @@
 //! to each other and whose position ids restart at 0.
 
 use crate::error::{Error, Result};
+use crate::kernels::KeyRanges;
 use candle_core::{Device, Tensor};
+use std::sync::Arc;
 
 /// Attention structure of a `(b, t)` training batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +100,24 @@ impl AttentionLayout {
         j < i && row[i] != 0 && row[i] == row[j] && window.is_none_or(|w| i - j < w)
     }
 
+    /// The allowed key range of every query (what [`Self::allowed`] says, as ranges): the start of the
+    /// query's document (or of the window) up to the query itself.
+    pub fn key_ranges(&self, window: Option<usize>) -> KeyRanges {
+        let t = self.seq_len;
+        let mut ranges = Vec::with_capacity(self.segments.len());
+        for row in self.segments.chunks(t.max(1)) {
+            let mut start = 0usize;
+            for (i, &s) in row.iter().enumerate() {
+                if i == 0 || s != row[i - 1] {
+                    start = i;
+                }
+                let lo = if s == 0 { i } else { window.map_or(start, |w| start.max((i + 1).saturating_sub(w))) };
+                ranges.push((lo as u32, i as u32));
+            }
+        }
+        KeyRanges { queries: t, ranges: Arc::new(ranges) }
+    }
+
     /// Additive mask `(b, 1, t, t)` in f32: 0 where attention is allowed, -inf elsewhere.
     pub fn additive_mask(&self, window: Option<usize>, device: &Device) -> Result<Tensor> {
         let (b, t) = (self.batch, self.seq_len);
@@ -138,6 +158,23 @@ mod tests {
         assert_eq!(l.position_ids(), vec![0, 0, 0, 1]);
         assert!(!l.allowed(0, 3, 1, None));
         assert!(l.allowed(0, 3, 2, None));
+    }
+
+    #[test]
+    fn key_ranges_agree_with_allowed() {
+        let l = AttentionLayout::packed(7, &[vec![2, 3], vec![7], vec![1]]).expect("layout");
+        for window in [None, Some(2)] {
+            let r = l.key_ranges(window);
+            for row in 0..3 {
+                for i in 0..7 {
+                    let (lo, hi) = r.ranges[row * 7 + i];
+                    for j in 0..7 {
+                        let inside = (lo as usize..=hi as usize).contains(&j);
+                        assert_eq!(inside, l.allowed(row, i, j, window), "row {row} q {i} k {j} window {window:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod atomic;
 mod checkpoint;
 mod config;
 mod error;
+pub mod kernels;
 mod kv_cache;
 mod layout;
 pub mod loss;

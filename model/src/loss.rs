@@ -17,6 +17,9 @@ pub fn token_logps(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         DType::F16 | DType::BF16 => logits.to_dtype(DType::F32)?,
         _ => logits.clone(),
     };
+    if crate::ops::Kernels::for_device(logits.device()).fused_for(&logits) {
+        return crate::kernels::token_logps(&logits.reshape((b * t, v))?, targets)?.reshape((b, t));
+    }
     let logp = log_softmax_last_dim(&logits)?;
     logp.gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?.squeeze(D::Minus1)
 }

@@ -1,21 +1,40 @@
 //! The non-linear pieces of the transformer, in two implementations:
 //!
-//! * [`Kernels::Composed`]: built from primitive candle ops, every one of which has a backward. This is
-//!   the training path. (candle-nn's fused `ops::rms_norm`, `ops::softmax_last_dim` and `rotary_emb::*`
-//!   record no backward on CPU and would silently cut the graph.)
-//! * [`Kernels::Fused`]: candle-nn's fused CPU kernels, for frozen weights only (sampling, reference
-//!   models), where no gradient is needed.
+//! * [`Kernels::Fused`] (default on CPU): phi4r's own fused kernels ([`crate::kernels`]), each a
+//!   candle custom op *with a backward*, for training and sampling alike.
+//! * [`Kernels::Composed`]: built from primitive candle ops, every one of which has a backward: the
+//!   reference the fused kernels are tested against, the path on non-CPU devices, and a debugging switch
+//!   (`PHI4R_KERNELS=composed`).
+//!
+//! candle-nn's own fused CPU ops (`ops::rms_norm`, `ops::softmax_last_dim`, `rotary_emb::*`) are not
+//! used: they record no backward and would silently cut the graph.
 
 use candle_core::{DType, Result, Tensor, D};
 
 /// Which implementation of the non-linear ops a forward uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernels {
-    /// Primitive, differentiable candle ops (training).
-    #[default]
+    /// Primitive, differentiable candle ops.
     Composed,
-    /// candle-nn's fused kernels (no backward; frozen weights only).
+    /// phi4r's fused CPU kernels with a backward.
     Fused,
+}
+
+impl Kernels {
+    /// The kernels for `device`: fused on the CPU unless `PHI4R_KERNELS=composed`; composed elsewhere.
+    pub fn for_device(device: &candle_core::Device) -> Self {
+        let composed = std::env::var("PHI4R_KERNELS").is_ok_and(|v| v == "composed");
+        if device.is_cpu() && !composed {
+            Kernels::Fused
+        } else {
+            Kernels::Composed
+        }
+    }
+
+    /// Whether the fused kernels can run on `t` (CPU, f32 or f64).
+    pub(crate) fn fused_for(self, t: &Tensor) -> bool {
+        self == Kernels::Fused && t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+    }
 }
 
 /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * weight` (transformers' `Phi3RMSNorm`).
@@ -24,8 +43,8 @@ pub enum Kernels {
 /// `x`: (.., h), `weight`: (h) → (.., h)
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, k: Kernels) -> Result<Tensor> {
     match k {
-        Kernels::Fused => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32),
-        Kernels::Composed => {
+        Kernels::Fused if k.fused_for(x) => crate::kernels::rms_norm(x, weight, eps),
+        _ => {
             // Half precisions accumulate in f32; f32 and f64 stay as they are.
             let dtype = x.dtype();
             let xf = match dtype {
@@ -38,17 +57,12 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, k: Kernels) -> Result<Ten
     }
 }
 
-/// Softmax over the last dimension, stable against large logits.
-pub fn softmax_last_dim(x: &Tensor, k: Kernels) -> Result<Tensor> {
-    match k {
-        Kernels::Fused => candle_nn::ops::softmax_last_dim(&x.contiguous()?),
-        Kernels::Composed => {
-            let max = x.max_keepdim(D::Minus1)?.detach();
-            let e = x.broadcast_sub(&max)?.exp()?;
-            let s = e.sum_keepdim(D::Minus1)?;
-            e.broadcast_div(&s)
-        }
-    }
+/// Softmax over the last dimension, stable against large logits (composed, differentiable).
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let s = e.sum_keepdim(D::Minus1)?;
+    e.broadcast_div(&s)
 }
 
 /// Log-softmax over the last dimension (differentiable).
@@ -93,10 +107,10 @@ mod tests {
         let x = Tensor::randn(0f32, 3.0, (3, 5, 16), &dev)?;
         let w = Tensor::randn(1f32, 0.1, 16, &dev)?;
         let a = rms_norm(&x, &w, 1e-5, Kernels::Composed)?;
-        let b = rms_norm(&x, &w, 1e-5, Kernels::Fused)?;
+        let b = candle_nn::ops::rms_norm(&x, &w, 1e-5)?;
         assert!((a - b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
-        let a = softmax_last_dim(&x, Kernels::Composed)?;
-        let b = softmax_last_dim(&x, Kernels::Fused)?;
+        let b = candle_nn::ops::softmax_last_dim(&x)?;
+        let a = softmax_last_dim(&x)?;
         assert!((a - &b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-6);
         let ls = log_softmax_last_dim(&x)?.exp()?;
         assert!((ls - b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-6);

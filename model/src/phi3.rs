@@ -12,6 +12,7 @@
 use crate::config::Phi3Config;
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
+use crate::kernels::{masked_softmax, KeyRanges};
 use crate::layout::AttentionLayout;
 use crate::ops::{self, Kernels};
 use crate::rope::Rope;
@@ -31,6 +32,14 @@ fn linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
         *l = w.dim(0)?;
     }
     y.reshape(out)
+}
+
+/// Which keys each query may attend to.
+enum AttnMask {
+    /// Additive `(b, 1, t, l)` mask (composed kernels).
+    Dense(Tensor),
+    /// Per-query key ranges (fused kernels).
+    Ranges(KeyRanges),
 }
 
 /// Which logits a cached forward returns.
@@ -70,9 +79,8 @@ impl Attention {
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        mask: &Tensor,
+        mask: &AttnMask,
         cache: Option<(&Tensor, &Tensor, usize)>,
-        k: Kernels,
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
@@ -96,8 +104,11 @@ impl Attention {
         // (transformers' repeat_kv maps head i to kv head i / rep) become extra rows of one matmul.
         let q = (q.contiguous()? * (1.0 / (d as f64).sqrt()))?.reshape((b, nkv, rep * t, d))?;
         let scores = q.matmul(&key.t()?)?.reshape((b, nh, t, l))?;
-        let scores = scores.broadcast_add(mask)?;
-        let probs = ops::softmax_last_dim(&scores, k)?.reshape((b, nkv, rep * t, l))?;
+        let probs = match mask {
+            AttnMask::Dense(m) => ops::softmax_last_dim(&scores.broadcast_add(m)?)?,
+            AttnMask::Ranges(r) => masked_softmax(&scores, r)?,
+        };
+        let probs = probs.reshape((b, nkv, rep * t, l))?;
         let out = probs.matmul(&value)?.reshape((b, nh, t, d))?.transpose(1, 2)?.reshape((b, t, nh * d))?;
         linear(&out, &self.o_proj)
     }
@@ -190,6 +201,17 @@ impl Phi3 {
         })
     }
 
+    /// The same weights with other kernels (e.g. [`Kernels::Composed`] to debug a fused kernel).
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
+    /// The kernels this model runs.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Phi3Config {
         &self.cfg
@@ -224,8 +246,8 @@ impl Phi3 {
         out
     }
 
-    /// A deep copy of the weights that records no gradient and uses the fused (no-backward) kernels:
-    /// the form for sampling and for frozen reference models. Later updates of `self` do not reach it.
+    /// A deep copy of the weights that records no gradient: the form for sampling and for frozen
+    /// reference models. Later updates of `self` do not reach it.
     pub fn frozen(&self) -> Result<Phi3> {
         let tensors = self
             .named_weights()
@@ -233,7 +255,7 @@ impl Phi3 {
             .map(|(n, t)| Ok((n, t.detach().copy()?)))
             .collect::<Result<_>>()?;
         let vb = crate::params::frozen_builder(crate::params::Values::Tensors(tensors), self.dtype, &self.device);
-        Phi3::new(&self.cfg, vb, Kernels::Fused)
+        Phi3::new(&self.cfg, vb, self.kernels)
     }
 
     /// Errors unless every id is below `vocab_size`.
@@ -276,7 +298,11 @@ impl Phi3 {
         }
         let mut x = self.embed(input_ids)?;
         let (cos, sin) = self.cos_sin(&layout.position_ids(), b, t)?;
-        let mask = layout.additive_mask(self.cfg.sliding_window, &self.device)?.to_dtype(self.dtype)?;
+        let mask = if self.kernels.fused_for(&self.embed_tokens) {
+            AttnMask::Ranges(layout.key_ranges(self.cfg.sliding_window))
+        } else {
+            AttnMask::Dense(layout.additive_mask(self.cfg.sliding_window, &self.device)?.to_dtype(self.dtype)?)
+        };
         for l in &self.layers {
             x = self.layer_forward(l, &x, &cos, &sin, &mask, None)?;
         }
@@ -294,12 +320,12 @@ impl Phi3 {
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        mask: &Tensor,
+        mask: &AttnMask,
         cache: Option<(&Tensor, &Tensor, usize)>,
     ) -> Result<Tensor> {
         let eps = self.cfg.rms_norm_eps;
         let h = ops::rms_norm(x, &l.input_layernorm, eps, self.kernels)?;
-        let x = (x + l.self_attn.forward(&h, cos, sin, mask, cache, self.kernels)?)?;
+        let x = (x + l.self_attn.forward(&h, cos, sin, mask, cache)?)?;
         let h = ops::rms_norm(&x, &l.post_attention_layernorm, eps, self.kernels)?;
         Ok((&x + l.mlp.forward(&h)?)?)
     }
@@ -320,7 +346,14 @@ impl Phi3 {
         let offset = cache.len;
         let positions = cache.admit(t, valid)?;
         let (cos, sin) = self.cos_sin(&positions, b, t)?;
-        let mask = cache.mask(t, self.cfg.sliding_window, &self.device)?.to_dtype(self.dtype)?;
+        let ranges = match self.kernels.fused_for(&self.embed_tokens) {
+            true => cache.key_ranges(t, self.cfg.sliding_window),
+            false => None,
+        };
+        let mask = match ranges {
+            Some(r) => AttnMask::Ranges(r),
+            None => AttnMask::Dense(cache.mask(t, self.cfg.sliding_window, &self.device)?.to_dtype(self.dtype)?),
+        };
         for (i, l) in self.layers.iter().enumerate() {
             x = self.layer_forward(l, &x, &cos, &sin, &mask, Some((&cache.keys[i], &cache.values[i], offset)))?;
         }

@@ -1,0 +1,123 @@
+//! RMSNorm `y = x / sqrt(mean(x²) + eps) * w` with its backward:
+//! `dx = r (g - x r² mean(g x))` with `g = dy w`, `r = 1 / sqrt(mean(x²) + eps)`, and
+//! `dw = Σ_rows dy x r`.
+
+use super::{contiguous, rows_per_task, Elem};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+struct RmsNorm {
+    eps: f64,
+}
+
+fn inv_rms<T: Elem>(x: &[T], eps: T) -> T {
+    let ms = x.iter().map(|&v| v * v).sum::<T>() / T::from(x.len()).unwrap_or_else(T::one);
+    T::one() / (ms + eps).sqrt()
+}
+
+fn fwd<T: Elem>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
+    let h = w.len();
+    let eps = T::from(eps).unwrap_or_else(T::zero);
+    let mut y = vec![T::zero(); x.len()];
+    let chunk = rows_per_task(h) * h;
+    y.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(ys, xs)| {
+        for (yr, xr) in ys.chunks_mut(h).zip(xs.chunks(h)) {
+            let r = inv_rms(xr, eps);
+            for ((o, &v), &g) in yr.iter_mut().zip(xr).zip(w) {
+                *o = v * r * g;
+            }
+        }
+    });
+    y
+}
+
+fn bwd<T: Elem>(x: &[T], w: &[T], dy: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
+    let h = w.len();
+    let eps = T::from(eps).unwrap_or_else(T::zero);
+    let inv_h = T::one() / T::from(h).unwrap_or_else(T::one);
+    let mut dx = vec![T::zero(); x.len()];
+    let chunk = rows_per_task(h) * h;
+    let dw = dx
+        .par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk).zip(dy.par_chunks(chunk)))
+        .map(|(dxs, (xs, dys))| {
+            let mut dw = vec![T::zero(); h];
+            for ((dxr, xr), dyr) in dxs.chunks_mut(h).zip(xs.chunks(h)).zip(dys.chunks(h)) {
+                let r = inv_rms(xr, eps);
+                let gx: T = xr.iter().zip(dyr).zip(w).map(|((&a, &d), &g)| d * g * a).sum();
+                let c = r * r * gx * inv_h;
+                for (i, o) in dxr.iter_mut().enumerate() {
+                    *o = r * (dyr[i] * w[i] - xr[i] * c);
+                    dw[i] = dw[i] + dyr[i] * xr[i] * r;
+                }
+            }
+            dw
+        })
+        .reduce(|| vec![T::zero(); h], |a, b| a.iter().zip(&b).map(|(&p, &q)| p + q).collect());
+    (dx, dw)
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "rms-norm"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let y = match s1 {
+            CpuStorage::F32(_) => f32::to_cpu_storage_owned(fwd(contiguous::<f32>(self.name(), s1, l1)?, contiguous::<f32>(self.name(), s2, l2)?, self.eps)),
+            CpuStorage::F64(_) => f64::to_cpu_storage_owned(fwd(contiguous::<f64>(self.name(), s1, l1)?, contiguous::<f64>(self.name(), s2, l2)?, self.eps)),
+            _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
+        };
+        Ok((y, l1.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        fn run<T: Elem>(x: &Tensor, w: &Tensor, dy: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
+            let (xv, wv, dyv) =
+                (x.flatten_all()?.to_vec1::<T>()?, w.to_vec1::<T>()?, dy.contiguous()?.flatten_all()?.to_vec1::<T>()?);
+            let (dx, dw) = bwd(&xv, &wv, &dyv, eps);
+            Ok((Tensor::from_vec(dx, x.shape(), x.device())?, Tensor::from_vec(dw, w.shape(), w.device())?))
+        }
+        let (dx, dw) = match x.dtype() {
+            candle_core::DType::F64 => run::<f64>(x, w, dy, self.eps)?,
+            _ => run::<f32>(x, w, dy, self.eps)?,
+        };
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// RMSNorm over the last dimension. `x`: (.., h), `weight`: (h). Differentiable in both.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let h = x.dims().last().copied().unwrap_or(0);
+    if weight.dims() != [h] {
+        candle_core::bail!("rms_norm: weight {:?} does not match the last dim of x {:?}", weight.dims(), x.dims());
+    }
+    x.contiguous()?.apply_op2(&weight.contiguous()?, RmsNorm { eps })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Kernels;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn matches_composed_rms_norm_and_its_gradients() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f64, 2.0, (3, 4, 16), &dev)?)?;
+        let w = Var::from_tensor(&Tensor::randn(1f64, 0.3, 16, &dev)?)?;
+        let probe = Tensor::randn(0f64, 1.0, (3, 4, 16), &dev)?;
+        let fused = rms_norm(x.as_tensor(), w.as_tensor(), 1e-5)?;
+        let composed = crate::ops::rms_norm(x.as_tensor(), w.as_tensor(), 1e-5, Kernels::Composed)?;
+        let d = (&fused - &composed)?.abs()?.max_all()?.to_scalar::<f64>()?;
+        assert!(d < 1e-12, "{d}");
+        let gf = (fused * &probe)?.sum_all()?.backward()?;
+        let gc = (composed * &probe)?.sum_all()?.backward()?;
+        for v in [&x, &w] {
+            let (a, b) = (gf.get(v.as_tensor()).expect("grad"), gc.get(v.as_tensor()).expect("grad"));
+            let d = (a - b)?.abs()?.max_all()?.to_scalar::<f64>()?;
+            assert!(d < 1e-10, "{d}");
+        }
+        Ok(())
+    }
+}

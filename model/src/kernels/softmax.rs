@@ -1,0 +1,148 @@
+//! Softmax restricted to each query row's allowed keys.
+
+use super::{contiguous, rows_per_task, Elem};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// For each (batch row, query), the inclusive range `lo..=hi` of key indices it may attend to. Causal
+/// attention over padded or packed rows always allows a contiguous range (a document starts at `lo`;
+/// a padding query sees itself only), so no `(t, t)` mask is ever built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRanges {
+    /// Queries per batch row.
+    pub queries: usize,
+    /// `(lo, hi)` per `(b, query)`, row-major.
+    pub ranges: Arc<Vec<(u32, u32)>>,
+}
+
+struct MaskedSoftmax {
+    ranges: KeyRanges,
+    heads: usize,
+}
+
+fn fwd<T: Elem>(x: &[T], keys: usize, heads: usize, r: &KeyRanges) -> Vec<T> {
+    let mut y = vec![T::zero(); x.len()];
+    let q = r.queries;
+    let chunk = rows_per_task(keys);
+    y.par_chunks_mut(keys * chunk).zip(x.par_chunks(keys * chunk)).enumerate().for_each(|(c, (ys, xs))| {
+        for (i, (yr, xr)) in ys.chunks_mut(keys).zip(xs.chunks(keys)).enumerate() {
+            let row = c * chunk + i;
+            let (b, qi) = (row / (heads * q), row % q);
+            let (lo, hi) = r.ranges[b * q + qi];
+            let (lo, hi) = (lo as usize, (hi as usize).min(keys - 1));
+            let xs = &xr[lo..=hi];
+            let max = xs.iter().fold(T::neg_infinity(), |m, &v| num_traits::Float::max(m, v));
+            let mut sum = T::zero();
+            for (o, &v) in yr[lo..=hi].iter_mut().zip(xs) {
+                *o = (v - max).exp();
+                sum = sum + *o;
+            }
+            let inv = T::one() / sum;
+            for o in &mut yr[lo..=hi] {
+                *o = *o * inv;
+            }
+        }
+    });
+    y
+}
+
+impl CustomOp1 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "masked-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let keys = l.dims().last().copied().unwrap_or(1);
+        let y = match s {
+            CpuStorage::F32(_) => f32::to_cpu_storage_owned(fwd(contiguous::<f32>(self.name(), s, l)?, keys, self.heads, &self.ranges)),
+            CpuStorage::F64(_) => f64::to_cpu_storage_owned(fwd(contiguous::<f64>(self.name(), s, l)?, keys, self.heads, &self.ranges)),
+            _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
+        };
+        Ok((y, l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(res.apply_op2_no_bwd(&grad_res.contiguous()?, &SoftmaxBwd)?))
+    }
+}
+
+/// `dx = y * (dy - sum(dy * y))` per row; zero where `y` is (masked keys).
+struct SoftmaxBwd;
+
+fn bwd<T: Elem>(y: &[T], dy: &[T], keys: usize) -> Vec<T> {
+    let mut dx = vec![T::zero(); y.len()];
+    let chunk = rows_per_task(keys) * keys;
+    dx.par_chunks_mut(chunk).zip(y.par_chunks(chunk).zip(dy.par_chunks(chunk))).for_each(|(dxs, (ys, dys))| {
+        for ((dxr, yr), dyr) in dxs.chunks_mut(keys).zip(ys.chunks(keys)).zip(dys.chunks(keys)) {
+            let dot: T = yr.iter().zip(dyr).map(|(&a, &b)| a * b).sum();
+            for ((o, &a), &b) in dxr.iter_mut().zip(yr).zip(dyr) {
+                *o = a * (b - dot);
+            }
+        }
+    });
+    dx
+}
+
+impl CustomOp2 for SoftmaxBwd {
+    fn name(&self) -> &'static str {
+        "masked-softmax-bwd"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let keys = l1.dims().last().copied().unwrap_or(1);
+        let out = match s1 {
+            CpuStorage::F32(_) => f32::to_cpu_storage_owned(bwd(contiguous::<f32>(self.name(), s1, l1)?, contiguous::<f32>(self.name(), s2, l2)?, keys)),
+            CpuStorage::F64(_) => f64::to_cpu_storage_owned(bwd(contiguous::<f64>(self.name(), s1, l1)?, contiguous::<f64>(self.name(), s2, l2)?, keys)),
+            _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// Softmax over the last dimension of `scores` `(b, h, q, k)`, restricted per `(b, q)` to the key range
+/// in `ranges`; other keys get probability 0. Differentiable.
+pub fn masked_softmax(scores: &Tensor, ranges: &KeyRanges) -> Result<Tensor> {
+    let (b, h, q, _k) = scores.dims4()?;
+    if ranges.queries != q || ranges.ranges.len() != b * q {
+        candle_core::bail!("masked_softmax: ranges for {} x {} queries, scores are {:?}", ranges.ranges.len() / ranges.queries.max(1), ranges.queries, scores.dims());
+    }
+    scores.contiguous()?.apply_op1(MaskedSoftmax { ranges: ranges.clone(), heads: h })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::softmax_last_dim;
+    use candle_core::{Device, Var};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).and_then(|d| d.abs()).and_then(|d| d.flatten_all()).and_then(|d| d.max(0)).and_then(|d| d.to_scalar::<f64>()).expect("diff")
+    }
+
+    #[test]
+    fn matches_composed_softmax_with_an_additive_mask() -> Result<()> {
+        let dev = Device::Cpu;
+        let (b, h, q, k) = (2, 3, 5, 5);
+        let ranges: Vec<(u32, u32)> = vec![(0, 0), (0, 1), (2, 2), (2, 3), (2, 4), (0, 0), (1, 1), (1, 2), (1, 3), (4, 4)];
+        let mut mask = vec![f64::NEG_INFINITY; b * q * k];
+        for (i, &(lo, hi)) in ranges.iter().enumerate() {
+            for j in lo..=hi {
+                mask[i * k + j as usize] = 0.0;
+            }
+        }
+        let mask = Tensor::from_vec(mask, (b, 1, q, k), &dev)?;
+        let x = Var::from_tensor(&Tensor::randn(0f64, 2.0, (b, h, q, k), &dev)?)?;
+        let w = Tensor::randn(0f64, 1.0, (b, h, q, k), &dev)?;
+        let r = KeyRanges { queries: q, ranges: Arc::new(ranges) };
+        let fused = masked_softmax(x.as_tensor(), &r)?;
+        let composed = softmax_last_dim(&x.as_tensor().broadcast_add(&mask)?)?;
+        assert!(max_diff(&fused, &composed) < 1e-12);
+        let gf = (fused * &w)?.sum_all()?.backward()?;
+        let gc = (composed * &w)?.sum_all()?.backward()?;
+        let (gf, gc) = (gf.get(x.as_tensor()).expect("grad"), gc.get(x.as_tensor()).expect("grad"));
+        assert!(max_diff(gf, gc) < 1e-12);
+        assert!(gf.abs()?.sum_all()?.to_scalar::<f64>()? > 0.0);
+        Ok(())
+    }
+}
