@@ -80,7 +80,8 @@ pub fn read_checkpoint(dir: &Path, device: &Device) -> Result<(Phi3Config, HashM
 /// Loads a checkpoint as a frozen model (no gradient) for sampling or as a reference.
 pub fn load_frozen(dir: &Path, dtype: DType, device: &Device) -> Result<Phi3> {
     let (cfg, tensors) = read_checkpoint(dir, device)?;
-    Phi3::new(&cfg, frozen_builder(Values::Tensors(tensors), dtype, device), Kernels::for_device(device)).map_err(|e| in_dir(e, dir))
+    Phi3::new(&cfg, frozen_builder(Values::Tensors(tensors), dtype, device), Kernels::for_device(device))
+        .map_err(|e| in_dir(e, dir))
 }
 
 /// Loads `tokenizer.json` from a checkpoint folder, if present, and checks it fits the model.
@@ -115,7 +116,8 @@ pub fn save(model: &Phi3, tokenizer: Option<&Tokenizer>, dir: &Path) -> Result<(
         safetensors::serialize_to_file(named.iter().map(|(n, t)| (n.as_str(), t)), Some(meta), tmp)
             .map_err(|e| Error::input("save checkpoint", format!("{}: {e}", tmp.display())))
     })?;
-    let cfg_text = serde_json::to_string_pretty(&model.config().to_json_value()).map_err(|e| Error::Json { path: dir.join(CONFIG_FILE), source: e })?;
+    let cfg_text = serde_json::to_string_pretty(&model.config().to_json_value())
+        .map_err(|e| Error::Json { path: dir.join(CONFIG_FILE), source: e })?;
     write_atomic(&dir.join(CONFIG_FILE), cfg_text.as_bytes())?;
     if let Some(t) = tokenizer {
         t.save(&dir.join(TOKENIZER_FILE))?;

@@ -79,10 +79,9 @@ impl std::str::FromStr for Preset {
             "tiny" => Ok(Preset::Tiny),
             "small" => Ok(Preset::Small),
             "phi4-mini" => Ok(Preset::Phi4Mini),
-            other => Err(Error::config(
-                "preset",
-                format!("unknown preset `{other}` (expected tiny, small or phi4-mini)"),
-            )),
+            other => {
+                Err(Error::config("preset", format!("unknown preset `{other}` (expected tiny, small or phi4-mini)")))
+            }
         }
     }
 }
@@ -145,11 +144,8 @@ impl Phi3Config {
         c.eos_token_id = vec![199_999];
         c.pad_token_id = Some(199_999);
         let half = c.rotary_dim() / 2;
-        c.rope_scaling = Some(LongRope {
-            short_factor: vec![1.0; half],
-            long_factor: vec![1.0; half],
-            attention_factor: None,
-        });
+        c.rope_scaling =
+            Some(LongRope { short_factor: vec![1.0; half], long_factor: vec![1.0; half], attention_factor: None });
         c
     }
 
@@ -196,10 +192,7 @@ impl Phi3Config {
         if self.hidden_size % self.num_attention_heads != 0 {
             return Err(Error::config(
                 "hidden_size",
-                format!(
-                    "{} is not divisible by num_attention_heads = {}",
-                    self.hidden_size, self.num_attention_heads
-                ),
+                format!("{} is not divisible by num_attention_heads = {}", self.hidden_size, self.num_attention_heads),
             ));
         }
         if self.num_attention_heads % self.num_key_value_heads != 0 {
@@ -231,12 +224,11 @@ impl Phi3Config {
             return Err(Error::config("rms_norm_eps", "must be positive"));
         }
         if let Some(s) = &self.rope_scaling {
-            for (field, f) in [("rope_scaling.short_factor", &s.short_factor), ("rope_scaling.long_factor", &s.long_factor)] {
+            for (field, f) in
+                [("rope_scaling.short_factor", &s.short_factor), ("rope_scaling.long_factor", &s.long_factor)]
+            {
                 if f.len() != rd / 2 {
-                    return Err(Error::config(
-                        field,
-                        format!("has {} entries, rotary_dim / 2 = {}", f.len(), rd / 2),
-                    ));
+                    return Err(Error::config(field, format!("has {} entries, rotary_dim / 2 = {}", f.len(), rd / 2)));
                 }
                 if f.iter().any(|x| !(*x > 0.0)) {
                     return Err(Error::config(field, "entries must be positive"));
@@ -307,13 +299,17 @@ impl Phi3Config {
         let opt_f64 = |o: &serde_json::Map<String, Value>, k: &str, field: &str| -> Result<Option<f64>> {
             match o.get(k) {
                 None | Some(Value::Null) => Ok(None),
-                Some(x) => x.as_f64().map(Some).ok_or_else(|| Error::config(field, format!("expected a number, found {x}"))),
+                Some(x) => {
+                    x.as_f64().map(Some).ok_or_else(|| Error::config(field, format!("expected a number, found {x}")))
+                }
             }
         };
         let opt_bool = |k: &str| -> Result<Option<bool>> {
             match obj.get(k) {
                 None | Some(Value::Null) => Ok(None),
-                Some(x) => x.as_bool().map(Some).ok_or_else(|| Error::config(k, format!("expected a boolean, found {x}"))),
+                Some(x) => {
+                    x.as_bool().map(Some).ok_or_else(|| Error::config(k, format!("expected a boolean, found {x}")))
+                }
             }
         };
         let heads = req("num_attention_heads")?;
@@ -323,7 +319,9 @@ impl Phi3Config {
         let scaling_obj = match obj.get("rope_scaling") {
             Some(Value::Object(m)) => Some(("rope_scaling", m)),
             Some(Value::Null) | None => rope_params.map(|m| ("rope_parameters", m)),
-            Some(other) => return Err(Error::config("rope_scaling", format!("expected an object or null, found {other}"))),
+            Some(other) => {
+                return Err(Error::config("rope_scaling", format!("expected an object or null, found {other}")))
+            }
         };
         let mut rope_theta = opt_f64(obj, "rope_theta", "rope_theta")?;
         let mut partial = opt_f64(obj, "partial_rotary_factor", "partial_rotary_factor")?;
@@ -346,11 +344,14 @@ impl Phi3Config {
                                 .and_then(Value::as_array)
                                 .ok_or_else(|| Error::config(&field, "missing (required by longrope)"))?;
                             arr.iter()
-                                .map(|x| x.as_f64().ok_or_else(|| Error::config(&field, format!("non-numeric entry {x}"))))
+                                .map(|x| {
+                                    x.as_f64().ok_or_else(|| Error::config(&field, format!("non-numeric entry {x}")))
+                                })
                                 .collect()
                         };
                         if original_max.is_none() {
-                            original_max = m.get("original_max_position_embeddings").and_then(Value::as_u64).map(|n| n as usize);
+                            original_max =
+                                m.get("original_max_position_embeddings").and_then(Value::as_u64).map(|n| n as usize);
                         }
                         Some(LongRope {
                             short_factor: factors("short_factor")?,
@@ -371,16 +372,26 @@ impl Phi3Config {
             match obj.get(k) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::Array(a)) => Ok(a.first().and_then(Value::as_u64).map(|n| n as u32)),
-                Some(x) => x.as_u64().map(|n| Some(n as u32)).ok_or_else(|| Error::config(k, format!("expected a token id, found {x}"))),
+                Some(x) => x
+                    .as_u64()
+                    .map(|n| Some(n as u32))
+                    .ok_or_else(|| Error::config(k, format!("expected a token id, found {x}"))),
             }
         };
         let eos = match obj.get("eos_token_id") {
             None | Some(Value::Null) => vec![],
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|x| x.as_u64().map(|n| n as u32).ok_or_else(|| Error::config("eos_token_id", format!("expected a token id, found {x}"))))
+                .map(|x| {
+                    x.as_u64()
+                        .map(|n| n as u32)
+                        .ok_or_else(|| Error::config("eos_token_id", format!("expected a token id, found {x}")))
+                })
                 .collect::<Result<_>>()?,
-            Some(x) => vec![x.as_u64().ok_or_else(|| Error::config("eos_token_id", format!("expected a token id, found {x}")))? as u32],
+            Some(x) => vec![x
+                .as_u64()
+                .ok_or_else(|| Error::config("eos_token_id", format!("expected a token id, found {x}")))?
+                as u32],
         };
         let cfg = Phi3Config {
             vocab_size: req("vocab_size")?,
@@ -530,7 +541,8 @@ mod tests {
     fn accepts_type_or_rope_type_and_rope_parameters_and_unknown_fields() {
         let mut v = Phi3Config::tiny().to_json_value();
         v["some_future_field"] = "x".into();
-        v["rope_scaling"] = serde_json::json!({"type": "su", "short_factor": vec![1.0; 32], "long_factor": vec![2.0; 32]});
+        v["rope_scaling"] =
+            serde_json::json!({"type": "su", "short_factor": vec![1.0; 32], "long_factor": vec![2.0; 32]});
         let c = Phi3Config::from_json_value(&v).expect("parses");
         assert_eq!(c.rope_scaling.as_ref().map(|s| s.long_factor[0]), Some(2.0));
 

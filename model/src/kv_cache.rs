@@ -7,8 +7,8 @@
 use crate::config::Phi3Config;
 use crate::error::{Error, Result};
 use crate::kernels::KeyRanges;
-use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
+use std::sync::Arc;
 
 /// Per-layer key/value tensors `(b, kv_heads, capacity, head_dim)` plus per-row bookkeeping for
 /// prompts of different lengths (left padding).
@@ -70,7 +70,10 @@ impl KvCache {
     /// position ids. Padding tokens take the row's current position and do not advance it.
     pub(crate) fn admit(&mut self, t: usize, valid: &[u8]) -> Result<Vec<u32>> {
         if valid.len() != self.batch * t {
-            return Err(Error::input("forward_cached", format!("valid has {} entries, expected {}x{t}", valid.len(), self.batch)));
+            return Err(Error::input(
+                "forward_cached",
+                format!("valid has {} entries, expected {}x{t}", valid.len(), self.batch),
+            ));
         }
         if self.len + t > self.capacity {
             return Err(Error::input(
@@ -126,9 +129,7 @@ impl KvCache {
                 let row = &mut m[(r * t + i) * total..(r * t + i + 1) * total];
                 for (k, v) in row.iter_mut().enumerate().take(q + 1) {
                     let ok = k == q
-                        || (q_valid
-                            && self.key_valid[r * self.capacity + k] != 0
-                            && window.is_none_or(|w| q - k < w));
+                        || (q_valid && self.key_valid[r * self.capacity + k] != 0 && window.is_none_or(|w| q - k < w));
                     if ok {
                         *v = 0.0;
                     }

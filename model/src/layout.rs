@@ -28,7 +28,10 @@ impl AttentionLayout {
     /// padding both work; positions count real tokens only, as transformers' `generate` does.
     pub fn from_mask(batch: usize, seq_len: usize, mask: &[u8]) -> Result<Self> {
         if mask.len() != batch * seq_len {
-            return Err(Error::input("AttentionLayout::from_mask", format!("mask has {} entries, expected {batch}x{seq_len}", mask.len())));
+            return Err(Error::input(
+                "AttentionLayout::from_mask",
+                format!("mask has {} entries, expected {batch}x{seq_len}", mask.len()),
+            ));
         }
         Ok(AttentionLayout { batch, seq_len, segments: mask.iter().map(|&m| u32::from(m != 0)).collect() })
     }
@@ -40,7 +43,10 @@ impl AttentionLayout {
         for (r, docs) in doc_lens.iter().enumerate() {
             let total: usize = docs.iter().sum();
             if total > seq_len {
-                return Err(Error::input("AttentionLayout::packed", format!("row {r} holds {total} tokens > seq_len {seq_len}")));
+                return Err(Error::input(
+                    "AttentionLayout::packed",
+                    format!("row {r} holds {total} tokens > seq_len {seq_len}"),
+                ));
             }
             for (i, &len) in docs.iter().enumerate() {
                 segments.extend(std::iter::repeat_n(i as u32 + 1, len));
@@ -53,7 +59,10 @@ impl AttentionLayout {
     /// A layout from explicit segment ids (`(b, t)` row-major; 0 = padding).
     pub fn from_segments(batch: usize, seq_len: usize, segments: Vec<u32>) -> Result<Self> {
         if segments.len() != batch * seq_len {
-            return Err(Error::input("AttentionLayout::from_segments", format!("{} ids, expected {batch}x{seq_len}", segments.len())));
+            return Err(Error::input(
+                "AttentionLayout::from_segments",
+                format!("{} ids, expected {batch}x{seq_len}", segments.len()),
+            ));
         }
         Ok(AttentionLayout { batch, seq_len, segments })
     }

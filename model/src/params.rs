@@ -76,7 +76,10 @@ impl SimpleBackend for ParamSource {
         let value = match values {
             Values::Tensors(map) => {
                 let t = map.get(name).ok_or_else(|| {
-                    candle_core::Error::msg(format!("checkpoint is missing tensor `{name}` (expected shape {:?})", s.dims()))
+                    candle_core::Error::msg(format!(
+                        "checkpoint is missing tensor `{name}` (expected shape {:?})",
+                        s.dims()
+                    ))
                 })?;
                 if t.dims() != s.dims() {
                     candle_core::bail!("tensor `{name}` has shape {:?}, the config implies {:?}", t.dims(), s.dims());
@@ -92,7 +95,10 @@ impl SimpleBackend for ParamSource {
             Some(vm) => {
                 let var = Var::from_tensor(&value)?;
                 let t = var.as_tensor().clone();
-                vm.data().lock().map_err(|_| candle_core::Error::msg("varmap lock poisoned"))?.insert(name.to_string(), var);
+                vm.data()
+                    .lock()
+                    .map_err(|_| candle_core::Error::msg("varmap lock poisoned"))?
+                    .insert(name.to_string(), var);
                 Ok(t)
             }
             None => Ok(value.detach()),

@@ -11,8 +11,8 @@
 
 use crate::config::Phi3Config;
 use crate::error::{Error, Result};
+use crate::kernels::{masked_softmax, qkv_rope, swiglu, KeyRanges};
 use crate::kv_cache::KvCache;
-use crate::kernels::{masked_softmax, KeyRanges};
 use crate::layout::AttentionLayout;
 use crate::ops::{self, Kernels};
 use crate::rope::Rope;
@@ -32,6 +32,14 @@ fn linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
         *l = w.dim(0)?;
     }
     y.reshape(out)
+}
+
+/// Rotary tables of one forward call: raw values per `(b, t)` position for the fused kernel, and
+/// `(b, 1, t, r/2)` tensors for the composed path.
+struct RopeTables {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    tensors: Option<(Tensor, Tensor)>,
 }
 
 /// Which keys each query may attend to.
@@ -77,19 +85,22 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        rope: &RopeTables,
         mask: &AttnMask,
         cache: Option<(&Tensor, &Tensor, usize)>,
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let qkv = linear(x, &self.qkv_proj)?;
-        let q = qkv.narrow(2, 0, nh * d)?.reshape((b, t, nh, d))?.transpose(1, 2)?;
-        let key = qkv.narrow(2, nh * d, nkv * d)?.reshape((b, t, nkv, d))?.transpose(1, 2)?;
-        let value = qkv.narrow(2, (nh + nkv) * d, nkv * d)?.reshape((b, t, nkv, d))?.transpose(1, 2)?;
-        let q = ops::apply_rotary(&q, cos, sin)?;
-        let key = ops::apply_rotary(&key, cos, sin)?;
+        let (q, key, value) = match &rope.tensors {
+            None => qkv_rope(&qkv, nh, nkv, &rope.cos, &rope.sin)?,
+            Some((cos, sin)) => {
+                let q = qkv.narrow(2, 0, nh * d)?.reshape((b, t, nh, d))?.transpose(1, 2)?;
+                let key = qkv.narrow(2, nh * d, nkv * d)?.reshape((b, t, nkv, d))?.transpose(1, 2)?;
+                let value = qkv.narrow(2, (nh + nkv) * d, nkv * d)?.reshape((b, t, nkv, d))?.transpose(1, 2)?;
+                (ops::apply_rotary(&q, cos, sin)?, ops::apply_rotary(&key, cos, sin)?, value)
+            }
+        };
         let (key, value) = match cache {
             None => (key.contiguous()?, value.contiguous()?),
             Some((kc, vc, offset)) => {
@@ -118,6 +129,7 @@ struct Mlp {
     gate_up_proj: Tensor,
     down_proj: Tensor,
     intermediate: usize,
+    fused: bool,
 }
 
 impl Mlp {
@@ -127,11 +139,15 @@ impl Mlp {
             gate_up_proj: vb.get_with_hints((2 * i, h), "gate_up_proj.weight", WEIGHT_INIT)?,
             down_proj: vb.get_with_hints((h, i), "down_proj.weight", WEIGHT_INIT)?,
             intermediate: i,
+            fused: false,
         })
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let gu = linear(x, &self.gate_up_proj)?;
+        if self.fused {
+            return linear(&swiglu(&gu)?, &self.down_proj);
+        }
         let gate = gu.narrow(D::Minus1, 0, self.intermediate)?;
         let up = gu.narrow(D::Minus1, self.intermediate, self.intermediate)?;
         linear(&(up * gate.silu()?)?, &self.down_proj)
@@ -188,7 +204,7 @@ impl Phi3 {
         } else {
             vb.get_with_hints((cfg.vocab_size, cfg.hidden_size), "lm_head.weight", WEIGHT_INIT)?
         };
-        Ok(Phi3 {
+        let model = Phi3 {
             cfg: cfg.clone(),
             embed_tokens,
             layers,
@@ -198,12 +214,17 @@ impl Phi3 {
             kernels,
             device: vb.device().clone(),
             dtype: vb.dtype(),
-        })
+        };
+        Ok(model.with_kernels(kernels))
     }
 
     /// The same weights with other kernels (e.g. [`Kernels::Composed`] to debug a fused kernel).
     pub fn with_kernels(mut self, kernels: Kernels) -> Self {
         self.kernels = kernels;
+        let fused = kernels.fused_for(&self.embed_tokens);
+        for l in &mut self.layers {
+            l.mlp.fused = fused;
+        }
         self
     }
 
@@ -249,11 +270,8 @@ impl Phi3 {
     /// A deep copy of the weights that records no gradient: the form for sampling and for frozen
     /// reference models. Later updates of `self` do not reach it.
     pub fn frozen(&self) -> Result<Phi3> {
-        let tensors = self
-            .named_weights()
-            .into_iter()
-            .map(|(n, t)| Ok((n, t.detach().copy()?)))
-            .collect::<Result<_>>()?;
+        let tensors =
+            self.named_weights().into_iter().map(|(n, t)| Ok((n, t.detach().copy()?))).collect::<Result<_>>()?;
         let vb = crate::params::frozen_builder(crate::params::Values::Tensors(tensors), self.dtype, &self.device);
         Phi3::new(&self.cfg, vb, self.kernels)
     }
@@ -262,7 +280,9 @@ impl Phi3 {
     pub fn check_ids(&self, ids: &[u32]) -> Result<()> {
         match ids.iter().position(|&id| id as usize >= self.cfg.vocab_size) {
             None => Ok(()),
-            Some(position) => Err(Error::TokenOutOfRange { id: ids[position], position, vocab_size: self.cfg.vocab_size }),
+            Some(position) => {
+                Err(Error::TokenOutOfRange { id: ids[position], position, vocab_size: self.cfg.vocab_size })
+            }
         }
     }
 
@@ -273,12 +293,17 @@ impl Phi3 {
         Ok(self.embed_tokens.index_select(&flat, 0)?.reshape((b, t, self.cfg.hidden_size))?)
     }
 
-    fn cos_sin(&self, positions: &[u32], b: usize, t: usize) -> Result<(Tensor, Tensor)> {
-        let (cos, sin) = self.rope.cos_sin(positions, &self.device)?;
-        let half = cos.dim(1)?;
-        let cos = cos.reshape((b, 1, t, half))?.to_dtype(self.dtype)?;
-        let sin = sin.reshape((b, 1, t, half))?.to_dtype(self.dtype)?;
-        Ok((cos, sin))
+    fn rope_tables(&self, positions: &[u32], b: usize, t: usize) -> Result<RopeTables> {
+        let (cos, sin) = self.rope.cos_sin_values(positions);
+        let tensors = if self.kernels.fused_for(&self.embed_tokens) {
+            None
+        } else {
+            let half = cos.len() / (b * t).max(1);
+            let cos_t = Tensor::from_slice(&cos, (b, 1, t, half), &self.device)?.to_dtype(self.dtype)?;
+            let sin_t = Tensor::from_slice(&sin, (b, 1, t, half), &self.device)?.to_dtype(self.dtype)?;
+            Some((cos_t, sin_t))
+        };
+        Ok(RopeTables { cos, sin, tensors })
     }
 
     /// Training forward: logits for every position.
@@ -294,17 +319,20 @@ impl Phi3 {
     pub fn forward_hidden(&self, input_ids: &Tensor, layout: &AttentionLayout) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         if layout.dims() != (b, t) {
-            return Err(Error::input("Phi3::forward", format!("layout is {:?} but input_ids is ({b}, {t})", layout.dims())));
+            return Err(Error::input(
+                "Phi3::forward",
+                format!("layout is {:?} but input_ids is ({b}, {t})", layout.dims()),
+            ));
         }
         let mut x = self.embed(input_ids)?;
-        let (cos, sin) = self.cos_sin(&layout.position_ids(), b, t)?;
+        let rope = self.rope_tables(&layout.position_ids(), b, t)?;
         let mask = if self.kernels.fused_for(&self.embed_tokens) {
             AttnMask::Ranges(layout.key_ranges(self.cfg.sliding_window))
         } else {
             AttnMask::Dense(layout.additive_mask(self.cfg.sliding_window, &self.device)?.to_dtype(self.dtype)?)
         };
         for l in &self.layers {
-            x = self.layer_forward(l, &x, &cos, &sin, &mask, None)?;
+            x = self.layer_forward(l, &x, &rope, &mask, None)?;
         }
         Ok(ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps, self.kernels)?)
     }
@@ -318,14 +346,13 @@ impl Phi3 {
         &self,
         l: &DecoderLayer,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        rope: &RopeTables,
         mask: &AttnMask,
         cache: Option<(&Tensor, &Tensor, usize)>,
     ) -> Result<Tensor> {
         let eps = self.cfg.rms_norm_eps;
         let h = ops::rms_norm(x, &l.input_layernorm, eps, self.kernels)?;
-        let x = (x + l.self_attn.forward(&h, cos, sin, mask, cache)?)?;
+        let x = (x + l.self_attn.forward(&h, rope, mask, cache)?)?;
         let h = ops::rms_norm(&x, &l.post_attention_layernorm, eps, self.kernels)?;
         Ok((&x + l.mlp.forward(&h)?)?)
     }
@@ -337,15 +364,24 @@ impl Phi3 {
     ///
     /// # Shapes
     /// `input_ids`: (b, t) u32 → (b, v) for [`LogitsAt::Last`], (b, t, v) for [`LogitsAt::All`]
-    pub fn forward_cached(&self, input_ids: &Tensor, valid: &[u8], cache: &mut KvCache, at: LogitsAt) -> Result<Tensor> {
+    pub fn forward_cached(
+        &self,
+        input_ids: &Tensor,
+        valid: &[u8],
+        cache: &mut KvCache,
+        at: LogitsAt,
+    ) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         if cache.batch() != b || cache.keys.len() != self.layers.len() {
-            return Err(Error::input("forward_cached", format!("cache is for batch {}, input has {b} rows", cache.batch())));
+            return Err(Error::input(
+                "forward_cached",
+                format!("cache is for batch {}, input has {b} rows", cache.batch()),
+            ));
         }
         let mut x = self.embed(input_ids)?;
         let offset = cache.len;
         let positions = cache.admit(t, valid)?;
-        let (cos, sin) = self.cos_sin(&positions, b, t)?;
+        let rope = self.rope_tables(&positions, b, t)?;
         let ranges = match self.kernels.fused_for(&self.embed_tokens) {
             true => cache.key_ranges(t, self.cfg.sliding_window),
             false => None,
@@ -355,7 +391,7 @@ impl Phi3 {
             None => AttnMask::Dense(cache.mask(t, self.cfg.sliding_window, &self.device)?.to_dtype(self.dtype)?),
         };
         for (i, l) in self.layers.iter().enumerate() {
-            x = self.layer_forward(l, &x, &cos, &sin, &mask, Some((&cache.keys[i], &cache.values[i], offset)))?;
+            x = self.layer_forward(l, &x, &rope, &mask, Some((&cache.keys[i], &cache.values[i], offset)))?;
         }
         cache.len += t;
         let x = match at {

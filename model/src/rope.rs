@@ -52,17 +52,15 @@ impl Rope {
         self.attention_scaling
     }
 
-    /// `cos` and `sin` of every position, shaped (n, r/2) in f32. As in transformers, the long factors
-    /// are used for the whole call when its largest position + 1 exceeds `original_max_position_embeddings`.
-    pub fn cos_sin(&self, positions: &[u32], device: &Device) -> Result<(Tensor, Tensor)> {
+    /// `cos` and `sin` of every position, flat `(n, r/2)` f32 values; see [`Self::cos_sin`].
+    pub fn cos_sin_values(&self, positions: &[u32]) -> (Vec<f32>, Vec<f32>) {
         let max_pos = positions.iter().copied().max().unwrap_or(0) as usize;
         let inv = match &self.long_inv_freq {
             Some(long) if max_pos + 1 > self.original_max_position_embeddings => long,
             _ => &self.short_inv_freq,
         };
-        let half = inv.len();
-        let mut cos = Vec::with_capacity(positions.len() * half);
-        let mut sin = Vec::with_capacity(positions.len() * half);
+        let mut cos = Vec::with_capacity(positions.len() * inv.len());
+        let mut sin = Vec::with_capacity(positions.len() * inv.len());
         for &p in positions {
             for f in inv {
                 // transformers computes the angle in f32; so do we, for bit-closeness at long positions.
@@ -71,6 +69,14 @@ impl Rope {
                 sin.push((angle.sin() * self.attention_scaling) as f32);
             }
         }
+        (cos, sin)
+    }
+
+    /// `cos` and `sin` of every position, shaped (n, r/2) in f32. As in transformers, the long factors
+    /// are used for the whole call when its largest position + 1 exceeds `original_max_position_embeddings`.
+    pub fn cos_sin(&self, positions: &[u32], device: &Device) -> Result<(Tensor, Tensor)> {
+        let (cos, sin) = self.cos_sin_values(positions);
+        let half = self.short_inv_freq.len();
         let n = positions.len();
         Ok((Tensor::from_vec(cos, (n, half), device)?, Tensor::from_vec(sin, (n, half), device)?))
     }
@@ -85,7 +91,8 @@ mod tests {
     fn longrope_switches_factors_and_scales_attention() {
         let mut cfg = Phi3Config::tiny();
         cfg.max_position_embeddings = 4096 * 32;
-        cfg.rope_scaling = Some(LongRope { short_factor: vec![1.0; 32], long_factor: vec![4.0; 32], attention_factor: None });
+        cfg.rope_scaling =
+            Some(LongRope { short_factor: vec![1.0; 32], long_factor: vec![4.0; 32], attention_factor: None });
         let r = Rope::new(&cfg);
         let expect = (1.0f64 + (32f64).ln() / (4096f64).ln()).sqrt();
         assert!((r.attention_scaling() - expect).abs() < 1e-12);

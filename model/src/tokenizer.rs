@@ -36,7 +36,8 @@ fn tok_err(e: impl std::fmt::Display) -> Error {
 impl Tokenizer {
     /// Loads a `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+        let inner =
+            tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
         Ok(Tokenizer { inner })
     }
 
@@ -125,7 +126,9 @@ mod tests {
     use super::*;
 
     fn corpus() -> Vec<String> {
-        (0..300).map(|i| format!("Tom has {i} apples and buys {} more. {i} + {} = {}", i % 7, i % 7, i + i % 7)).collect()
+        (0..300)
+            .map(|i| format!("Tom has {i} apples and buys {} more. {i} + {} = {}", i % 7, i % 7, i + i % 7))
+            .collect()
     }
 
     #[test]

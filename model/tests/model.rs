@@ -14,7 +14,13 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).and_then(|d| d.abs()).and_then(|d| d.flatten_all()).and_then(|d| d.max(0)).and_then(|d| d.to_dtype(DType::F32)).and_then(|d| d.to_scalar::<f32>()).expect("diff")
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.flatten_all())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_dtype(DType::F32))
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("diff")
 }
 
 /// A small config with grouped-query attention and partial rotary embeddings.
@@ -153,7 +159,8 @@ fn cached_decoding_of_a_ragged_batch_equals_the_full_forward() -> R {
         valid.extend(std::iter::repeat_n(0u8, t0 - p.len()).chain(std::iter::repeat_n(1u8, p.len())));
     }
     let mut cache = KvCache::new(&cfg, b, t0 + 6, DType::F32, &dev)?;
-    let mut logits = model.forward_cached(&Tensor::from_vec(flat, (b, t0), &dev)?, &valid, &mut cache, LogitsAt::Last)?;
+    let mut logits =
+        model.forward_cached(&Tensor::from_vec(flat, (b, t0), &dev)?, &valid, &mut cache, LogitsAt::Last)?;
     let mut seqs = prompts.clone();
     for step in 0..6 {
         for (r, seq) in seqs.iter().enumerate() {
@@ -217,7 +224,8 @@ fn checkpoints_round_trip_with_hf_names_and_frozen_copies_stay_frozen() -> R {
         let tm = TrainableModel::init(&cfg, 21, DType::F32, &dev)?;
         let dir = tempfile::tempdir()?;
         save(&tm.model, None, dir.path())?;
-        let names: Vec<String> = candle_core::safetensors::load(dir.path().join(WEIGHTS_FILE), &dev)?.into_keys().collect();
+        let names: Vec<String> =
+            candle_core::safetensors::load(dir.path().join(WEIGHTS_FILE), &dev)?.into_keys().collect();
         assert!(names.contains(&"model.layers.1.self_attn.qkv_proj.weight".to_string()));
         assert!(names.contains(&"model.layers.0.mlp.gate_up_proj.weight".to_string()));
         assert_eq!(names.contains(&"lm_head.weight".to_string()), !tie);
@@ -256,10 +264,14 @@ fn bad_checkpoints_and_ids_are_named_in_the_error() -> R {
     let e = TrainableModel::load(dir.path(), DType::F32, &dev).err().expect("must fail").to_string();
     assert!(e.contains("model.layers.0.mlp.down_proj.weight") && e.contains("[3, 3]"), "{e}");
 
-    let e = tm.model.forward(&ids(&[1, 64, 2], &dev), &AttentionLayout::full(1, 3)).err().expect("must fail").to_string();
+    let e =
+        tm.model.forward(&ids(&[1, 64, 2], &dev), &AttentionLayout::full(1, 3)).err().expect("must fail").to_string();
     assert!(e.contains("token id 64") && e.contains("position 1"), "{e}");
 
-    std::fs::write(dir.path().join("config.json"), r#"{"model_type": "phi3", "vocab_size": 64, "hidden_size": 30, "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 4}"#)?;
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"model_type": "phi3", "vocab_size": 64, "hidden_size": 30, "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 4}"#,
+    )?;
     let e = load_frozen(dir.path(), DType::F32, &dev).err().expect("must fail").to_string();
     assert!(e.contains("hidden_size") && e.contains("config.json"), "{e}");
     Ok(())
@@ -277,7 +289,8 @@ fn fused_and_composed_kernels_agree_on_logits_and_every_gradient() -> R {
     // A packed row and a padded row in one batch.
     let tokens: Vec<u32> = (0..32).map(|i| (i * 13 + 1) % 64).collect();
     let input = Tensor::from_vec(tokens, (2, 16), &dev)?;
-    let layout = AttentionLayout::from_segments(2, 16, [vec![1; 6], vec![2; 7], vec![0; 3], vec![1; 12], vec![0; 4]].concat())?;
+    let layout =
+        AttentionLayout::from_segments(2, 16, [vec![1; 6], vec![2; 7], vec![0; 3], vec![1; 12], vec![0; 4]].concat())?;
     let a = tm.model.forward(&input, &layout)?;
     let b = composed_model.forward(&input, &layout)?;
     assert!(max_abs_diff(&a, &b) < 1e-5);

@@ -83,7 +83,8 @@ pub fn generate(model: &Phi3, prompts: &[Vec<u32>], cfg: &SamplingConfig, stop: 
         valid.extend(std::iter::repeat_n(0u8, t0 - p.len()).chain(std::iter::repeat_n(1u8, p.len())));
     }
     let mut cache = KvCache::new(model.config(), b, t0 + cfg.max_new_tokens, model.dtype(), dev)?;
-    let mut logits = model.forward_cached(&Tensor::from_vec(flat, (b, t0), dev)?, &valid, &mut cache, LogitsAt::Last)?;
+    let mut logits =
+        model.forward_cached(&Tensor::from_vec(flat, (b, t0), dev)?, &valid, &mut cache, LogitsAt::Last)?;
     let mut rngs: Vec<StdRng> = (0..b).map(|r| row_rng(cfg.seed, r)).collect();
     let mut out: Vec<Generation> = (0..b)
         .map(|_| Generation { tokens: vec![], logprobs: vec![], policy_logprobs: vec![], finish: FinishReason::Length })
@@ -117,7 +118,8 @@ pub fn generate(model: &Phi3, prompts: &[Vec<u32>], cfg: &SamplingConfig, stop: 
         if done.iter().all(|&d| d) || step + 1 == cfg.max_new_tokens {
             break;
         }
-        logits = model.forward_cached(&Tensor::from_vec(next, (b, 1), dev)?, &next_valid, &mut cache, LogitsAt::Last)?;
+        logits =
+            model.forward_cached(&Tensor::from_vec(next, (b, 1), dev)?, &next_valid, &mut cache, LogitsAt::Last)?;
     }
     Ok(out)
 }

@@ -55,7 +55,10 @@ impl SamplingConfig {
             return Err(Error::Config { key: "min_new_tokens", reason: "exceeds max_new_tokens".into() });
         }
         if self.stop_strings.iter().any(String::is_empty) {
-            return Err(Error::Config { key: "stop_strings", reason: "an empty stop string would stop at once".into() });
+            return Err(Error::Config {
+                key: "stop_strings",
+                reason: "an empty stop string would stop at once".into(),
+            });
         }
         Ok(())
     }
@@ -135,11 +138,7 @@ pub fn sample(logits: &[f32], cfg: &SamplingConfig, banned: &[u32], rng: &mut im
         }
     }
     let token = cand[pick].0;
-    Sampled {
-        token,
-        logprob: (probs[pick] / total).ln(),
-        policy_logprob: log_softmax_at(logits, token as usize, 1.0),
-    }
+    Sampled { token, logprob: (probs[pick] / total).ln(), policy_logprob: log_softmax_at(logits, token as usize, 1.0) }
 }
 
 /// Sampling temperature as a function of the training step (stage 4's annealing).

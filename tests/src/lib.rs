@@ -24,11 +24,7 @@ pub fn run(args: &[&str]) -> Output {
 /// Runs the binary, asserts success, and returns stdout.
 pub fn run_ok(args: &[&str]) -> String {
     let out = run(args);
-    assert!(
-        out.status.success(),
-        "phi4r-actors {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "phi4r-actors {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("stdout is UTF-8")
 }
 

@@ -14,15 +14,26 @@ fn init_then_logits_and_generate_from_a_fresh_checkpoint() {
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
         assert!(out.join(f).exists(), "{f} written");
     }
-    let logits: Value = serde_json::from_str(&run_ok(&["model", "logits", "--model", o, "--ids", "1,2,3"])).expect("JSON");
+    let logits: Value =
+        serde_json::from_str(&run_ok(&["model", "logits", "--model", o, "--ids", "1,2,3"])).expect("JSON");
     let rows = logits["logits"].as_array().expect("rows");
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0].as_array().map(Vec::len), Some(1024));
 
     let gen = |seed: &str| -> Value {
         serde_json::from_str(&run_ok(&[
-            "generate", "--model", o, "--prompt", "Tom has 3 apples", "--temperature", "1.0", "--max-new-tokens", "12",
-            "--seed", seed, "--json",
+            "generate",
+            "--model",
+            o,
+            "--prompt",
+            "Tom has 3 apples",
+            "--temperature",
+            "1.0",
+            "--max-new-tokens",
+            "12",
+            "--seed",
+            seed,
+            "--json",
         ]))
         .expect("JSON")
     };
@@ -33,7 +44,8 @@ fn init_then_logits_and_generate_from_a_fresh_checkpoint() {
     assert_eq!(a["logprobs"].as_array().map(Vec::len), Some(n));
     assert!(["length", "eos"].contains(&a["finish_reason"].as_str().unwrap_or("")) || a["finish_reason"].is_object());
 
-    let ids: Value = serde_json::from_str(&run_ok(&["model", "tokenize", "--model", o, "--text", "123"])).expect("JSON");
+    let ids: Value =
+        serde_json::from_str(&run_ok(&["model", "tokenize", "--model", o, "--text", "123"])).expect("JSON");
     assert_eq!(ids["ids"].as_array().map(Vec::len), Some(3), "digits are split");
 }
 
@@ -55,7 +67,9 @@ fn bad_input_gets_a_clear_error() {
     assert!(e.contains("vocab_size is 10"), "{e}");
     // Inconsistent config.json.
     let cfg = out.join("config.json");
-    let text = std::fs::read_to_string(&cfg).expect("config").replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 3");
+    let text = std::fs::read_to_string(&cfg)
+        .expect("config")
+        .replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 3");
     std::fs::write(&cfg, text).expect("write");
     let e = run_err(&["generate", "--model", o, "--prompt", "hi"]);
     assert!(e.contains("hidden_size") && e.contains("num_attention_heads = 3"), "{e}");

@@ -7,13 +7,15 @@ use std::process::{Command, Stdio};
 
 #[test]
 fn single_pair_prints_the_verdict() {
-    let v: Value = serde_json::from_str(&run_ok(&["verify", "--gold", "\\frac{1}{2}", "--response", "so \\boxed{0.5}."]))
-        .expect("JSON");
+    let v: Value =
+        serde_json::from_str(&run_ok(&["verify", "--gold", "\\frac{1}{2}", "--response", "so \\boxed{0.5}."]))
+            .expect("JSON");
     assert_eq!(v["correct"], true);
     assert_eq!(v["outcome"], "correct");
     assert_eq!(v["extracted"], "0.5");
-    let v: Value = serde_json::from_str(&run_ok(&["verify", "--gold", "7", "--response", "I ran out of", "--truncated"]))
-        .expect("JSON");
+    let v: Value =
+        serde_json::from_str(&run_ok(&["verify", "--gold", "7", "--response", "I ran out of", "--truncated"]))
+            .expect("JSON");
     assert_eq!(v["outcome"], "truncated");
 }
 

@@ -35,7 +35,9 @@ fn verifier_bench(a: VerifierBenchArgs) -> anyhow::Result<()> {
     let report = phi4r_verifier::bench::run(&a.eval_dir)?;
     let mut v = serde_json::to_value(&report)?;
     if let Some(p) = &a.peer {
-        let peer: Value = serde_json::from_str(&std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("--peer {}: {e}", p.display()))?)?;
+        let peer: Value = serde_json::from_str(
+            &std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("--peer {}: {e}", p.display()))?,
+        )?;
         let mut ratios = serde_json::Map::new();
         for set in &report.sets {
             let theirs = peer.pointer(&format!("/{}/verifications_per_s", set.name)).and_then(Value::as_f64);
@@ -230,7 +232,9 @@ fn ratio(ours: &Value, peer: Option<&Value>) -> Value {
 fn model_bench(a: ModelBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
     let dev = crate::cli::device()?;
     let peer: Option<Value> = match &a.peer {
-        Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("--peer {}: {e}", p.display()))?)?),
+        Some(p) => Some(serde_json::from_str(
+            &std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("--peer {}: {e}", p.display()))?,
+        )?),
         None => None,
     };
     let peak = fp32_peak(pool.threads());

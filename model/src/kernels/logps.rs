@@ -46,8 +46,12 @@ impl CustomOp1 for TokenLogps {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, v) = l.shape().dims2()?;
         let out = match s {
-            CpuStorage::F32(_) => f32::to_cpu_storage_owned(fwd(contiguous::<f32>(self.name(), s, l)?, v, &self.targets)),
-            CpuStorage::F64(_) => f64::to_cpu_storage_owned(fwd(contiguous::<f64>(self.name(), s, l)?, v, &self.targets)),
+            CpuStorage::F32(_) => {
+                f32::to_cpu_storage_owned(fwd(contiguous::<f32>(self.name(), s, l)?, v, &self.targets))
+            }
+            CpuStorage::F64(_) => {
+                f64::to_cpu_storage_owned(fwd(contiguous::<f64>(self.name(), s, l)?, v, &self.targets))
+            }
             _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
         };
         Ok((out, Shape::from(n)))

@@ -4,6 +4,8 @@
 //! - [`masked_softmax`]: softmax over each row's allowed key range (causal, padding, packed documents,
 //!   sliding window) without materializing a mask.
 //! - [`rms_norm`]: RMSNorm with gradients for both input and weight.
+//! - [`qkv_rope`]: split of the fused `qkv_proj` output into heads with rotary embeddings applied.
+//! - [`swiglu`]: `silu(gate) * up` over the fused `gate_up_proj` output.
 //! - [`token_logps`]: log-softmax gathered at the targets (the cross-entropy core) over the vocabulary.
 //!
 //! Each has a test against the composed version (forward to 1e-5, gradients to 1e-4). They run on the
@@ -11,11 +13,15 @@
 
 mod logps;
 mod rms_norm;
+mod rope;
 mod softmax;
+mod swiglu;
 
 pub use logps::token_logps;
 pub use rms_norm::rms_norm;
+pub use rope::qkv_rope;
 pub use softmax::{masked_softmax, KeyRanges};
+pub use swiglu::swiglu;
 
 use candle_core::{CpuStorage, Layout, Result, WithDType};
 

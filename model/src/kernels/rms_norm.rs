@@ -64,8 +64,16 @@ impl CustomOp2 for RmsNorm {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let y = match s1 {
-            CpuStorage::F32(_) => f32::to_cpu_storage_owned(fwd(contiguous::<f32>(self.name(), s1, l1)?, contiguous::<f32>(self.name(), s2, l2)?, self.eps)),
-            CpuStorage::F64(_) => f64::to_cpu_storage_owned(fwd(contiguous::<f64>(self.name(), s1, l1)?, contiguous::<f64>(self.name(), s2, l2)?, self.eps)),
+            CpuStorage::F32(_) => f32::to_cpu_storage_owned(fwd(
+                contiguous::<f32>(self.name(), s1, l1)?,
+                contiguous::<f32>(self.name(), s2, l2)?,
+                self.eps,
+            )),
+            CpuStorage::F64(_) => f64::to_cpu_storage_owned(fwd(
+                contiguous::<f64>(self.name(), s1, l1)?,
+                contiguous::<f64>(self.name(), s2, l2)?,
+                self.eps,
+            )),
             _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
         };
         Ok((y, l1.shape().clone()))

@@ -55,8 +55,12 @@ impl CustomOp1 for MaskedSoftmax {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let keys = l.dims().last().copied().unwrap_or(1);
         let y = match s {
-            CpuStorage::F32(_) => f32::to_cpu_storage_owned(fwd(contiguous::<f32>(self.name(), s, l)?, keys, self.heads, &self.ranges)),
-            CpuStorage::F64(_) => f64::to_cpu_storage_owned(fwd(contiguous::<f64>(self.name(), s, l)?, keys, self.heads, &self.ranges)),
+            CpuStorage::F32(_) => {
+                f32::to_cpu_storage_owned(fwd(contiguous::<f32>(self.name(), s, l)?, keys, self.heads, &self.ranges))
+            }
+            CpuStorage::F64(_) => {
+                f64::to_cpu_storage_owned(fwd(contiguous::<f64>(self.name(), s, l)?, keys, self.heads, &self.ranges))
+            }
             _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
         };
         Ok((y, l.shape().clone()))
@@ -92,8 +96,16 @@ impl CustomOp2 for SoftmaxBwd {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let keys = l1.dims().last().copied().unwrap_or(1);
         let out = match s1 {
-            CpuStorage::F32(_) => f32::to_cpu_storage_owned(bwd(contiguous::<f32>(self.name(), s1, l1)?, contiguous::<f32>(self.name(), s2, l2)?, keys)),
-            CpuStorage::F64(_) => f64::to_cpu_storage_owned(bwd(contiguous::<f64>(self.name(), s1, l1)?, contiguous::<f64>(self.name(), s2, l2)?, keys)),
+            CpuStorage::F32(_) => f32::to_cpu_storage_owned(bwd(
+                contiguous::<f32>(self.name(), s1, l1)?,
+                contiguous::<f32>(self.name(), s2, l2)?,
+                keys,
+            )),
+            CpuStorage::F64(_) => f64::to_cpu_storage_owned(bwd(
+                contiguous::<f64>(self.name(), s1, l1)?,
+                contiguous::<f64>(self.name(), s2, l2)?,
+                keys,
+            )),
             _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
         };
         Ok((out, l1.shape().clone()))
@@ -105,7 +117,12 @@ impl CustomOp2 for SoftmaxBwd {
 pub fn masked_softmax(scores: &Tensor, ranges: &KeyRanges) -> Result<Tensor> {
     let (b, h, q, _k) = scores.dims4()?;
     if ranges.queries != q || ranges.ranges.len() != b * q {
-        candle_core::bail!("masked_softmax: ranges for {} x {} queries, scores are {:?}", ranges.ranges.len() / ranges.queries.max(1), ranges.queries, scores.dims());
+        candle_core::bail!(
+            "masked_softmax: ranges for {} x {} queries, scores are {:?}",
+            ranges.ranges.len() / ranges.queries.max(1),
+            ranges.queries,
+            scores.dims()
+        );
     }
     scores.contiguous()?.apply_op1(MaskedSoftmax { ranges: ranges.clone(), heads: h })
 }
@@ -117,14 +134,20 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).and_then(|d| d.abs()).and_then(|d| d.flatten_all()).and_then(|d| d.max(0)).and_then(|d| d.to_scalar::<f64>()).expect("diff")
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.flatten_all())
+            .and_then(|d| d.max(0))
+            .and_then(|d| d.to_scalar::<f64>())
+            .expect("diff")
     }
 
     #[test]
     fn matches_composed_softmax_with_an_additive_mask() -> Result<()> {
         let dev = Device::Cpu;
         let (b, h, q, k) = (2, 3, 5, 5);
-        let ranges: Vec<(u32, u32)> = vec![(0, 0), (0, 1), (2, 2), (2, 3), (2, 4), (0, 0), (1, 1), (1, 2), (1, 3), (4, 4)];
+        let ranges: Vec<(u32, u32)> =
+            vec![(0, 0), (0, 1), (2, 2), (2, 3), (2, 4), (0, 0), (1, 1), (1, 2), (1, 3), (4, 4)];
         let mut mask = vec![f64::NEG_INFINITY; b * q * k];
         for (i, &(lo, hi)) in ranges.iter().enumerate() {
             for j in lo..=hi {

@@ -1,0 +1,197 @@
+//! The attention input in one pass: split the fused `qkv_proj` output into heads, move heads before time,
+//! and rotate the first `r` dims of every q and k head (transformers' `rotate_half` convention:
+//! `[x1, x2] -> [x1 c - x2 s, x2 c + x1 s]`). The backward rotates the gradient back (`-θ`) and undoes
+//! the split, so no intermediate of the composed version (narrows, products, concatenations, copies)
+//! is ever allocated.
+
+use super::{contiguous, Elem};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Head counts and the rotation tables of one call.
+#[derive(Clone)]
+struct QkvRope {
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    /// `cos` and `sin` per `(b, t)` position, `half` values each (f64 for both element types).
+    cos: Arc<Vec<f64>>,
+    sin: Arc<Vec<f64>>,
+    half: usize,
+}
+
+impl QkvRope {
+    fn total_heads(&self) -> usize {
+        self.heads + 2 * self.kv_heads
+    }
+
+    /// Moves rows between the `(b, t, H*d)` projection layout and the `(H, b, t, d)`-blocked output:
+    /// q heads first (`b × heads × t × d`), then k, then v. `forward` rotates by `+θ`, else by `-θ`.
+    fn run<T: Elem>(&self, src: &[T], b: usize, t: usize, forward: bool) -> Vec<T> {
+        let (d, hs) = (self.head_dim, self.total_heads());
+        let mut out = vec![T::zero(); src.len()];
+        let half = self.half;
+        let sign = if forward { T::one() } else { -T::one() };
+        // One task per (block, batch row, head): a contiguous (t, d) slab of the blocked layout.
+        let slabs: Vec<(usize, &mut [T])> = out.chunks_mut(t * d).enumerate().collect();
+        slabs.into_par_iter().for_each(|(slab, dst)| {
+            // Which head of the projection this slab holds.
+            let (bi, head) = if slab < b * self.heads {
+                (slab / self.heads, slab % self.heads)
+            } else if slab < b * (self.heads + self.kv_heads) {
+                let s = slab - b * self.heads;
+                (s / self.kv_heads, self.heads + s % self.kv_heads)
+            } else {
+                let s = slab - b * (self.heads + self.kv_heads);
+                (s / self.kv_heads, self.heads + self.kv_heads + s % self.kv_heads)
+            };
+            let rotate = head < self.heads + self.kv_heads;
+            for ti in 0..t {
+                let row = bi * t + ti;
+                // Forward reads the projection row; backward reads the gradient slab in place.
+                let from =
+                    if forward { &src[row * hs * d + head * d..][..d] } else { &src[slab * t * d + ti * d..][..d] };
+                let target = &mut dst[ti * d..ti * d + d];
+                if rotate {
+                    let cs = &self.cos[row * half..(row + 1) * half];
+                    let sn = &self.sin[row * half..(row + 1) * half];
+                    for j in 0..half {
+                        let (c, s) =
+                            (T::from(cs[j]).unwrap_or_else(T::one), T::from(sn[j]).unwrap_or_else(T::zero) * sign);
+                        let (x1, x2) = (from[j], from[j + half]);
+                        target[j] = x1 * c - x2 * s;
+                        target[j + half] = x2 * c + x1 * s;
+                    }
+                    target[2 * half..].copy_from_slice(&from[2 * half..]);
+                } else {
+                    target.copy_from_slice(from);
+                }
+            }
+        });
+        if forward {
+            out
+        } else {
+            // `out` holds the un-rotated slabs in blocked order; scatter them back to (b, t, H*d).
+            let mut back = vec![T::zero(); src.len()];
+            back.par_chunks_mut(hs * d).enumerate().for_each(|(row, dst)| {
+                let (bi, ti) = (row / t, row % t);
+                for head in 0..hs {
+                    let slab = if head < self.heads {
+                        bi * self.heads + head
+                    } else if head < self.heads + self.kv_heads {
+                        b * self.heads + bi * self.kv_heads + (head - self.heads)
+                    } else {
+                        b * (self.heads + self.kv_heads) + bi * self.kv_heads + (head - self.heads - self.kv_heads)
+                    };
+                    dst[head * d..(head + 1) * d].copy_from_slice(&out[slab * t * d + ti * d..][..d]);
+                }
+            });
+            back
+        }
+    }
+}
+
+impl CustomOp1 for QkvRope {
+    fn name(&self) -> &'static str {
+        "qkv-rope"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, t, _) = l.shape().dims3()?;
+        let out = match s {
+            CpuStorage::F32(_) => {
+                f32::to_cpu_storage_owned(self.run(contiguous::<f32>(self.name(), s, l)?, b, t, true))
+            }
+            CpuStorage::F64(_) => {
+                f64::to_cpu_storage_owned(self.run(contiguous::<f64>(self.name(), s, l)?, b, t, true))
+            }
+            _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
+        };
+        Ok((out, Shape::from(l.shape().elem_count())))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (b, t, _) = arg.dims3()?;
+        let g = grad.contiguous()?;
+        let dx = match arg.dtype() {
+            candle_core::DType::F64 => {
+                Tensor::from_vec(self.run(&g.to_vec1::<f64>()?, b, t, false), arg.shape(), arg.device())?
+            }
+            _ => Tensor::from_vec(self.run(&g.to_vec1::<f32>()?, b, t, false), arg.shape(), arg.device())?,
+        };
+        Ok(Some(dx))
+    }
+}
+
+/// Splits `qkv` `(b, t, (heads + 2 kv_heads) * d)` into `q` `(b, heads, t, d)`, `k` and `v`
+/// `(b, kv_heads, t, d)` (all contiguous), rotating q and k by `cos`/`sin` `(b * t, r / 2)` (f32, any
+/// multiplier already applied). Differentiable in `qkv`.
+pub fn qkv_rope(
+    qkv: &Tensor,
+    heads: usize,
+    kv_heads: usize,
+    cos: &[f32],
+    sin: &[f32],
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (b, t, width) = qkv.dims3()?;
+    let hs = heads + 2 * kv_heads;
+    if width % hs != 0 {
+        candle_core::bail!("qkv_rope: width {width} is not a multiple of {hs} heads");
+    }
+    let d = width / hs;
+    let half = cos.len() / (b * t).max(1);
+    if cos.len() != b * t * half || sin.len() != cos.len() || 2 * half > d {
+        candle_core::bail!("qkv_rope: {} cos values for {b}x{t} positions and head_dim {d}", cos.len());
+    }
+    let op = QkvRope {
+        heads,
+        kv_heads,
+        head_dim: d,
+        cos: Arc::new(cos.iter().map(|&c| c as f64).collect()),
+        sin: Arc::new(sin.iter().map(|&s| s as f64).collect()),
+        half,
+    };
+    let flat = qkv.contiguous()?.apply_op1(op)?;
+    let nq = b * heads * t * d;
+    let nk = b * kv_heads * t * d;
+    let q = flat.narrow(0, 0, nq)?.reshape((b, heads, t, d))?;
+    let k = flat.narrow(0, nq, nk)?.reshape((b, kv_heads, t, d))?;
+    let v = flat.narrow(0, nq + nk, nk)?.reshape((b, kv_heads, t, d))?;
+    Ok((q, k, v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::apply_rotary;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn matches_split_transpose_and_composed_rotary_with_gradients() -> Result<()> {
+        let dev = Device::Cpu;
+        let (b, t, nh, nkv, d, half) = (2, 5, 4, 2, 6, 2);
+        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (b, t, (nh + 2 * nkv) * d), &dev)?)?;
+        let cos: Vec<f32> = (0..b * t * half).map(|i| (i as f32 * 0.37).cos() * 1.1).collect();
+        let sin: Vec<f32> = (0..b * t * half).map(|i| (i as f32 * 0.37).sin() * 1.1).collect();
+        let (q, k, v) = qkv_rope(x.as_tensor(), nh, nkv, &cos, &sin)?;
+        let ct = Tensor::from_vec(cos.clone(), (b, 1, t, half), &dev)?.to_dtype(candle_core::DType::F64)?;
+        let st = Tensor::from_vec(sin.clone(), (b, 1, t, half), &dev)?.to_dtype(candle_core::DType::F64)?;
+        let xt = x.as_tensor();
+        let q2 = apply_rotary(&xt.narrow(2, 0, nh * d)?.reshape((b, t, nh, d))?.transpose(1, 2)?, &ct, &st)?;
+        let k2 = apply_rotary(&xt.narrow(2, nh * d, nkv * d)?.reshape((b, t, nkv, d))?.transpose(1, 2)?, &ct, &st)?;
+        let v2 = xt.narrow(2, (nh + nkv) * d, nkv * d)?.reshape((b, t, nkv, d))?.transpose(1, 2)?;
+        for (a, c) in [(&q, &q2), (&k, &k2), (&v, &v2)] {
+            assert!((a - c)?.abs()?.max_all()?.to_scalar::<f64>()? < 1e-6);
+        }
+        let wq = Tensor::randn(0f64, 1.0, q.shape(), &dev)?;
+        let wk = Tensor::randn(0f64, 1.0, k.shape(), &dev)?;
+        let wv = Tensor::randn(0f64, 1.0, v.shape(), &dev)?;
+        let lf = ((q * &wq)?.sum_all()? + (k * &wk)?.sum_all()? + (v * &wv)?.sum_all()?)?;
+        let lc = ((q2 * &wq)?.sum_all()? + (k2 * &wk)?.sum_all()? + (v2 * &wv)?.sum_all()?)?;
+        let (gf, gc) = (lf.backward()?, lc.backward()?);
+        let d = (gf.get(xt).expect("grad") - gc.get(xt).expect("grad"))?.abs()?.max_all()?.to_scalar::<f64>()?;
+        assert!(d < 1e-6, "{d}");
+        Ok(())
+    }
+}
