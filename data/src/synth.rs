@@ -291,6 +291,26 @@ fn problem_answer(p: &Problem) -> ProblemAnswer {
     }
 }
 
+/// The embedded default tokenizer on its own (what `phi4r-actors model init` ships without
+/// `--tokenizer`): a byte-level BPE of `cfg.vocab_size` trained, as [`run`] trains it, on chat-formatted
+/// teacher rollouts of a spread of problems from every tier.
+pub fn train_tokenizer(cfg: &SynthConfig) -> Result<Tokenizer> {
+    cfg.validate()?;
+    let mut drawer = Drawer { cfg, rng: stream(cfg.seed, 2), duplicates: 0, collisions: 0 };
+    let per_tier = TOKENIZER_TEXTS.div_ceil(cfg.tiers.len().max(1));
+    let mut taken = HashSet::new();
+    let teacher = Teacher::new(cfg.slip_rate)?;
+    let mut rng = stream(cfg.seed, 3);
+    let mut corpus = Vec::with_capacity(per_tier * cfg.tiers.len());
+    for ti in 0..cfg.tiers.len() {
+        for p in drawer.draw(ti, per_tier, "train", &mut taken, &HashSet::new())? {
+            let r = teacher.rollout(&p, &mut rng);
+            corpus.push(cfg.template.render(&problem_answer(&p).problem, &r.text));
+        }
+    }
+    Ok(Tokenizer::train_bpe(corpus.iter(), cfg.vocab_size)?)
+}
+
 /// Generates the synthetic data set described by `cfg` into `out_dir` (created if absent) and reports
 /// what it counted. Deterministic for a config.
 pub fn run(cfg: &SynthConfig, out_dir: &Path) -> Result<SynthReport> {

@@ -37,20 +37,11 @@ pub struct GenerateArgs {
     json: bool,
 }
 
-/// The embedded default tokenizer: a byte-level BPE trained offline on arithmetic word problems in the
-/// chat template.
+/// The embedded default tokenizer: the synthetic task's byte-level BPE (digits split, chat-template and
+/// EOS/PAD special tokens), trained offline.
 pub fn default_tokenizer(vocab_size: usize) -> anyhow::Result<Tokenizer> {
-    let corpus = (0..4000u32).map(|i| {
-        let (a, b) = (i % 97 + 1, i / 97 % 13 + 2);
-        format!(
-            "<|user|>Sam has {a} marbles and gets {b} bags with {b} each. How many marbles?<|end|><|assistant|>{b} * {b} = {}. {a} + {} = {}. The answer is \\boxed{{{}}}.<|end|><|endoftext|>",
-            b * b,
-            b * b,
-            a + b * b,
-            a + b * b
-        )
-    });
-    Ok(Tokenizer::train_bpe(corpus, vocab_size)?)
+    let cfg = phi4r_data::SynthConfig { vocab_size, ..Default::default() };
+    Ok(phi4r_data::synth::train_tokenizer(&cfg)?)
 }
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! Subcommands. Each module holds one command's arguments and its `run`.
 
 mod bench;
+mod data;
 mod generate;
 mod model;
 mod verify;
@@ -23,6 +24,9 @@ enum Command {
     /// Create and inspect Hugging Face-layout checkpoints.
     #[command(subcommand)]
     Model(model::ModelCmd),
+    /// Synthetic data and dataset checks.
+    #[command(subcommand)]
+    Data(data::DataCmd),
     /// Generate a continuation of a prompt with a checkpoint.
     Generate(generate::GenerateArgs),
     /// Verify math answers: one pair, or a JSONL batch.
@@ -40,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Model(cmd) => pool.install(|| model::run(cmd)),
         Command::Generate(args) => pool.install(|| generate::run(args)),
         Command::Verify(args) => verify::run(args),
+        Command::Data(cmd) => data::run(cmd),
         Command::Bench(cmd) => bench::run(cmd, &pool),
     }
 }
