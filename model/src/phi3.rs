@@ -11,7 +11,7 @@
 
 use crate::config::Phi3Config;
 use crate::error::{Error, Result};
-use crate::kernels::{masked_softmax, qkv_rope, swiglu, KeyRanges};
+use crate::kernels::{masked_softmax, qkv_rope, small_matmul, swiglu, KeyRanges, SMALL_ROWS};
 use crate::kv_cache::KvCache;
 use crate::layout::AttentionLayout;
 use crate::ops::{self, Kernels};
@@ -21,15 +21,38 @@ use candle_nn::{Init, VarBuilder};
 
 const WEIGHT_INIT: Init = Init::Randn { mean: 0.0, stdev: 0.02 };
 
-/// `x @ w.T` for `x` of any rank, `w` as stored by torch (`(out, in)`).
-fn linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+/// A linear layer's weight, `(out, in)` as torch stores it.
+///
+/// A frozen CPU weight (sampling, reference models) multiplies the few rows of a decoding step with
+/// [`small_matmul`], which reads each weight row once; a general gemm re-packs the whole transposed matrix
+/// on every call and pads the rows to its micro-kernel, which for one row costs more than the product.
+#[derive(Clone)]
+struct Weight {
+    w: Tensor,
+    frozen_cpu: bool,
+}
+
+impl Weight {
+    fn new(w: Tensor) -> candle_core::Result<Self> {
+        let frozen_cpu = !w.is_variable() && w.device().is_cpu() && w.is_contiguous();
+        Ok(Weight { w, frozen_cpu })
+    }
+}
+
+/// `x @ w.T` for `x` of any rank.
+fn linear(x: &Tensor, w: &Weight) -> candle_core::Result<Tensor> {
     let dims = x.dims().to_vec();
     let inner = *dims.last().unwrap_or(&1);
     let rows = x.elem_count() / inner.max(1);
-    let y = x.reshape((rows, inner))?.matmul(&w.t()?)?;
+    let x2 = x.reshape((rows, inner))?;
+    let y = if w.frozen_cpu && rows <= SMALL_ROWS && matches!(x.dtype(), DType::F32 | DType::F64) {
+        small_matmul(&x2, &w.w)?
+    } else {
+        x2.matmul(&w.w.t()?)?
+    };
     let mut out = dims;
     if let Some(l) = out.last_mut() {
-        *l = w.dim(0)?;
+        *l = w.w.dim(0)?;
     }
     y.reshape(out)
 }
@@ -60,8 +83,8 @@ pub enum LogitsAt {
 }
 
 struct Attention {
-    qkv_proj: Tensor,
-    o_proj: Tensor,
+    qkv_proj: Weight,
+    o_proj: Weight,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -71,8 +94,12 @@ impl Attention {
     fn new(cfg: &Phi3Config, vb: VarBuilder) -> candle_core::Result<Self> {
         let h = cfg.hidden_size;
         Ok(Attention {
-            qkv_proj: vb.get_with_hints((cfg.qkv_dim(), h), "qkv_proj.weight", WEIGHT_INIT)?,
-            o_proj: vb.get_with_hints((h, cfg.num_attention_heads * cfg.head_dim()), "o_proj.weight", WEIGHT_INIT)?,
+            qkv_proj: Weight::new(vb.get_with_hints((cfg.qkv_dim(), h), "qkv_proj.weight", WEIGHT_INIT)?)?,
+            o_proj: Weight::new(vb.get_with_hints(
+                (h, cfg.num_attention_heads * cfg.head_dim()),
+                "o_proj.weight",
+                WEIGHT_INIT,
+            )?)?,
             num_heads: cfg.num_attention_heads,
             num_kv_heads: cfg.num_key_value_heads,
             head_dim: cfg.head_dim(),
@@ -126,8 +153,8 @@ impl Attention {
 }
 
 struct Mlp {
-    gate_up_proj: Tensor,
-    down_proj: Tensor,
+    gate_up_proj: Weight,
+    down_proj: Weight,
     intermediate: usize,
     fused: bool,
 }
@@ -136,8 +163,8 @@ impl Mlp {
     fn new(cfg: &Phi3Config, vb: VarBuilder) -> candle_core::Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Mlp {
-            gate_up_proj: vb.get_with_hints((2 * i, h), "gate_up_proj.weight", WEIGHT_INIT)?,
-            down_proj: vb.get_with_hints((h, i), "down_proj.weight", WEIGHT_INIT)?,
+            gate_up_proj: Weight::new(vb.get_with_hints((2 * i, h), "gate_up_proj.weight", WEIGHT_INIT)?)?,
+            down_proj: Weight::new(vb.get_with_hints((h, i), "down_proj.weight", WEIGHT_INIT)?)?,
             intermediate: i,
             fused: false,
         })
@@ -179,7 +206,7 @@ pub struct Phi3 {
     embed_tokens: Tensor,
     layers: Vec<DecoderLayer>,
     norm: Tensor,
-    lm_head: Tensor,
+    lm_head: Weight,
     rope: Rope,
     kernels: Kernels,
     device: Device,
@@ -199,11 +226,11 @@ impl Phi3 {
             layers.push(DecoderLayer::new(cfg, m.pp("layers").pp(i))?);
         }
         let norm = m.get_with_hints(cfg.hidden_size, "norm.weight", Init::Const(1.0))?;
-        let lm_head = if cfg.tie_word_embeddings {
+        let lm_head = Weight::new(if cfg.tie_word_embeddings {
             embed_tokens.clone()
         } else {
             vb.get_with_hints((cfg.vocab_size, cfg.hidden_size), "lm_head.weight", WEIGHT_INIT)?
-        };
+        })?;
         let model = Phi3 {
             cfg: cfg.clone(),
             embed_tokens,
@@ -254,15 +281,15 @@ impl Phi3 {
         for (i, l) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
             out.push((format!("{p}.input_layernorm.weight"), l.input_layernorm.clone()));
-            out.push((format!("{p}.self_attn.qkv_proj.weight"), l.self_attn.qkv_proj.clone()));
-            out.push((format!("{p}.self_attn.o_proj.weight"), l.self_attn.o_proj.clone()));
+            out.push((format!("{p}.self_attn.qkv_proj.weight"), l.self_attn.qkv_proj.w.clone()));
+            out.push((format!("{p}.self_attn.o_proj.weight"), l.self_attn.o_proj.w.clone()));
             out.push((format!("{p}.post_attention_layernorm.weight"), l.post_attention_layernorm.clone()));
-            out.push((format!("{p}.mlp.gate_up_proj.weight"), l.mlp.gate_up_proj.clone()));
-            out.push((format!("{p}.mlp.down_proj.weight"), l.mlp.down_proj.clone()));
+            out.push((format!("{p}.mlp.gate_up_proj.weight"), l.mlp.gate_up_proj.w.clone()));
+            out.push((format!("{p}.mlp.down_proj.weight"), l.mlp.down_proj.w.clone()));
         }
         out.push(("model.norm.weight".to_string(), self.norm.clone()));
         if !self.cfg.tie_word_embeddings {
-            out.push(("lm_head.weight".to_string(), self.lm_head.clone()));
+            out.push(("lm_head.weight".to_string(), self.lm_head.w.clone()));
         }
         out
     }

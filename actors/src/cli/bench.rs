@@ -69,6 +69,12 @@ pub struct ModelBenchArgs {
     /// A results JSON written by ../shared/peers/trl_bench.py (parts a,b) to compare against.
     #[arg(long)]
     peer: Option<PathBuf>,
+    /// Skip the training step (sampling only).
+    #[arg(long)]
+    no_train: bool,
+    /// Skip sampling (training step only).
+    #[arg(long)]
+    no_sample: bool,
 }
 
 const BATCH: usize = 16;
@@ -242,8 +248,8 @@ fn model_bench(a: ModelBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
     let mut sizes = serde_json::Map::new();
     for size in a.sizes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let cfg = config(size)?;
-        let train = pool.install(|| train_bench(&cfg, a.steps.max(1), &dev, peak_gflops))?;
-        let sample = pool.install(|| sample_bench(&cfg, a.runs.max(1), &dev))?;
+        let train = if a.no_train { Value::Null } else { pool.install(|| train_bench(&cfg, a.steps.max(1), &dev, peak_gflops))? };
+        let sample = if a.no_sample { Value::Null } else { pool.install(|| sample_bench(&cfg, a.runs.max(1), &dev))? };
         let mut entry = json!({"train": train, "sample": sample});
         if let Some(p) = &peer {
             let pa = p.pointer(&format!("/results/a:{size}"));
