@@ -189,13 +189,13 @@ impl Phi3Config {
                 return Err(Error::config(field, "must be positive"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(Error::config(
                 "hidden_size",
                 format!("{} is not divisible by num_attention_heads = {}", self.hidden_size, self.num_attention_heads),
             ));
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return Err(Error::config(
                 "num_key_value_heads",
                 format!(
@@ -211,16 +211,16 @@ impl Phi3Config {
             ));
         }
         let rd = self.rotary_dim();
-        if rd == 0 || rd % 2 != 0 {
+        if rd == 0 || !rd.is_multiple_of(2) {
             return Err(Error::config(
                 "partial_rotary_factor",
                 format!("rotary dimension head_dim * factor = {rd} must be even and positive"),
             ));
         }
-        if !(self.rope_theta > 0.0) {
+        if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
             return Err(Error::config("rope_theta", "must be positive"));
         }
-        if !(self.rms_norm_eps > 0.0) {
+        if self.rms_norm_eps.is_nan() || self.rms_norm_eps <= 0.0 {
             return Err(Error::config("rms_norm_eps", "must be positive"));
         }
         if let Some(s) = &self.rope_scaling {
@@ -230,7 +230,7 @@ impl Phi3Config {
                 if f.len() != rd / 2 {
                     return Err(Error::config(field, format!("has {} entries, rotary_dim / 2 = {}", f.len(), rd / 2)));
                 }
-                if f.iter().any(|x| !(*x > 0.0)) {
+                if f.iter().any(|x| x.is_nan() || *x <= 0.0) {
                     return Err(Error::config(field, "entries must be positive"));
                 }
             }

@@ -109,7 +109,7 @@ impl KvCache {
                     continue;
                 }
                 let lo = window.map_or(first, |w| first.max((q + 1).saturating_sub(w)));
-                if valid[lo..=q].iter().any(|&v| v == 0) {
+                if valid[lo..=q].contains(&0) {
                     return None;
                 }
                 ranges.push((lo as u32, q as u32));

@@ -264,8 +264,7 @@ fn bad_checkpoints_and_ids_are_named_in_the_error() -> R {
     let e = TrainableModel::load(dir.path(), DType::F32, &dev).err().expect("must fail").to_string();
     assert!(e.contains("model.layers.0.mlp.down_proj.weight") && e.contains("[3, 3]"), "{e}");
 
-    let e =
-        tm.model.forward(&ids(&[1, 64, 2], &dev), &AttentionLayout::full(1, 3)).err().expect("must fail").to_string();
+    let e = tm.model.forward(&ids(&[1, 64, 2], &dev), &AttentionLayout::full(1, 3)).expect_err("must fail").to_string();
     assert!(e.contains("token id 64") && e.contains("position 1"), "{e}");
 
     std::fs::write(

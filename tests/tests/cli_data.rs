@@ -8,9 +8,19 @@ fn synth_writes_every_stage_and_reports_counts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("syn");
     let o = out.to_str().expect("utf-8");
-    let report: Value =
-        serde_json::from_str(&run_ok(&["data", "synth", "--out", o, "--problems", "120", "--rollouts", "3", "--seed", "4"]))
-            .expect("JSON report");
+    let report: Value = serde_json::from_str(&run_ok(&[
+        "data",
+        "synth",
+        "--out",
+        o,
+        "--problems",
+        "120",
+        "--rollouts",
+        "3",
+        "--seed",
+        "4",
+    ]))
+    .expect("JSON report");
     assert_eq!(report["problems"], 120);
     assert_eq!(report["rollouts"], 360);
     let lines = |f: &str| std::fs::read_to_string(out.join(f)).expect("file").lines().count();
@@ -19,7 +29,11 @@ fn synth_writes_every_stage_and_reports_counts() {
     assert!(lines("eval.jsonl") > 0 && out.join("tokenizer.json").exists());
     // The files load in the formats they claim.
     let c: Value = serde_json::from_str(&run_ok(&[
-        "data", "check", out.join("stage3.jsonl").to_str().expect("utf-8"), "--format", "preference",
+        "data",
+        "check",
+        out.join("stage3.jsonl").to_str().expect("utf-8"),
+        "--format",
+        "preference",
     ]))
     .expect("JSON");
     assert_eq!(c["records"], report["stage3"]);
@@ -27,7 +41,12 @@ fn synth_writes_every_stage_and_reports_counts() {
     let ckpt = dir.path().join("ckpt");
     let tok = out.join("tokenizer.json");
     let info: Value = serde_json::from_str(&run_ok(&[
-        "model", "init", "--tokenizer", tok.to_str().expect("utf-8"), "--out", ckpt.to_str().expect("utf-8"),
+        "model",
+        "init",
+        "--tokenizer",
+        tok.to_str().expect("utf-8"),
+        "--out",
+        ckpt.to_str().expect("utf-8"),
     ]))
     .expect("JSON");
     assert!(info["vocab_size"].as_u64().expect("vocab") <= 512);
@@ -37,13 +56,17 @@ fn synth_writes_every_stage_and_reports_counts() {
 fn check_names_the_bad_line_or_skips_and_counts_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let f = dir.path().join("pc.jsonl");
-    std::fs::write(&f, "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"a\"}\n{\"prompt\": \"c\", \"completion\": \"d\"}\n")
-        .expect("write");
+    std::fs::write(
+        &f,
+        "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"a\"}\n{\"prompt\": \"c\", \"completion\": \"d\"}\n",
+    )
+    .expect("write");
     let p = f.to_str().expect("utf-8");
     let e = run_err(&["data", "check", p, "--format", "prompt-completion"]);
     assert!(e.contains("pc.jsonl") && e.contains(":2") && e.contains("completion"), "{e}");
     let ok: Value =
-        serde_json::from_str(&run_ok(&["data", "check", p, "--format", "prompt-completion", "--skip-bad-lines"])).expect("JSON");
+        serde_json::from_str(&run_ok(&["data", "check", p, "--format", "prompt-completion", "--skip-bad-lines"]))
+            .expect("JSON");
     assert_eq!(ok["records"], 2);
     assert_eq!(ok["skipped_bad_lines"], 1);
 }

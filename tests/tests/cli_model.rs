@@ -40,7 +40,7 @@ fn init_then_logits_and_generate_from_a_fresh_checkpoint() {
     let a = gen("5");
     assert_eq!(a, gen("5"), "same seed, same generation");
     let n = a["tokens"].as_array().map(Vec::len).unwrap_or(0);
-    assert!(n >= 1 && n <= 12);
+    assert!((1..=12).contains(&n));
     assert_eq!(a["logprobs"].as_array().map(Vec::len), Some(n));
     assert!(["length", "eos"].contains(&a["finish_reason"].as_str().unwrap_or("")) || a["finish_reason"].is_object());
 

@@ -248,7 +248,11 @@ fn model_bench(a: ModelBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
     let mut sizes = serde_json::Map::new();
     for size in a.sizes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let cfg = config(size)?;
-        let train = if a.no_train { Value::Null } else { pool.install(|| train_bench(&cfg, a.steps.max(1), &dev, peak_gflops))? };
+        let train = if a.no_train {
+            Value::Null
+        } else {
+            pool.install(|| train_bench(&cfg, a.steps.max(1), &dev, peak_gflops))?
+        };
         let sample = if a.no_sample { Value::Null } else { pool.install(|| sample_bench(&cfg, a.runs.max(1), &dev))? };
         let mut entry = json!({"train": train, "sample": sample});
         if let Some(p) = &peer {

@@ -72,8 +72,10 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
 
 fn synth(a: SynthArgs) -> anyhow::Result<()> {
     let mut cfg = match &a.config {
-        Some(p) => toml::from_str::<SynthConfig>(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
-            .with_context(|| format!("{}", p.display()))?,
+        Some(p) => toml::from_str::<SynthConfig>(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("{}", p.display()))?,
         None => SynthConfig::default(),
     };
     if let Some(v) = a.seed {

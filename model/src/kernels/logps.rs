@@ -32,7 +32,7 @@ fn bwd<T: Elem>(x: &[T], v: usize, targets: &[u32], logp: &[T], g: &[T]) -> Vec<
             for (o, &val) in dxr.iter_mut().zip(xr) {
                 *o = -gr * (val - lse).exp();
             }
-            dxr[t] = dxr[t] + gr;
+            dxr[t] += gr;
         }
     });
     dx

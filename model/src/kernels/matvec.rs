@@ -20,7 +20,7 @@ fn dot<T: Elem>(a: &[T], b: &[T]) -> T {
     let tail: T = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| x * y).sum();
     for (x, y) in ca.zip(cb) {
         for l in 0..8 {
-            acc[l] = acc[l] + x[l] * y[l];
+            acc[l] += x[l] * y[l];
         }
     }
     acc.iter().fold(tail, |s, &v| s + v)

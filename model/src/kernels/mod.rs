@@ -29,7 +29,10 @@ pub use swiglu::swiglu;
 use candle_core::{CpuStorage, Layout, Result, WithDType};
 
 /// Float element types the kernels support.
-pub(crate) trait Elem: WithDType + num_traits::Float + Send + Sync + std::iter::Sum {}
+pub(crate) trait Elem:
+    WithDType + num_traits::Float + num_traits::NumAssign + Send + Sync + std::iter::Sum
+{
+}
 impl Elem for f32 {}
 impl Elem for f64 {}
 

@@ -48,7 +48,7 @@ fn bwd<T: Elem>(x: &[T], w: &[T], dy: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
                 let c = r * r * gx * inv_h;
                 for (i, o) in dxr.iter_mut().enumerate() {
                     *o = r * (dyr[i] * w[i] - xr[i] * c);
-                    dw[i] = dw[i] + dyr[i] * xr[i] * r;
+                    dw[i] += dyr[i] * xr[i] * r;
                 }
             }
             dw

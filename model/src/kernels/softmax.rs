@@ -36,11 +36,11 @@ fn fwd<T: Elem>(x: &[T], keys: usize, heads: usize, r: &KeyRanges) -> Vec<T> {
             let mut sum = T::zero();
             for (o, &v) in yr[lo..=hi].iter_mut().zip(xs) {
                 *o = (v - max).exp();
-                sum = sum + *o;
+                sum += *o;
             }
             let inv = T::one() / sum;
             for o in &mut yr[lo..=hi] {
-                *o = *o * inv;
+                *o *= inv;
             }
         }
     });
