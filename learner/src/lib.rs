@@ -1,1 +1,45 @@
-//! placeholder during bootstrap
+//! The learner of phi4r: the logic of training stages 1–3 (mid-training, SFT, rollout DPO), synchronous
+//! and deterministic so a plain test drives it. The `actors` crate wraps it in a learner actor.
+//!
+//! - [`loss`]: [`lm_loss`] (masked token-mean NLL, packing-aware), [`sequence_logps`], [`dpo_loss`]
+//!   (sigmoid DPO with implicit-reward metrics, [`DpoOutput`]).
+//! - [`LmBatch`] / [`PairBatch`] (`batch`): what a step consumes, built from packed or padded rows.
+//! - [`AdamW`] (`optim`): decoupled weight decay as `torch.optim.AdamW`, with savable moments;
+//!   [`Grads`], [`clip_grad_norm`], [`is_finite_step`] (`grads`): accumulation, global-norm clipping,
+//!   the NaN/inf check.
+//! - [`LrSchedule`] (`schedule`): warmup then cosine / linear / constant, a pure `lr_at(step)`.
+//! - [`StageConfig`] (`config`): TOML stage configs with profiles, validated, errors naming the key.
+//! - [`lm_step`] / [`dpo_step`] (`step`): one micro-batch's forward + backward → [`StepOutput`].
+//! - [`Learner`] (`learner`): owns model, optimizer, schedule, [`TrainState`] and the DPO reference with its
+//!   [`RefCache`]; `train_step` / `dpo_step` return [`StepEvent`]s; bad steps are skipped and counted.
+//! - [`checkpoint`]: atomic step folders (HF weights + optimizer + state), `latest`, exact resume.
+//!
+//! Depends on `phi4r-model` only among phi4r crates, and never on tokio, ractor or a logger: stats leave
+//! as typed events.
+#![warn(missing_docs)]
+
+mod batch;
+pub mod checkpoint;
+mod config;
+mod error;
+pub mod grads;
+mod learner;
+pub mod loss;
+mod optim;
+mod reference;
+mod schedule;
+mod state;
+mod step;
+
+pub use batch::{LmBatch, LmTensors, PairBatch, PairId};
+pub use checkpoint::{latest_checkpoint, write_checkpoint};
+pub use config::{stage_file, Stage, StageConfig};
+pub use error::{Error, Result};
+pub use grads::{clip_grad_norm, is_finite_step, Grads};
+pub use learner::{DpoStats, DpoStepEvent, Learner, StepEvent};
+pub use loss::{dpo_loss, lm_loss, sequence_logps, DpoOutput};
+pub use optim::{AdamW, AdamWConfig};
+pub use reference::{batch_logps, RefCache, RefLogps};
+pub use schedule::{Decay, LrSchedule};
+pub use state::{DataCursor, TrainState};
+pub use step::{dpo_step, lm_step, DpoMicroStats, LmStats, StepOutput};

@@ -1,0 +1,388 @@
+//! The [`Learner`]: owns the trainable model, AdamW, the LR schedule, the training state and (for DPO)
+//! the frozen reference with its log-prob cache. Each step consumes the micro-batches of one optimizer
+//! step and returns a typed event; it never logs.
+
+use crate::batch::{LmBatch, PairBatch};
+use crate::checkpoint::{
+    latest_checkpoint, write_checkpoint, OPTIMIZER_FILE, REF_LOGPS_FILE, STAGE_CONFIG_FILE, STATE_FILE,
+};
+use crate::config::{Stage, StageConfig};
+use crate::error::{Error, Result};
+use crate::grads::{clip_grad_norm, is_finite_step, Grads};
+use crate::optim::AdamW;
+use crate::reference::RefCache;
+use crate::schedule::LrSchedule;
+use crate::state::TrainState;
+use crate::step::{dpo_step, lm_step};
+use candle_core::{DType, Device, Var};
+use phi4r_model::{write_atomic, Phi3, Tokenizer, TrainableModel};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What one optimizer step did (the actor turns it into metrics and progress).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepEvent {
+    /// The stage.
+    pub stage: Stage,
+    /// Steps taken, this one included.
+    pub step: u64,
+    /// Steps the schedule spans.
+    pub total_steps: u64,
+    /// Epoch of the data cursor.
+    pub epoch: u64,
+    /// Step loss (token-mean LM loss, or mean DPO loss); non-finite when the step was skipped for it.
+    pub loss: f64,
+    /// Learning rate of this step.
+    pub lr: f64,
+    /// Global gradient norm before clipping (NaN when a non-finite loss stopped the step before it).
+    pub grad_norm: f64,
+    /// Real input tokens.
+    pub tokens: usize,
+    /// Trained target tokens (completion tokens).
+    pub loss_tokens: usize,
+    /// Sequences (DPO: pairs) consumed.
+    pub sequences: usize,
+    /// Whether the update was skipped (non-finite loss or gradient); the weights did not change.
+    pub skipped: bool,
+    /// Consecutive skipped steps, this one included.
+    pub bad_steps_in_row: usize,
+}
+
+/// DPO metrics of one step, means over its pairs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DpoStats {
+    /// Mean implicit reward of the chosen completions.
+    pub chosen_reward: f64,
+    /// Mean implicit reward of the rejected completions.
+    pub rejected_reward: f64,
+    /// Share of pairs whose chosen reward beats the rejected one.
+    pub reward_accuracy: f64,
+    /// Mean chosen − rejected reward.
+    pub margin: f64,
+    /// Pairs whose reference log-probs were computed in this step (the rest came from the cache).
+    pub ref_computed: usize,
+}
+
+/// A DPO step's event and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DpoStepEvent {
+    /// The common step event.
+    pub step: StepEvent,
+    /// DPO metrics.
+    pub dpo: DpoStats,
+}
+
+/// A training stage's state machine over optimizer steps.
+pub struct Learner {
+    model: TrainableModel,
+    vars: Vec<Var>,
+    optimizer: AdamW,
+    schedule: LrSchedule,
+    config: StageConfig,
+    state: TrainState,
+    reference: Option<Phi3>,
+    ref_cache: RefCache,
+    tokenizer: Option<Tokenizer>,
+}
+
+/// What the micro-batches of a step added up to, before the update decision.
+struct Accumulated {
+    loss: f64,
+    grads: Option<Grads>,
+    tokens: usize,
+    loss_tokens: usize,
+    sequences: usize,
+}
+
+impl Learner {
+    /// A fresh stage over `model` whose schedule spans `total_steps` optimizer steps (see
+    /// [`StageConfig::total_steps`]).
+    pub fn new(model: TrainableModel, config: StageConfig, total_steps: u64) -> Result<Self> {
+        config.validate()?;
+        let named = model.vars();
+        let vars = named.iter().map(|(_, v)| v.clone()).collect();
+        let optimizer = AdamW::new(named, config.adamw())?;
+        Ok(Learner {
+            vars,
+            optimizer,
+            schedule: config.schedule(total_steps),
+            state: TrainState::new(config.stage, total_steps, config.seed),
+            config,
+            model,
+            reference: None,
+            ref_cache: RefCache::default(),
+            tokenizer: None,
+        })
+    }
+
+    /// Sets the frozen DPO reference (e.g. `phi4r_model::load_frozen(stage2_dir, ..)` or
+    /// `model.frozen()` before the first step).
+    pub fn with_reference(mut self, reference: Phi3) -> Self {
+        self.reference = Some(reference);
+        self
+    }
+
+    /// Saves `tokenizer` in every checkpoint.
+    pub fn with_tokenizer(mut self, tokenizer: Tokenizer) -> Self {
+        self.tokenizer = Some(tokenizer);
+        self
+    }
+
+    /// Resumes from `path` (a checkpoint folder, or an output folder whose `latest` is used): weights,
+    /// optimizer moments, schedule clock, data cursor, bad-step counts and cached reference log-probs are
+    /// restored exactly. `config` must be for the same stage; a DPO reference must be set again with
+    /// [`Learner::with_reference`] if pairs not seen before will come.
+    pub fn resume(path: &Path, config: StageConfig, dtype: DType, device: &Device) -> Result<Self> {
+        let dir = latest_checkpoint(path)?.ok_or_else(|| Error::checkpoint(path, "no complete checkpoint found"))?;
+        let state: TrainState = read_json(&dir.join(STATE_FILE))?;
+        if state.stage != config.stage {
+            return Err(Error::checkpoint(
+                &dir,
+                format!("was saved by stage `{}`, the config is for `{}`", state.stage.name(), config.stage.name()),
+            ));
+        }
+        let model = TrainableModel::load(&dir, dtype, device)?;
+        let tokenizer = phi4r_model::load_tokenizer(&dir, model.model.config())?;
+        let mut learner = Learner::new(model, config, state.total_steps)?;
+        let opt_path = dir.join(OPTIMIZER_FILE);
+        let bytes = std::fs::read(&opt_path).map_err(|e| Error::io(&opt_path, e))?;
+        learner.optimizer.load_state_bytes(&bytes, device).map_err(|e| Error::checkpoint(&opt_path, e.to_string()))?;
+        let ref_path = dir.join(REF_LOGPS_FILE);
+        if ref_path.is_file() {
+            learner.ref_cache = read_json(&ref_path)?;
+        }
+        learner.state = state;
+        learner.tokenizer = tokenizer;
+        Ok(learner)
+    }
+
+    /// One optimizer step of the LM objective (stages `mid` and `sft`) over the micro-batches of the step
+    /// (normally [`StageConfig::accumulation_steps`] batches of `micro_batch` rows).
+    ///
+    /// A non-finite loss or gradient skips the update (weights and moments unchanged) and counts as a bad
+    /// step; `max_bad_steps` in a row return [`Error::TooManyBadSteps`].
+    pub fn train_step(&mut self, micro_batches: &[LmBatch]) -> Result<StepEvent> {
+        self.expect_stage("train_step", &[Stage::Mid, Stage::Sft])?;
+        if micro_batches.is_empty() {
+            return Err(Error::input("Learner::train_step", "no micro-batches"));
+        }
+        for b in micro_batches {
+            self.check_len("Learner::train_step", b)?;
+        }
+        let step_loss_tokens: usize = micro_batches.iter().map(LmBatch::loss_tokens).sum();
+        let mut acc = Accumulated { loss: 0.0, grads: None, tokens: 0, loss_tokens: 0, sequences: 0 };
+        for batch in micro_batches {
+            let out = lm_step(&self.model.model, &self.vars, batch, step_loss_tokens)?;
+            acc.tokens += out.stats.tokens;
+            acc.loss_tokens += out.stats.loss_tokens;
+            acc.sequences += out.stats.sequences;
+            acc.loss += out.stats.loss;
+            if !acc.loss.is_finite() {
+                break;
+            }
+            accumulate(&mut acc.grads, out.grads)?;
+        }
+        // Rows after a non-finite micro-batch are consumed too: the data cursor counts every row handed in.
+        let handed: usize = micro_batches.iter().map(|b| b.dims().0).sum();
+        acc.sequences = handed;
+        self.finish_step(acc)
+    }
+
+    /// One optimizer step of DPO (stage `dpo`) over micro-batches of pairs. Reference log-probs come from
+    /// the cache, computed with the reference model the first time a pair is seen.
+    pub fn dpo_step(&mut self, micro_batches: &[PairBatch]) -> Result<DpoStepEvent> {
+        self.expect_stage("dpo_step", &[Stage::Dpo])?;
+        if micro_batches.iter().all(PairBatch::is_empty) {
+            return Err(Error::input("Learner::dpo_step", "no pairs"));
+        }
+        let mut ref_computed = 0;
+        for pairs in micro_batches {
+            self.check_len("Learner::dpo_step", pairs.chosen())?;
+            self.check_len("Learner::dpo_step", pairs.rejected())?;
+            ref_computed += self.ref_cache.fill(self.reference.as_ref(), pairs)?;
+        }
+        let step_pairs: usize = micro_batches.iter().map(PairBatch::len).sum();
+        let mut acc = Accumulated { loss: 0.0, grads: None, tokens: 0, loss_tokens: 0, sequences: step_pairs };
+        let (mut chosen, mut rejected) = (Vec::with_capacity(step_pairs), Vec::with_capacity(step_pairs));
+        for pairs in micro_batches.iter().filter(|p| !p.is_empty()) {
+            let (ref_c, ref_r) = self.ref_cache.lookup(pairs)?;
+            let out = dpo_step(&self.model.model, &self.vars, pairs, &ref_c, &ref_r, self.config.beta, step_pairs)?;
+            acc.tokens += out.stats.tokens;
+            acc.loss_tokens += out.stats.loss_tokens;
+            acc.loss += out.stats.loss;
+            chosen.extend(out.stats.chosen_rewards);
+            rejected.extend(out.stats.rejected_rewards);
+            if !acc.loss.is_finite() {
+                break;
+            }
+            accumulate(&mut acc.grads, out.grads)?;
+        }
+        let n = chosen.len().max(1) as f64;
+        let mean = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        let wins = chosen.iter().zip(&rejected).filter(|(c, r)| c > r).count();
+        let (chosen_reward, rejected_reward) = (mean(&chosen), mean(&rejected));
+        let dpo = DpoStats {
+            chosen_reward,
+            rejected_reward,
+            reward_accuracy: wins as f64 / n,
+            margin: chosen_reward - rejected_reward,
+            ref_computed,
+        };
+        Ok(DpoStepEvent { step: self.finish_step(acc)?, dpo })
+    }
+
+    /// Computes and caches the reference log-probs of `pairs` ahead of training (e.g. one pass over the
+    /// dataset before the first step). Returns how many were computed.
+    pub fn precompute_reference(&mut self, pairs: &PairBatch) -> Result<usize> {
+        self.ref_cache.fill(self.reference.as_ref(), pairs)
+    }
+
+    /// Moves the data cursor to the start of the next epoch.
+    pub fn end_epoch(&mut self) {
+        self.state.cursor.epoch += 1;
+        self.state.cursor.position = 0;
+    }
+
+    /// Whether the step just taken is a multiple of `checkpoint_every`.
+    pub fn checkpoint_due(&self) -> bool {
+        let every = self.config.checkpoint_every;
+        every > 0 && self.state.step > 0 && self.state.step.is_multiple_of(every)
+    }
+
+    /// Whether the schedule's steps are all taken.
+    pub fn is_finished(&self) -> bool {
+        self.state.step >= self.state.total_steps
+    }
+
+    /// Writes a checkpoint of the current step under `root` (layout in [`crate::checkpoint`]) and returns
+    /// its folder.
+    pub fn save_checkpoint(&self, root: &Path) -> Result<PathBuf> {
+        write_checkpoint(root, self.state.step, self.config.keep_checkpoints, |dir| {
+            phi4r_model::save(&self.model.model, self.tokenizer.as_ref(), dir)?;
+            write_atomic(&dir.join(OPTIMIZER_FILE), &self.optimizer.state_bytes()?)?;
+            let stage = toml::to_string(&self.config).map_err(|e| Error::checkpoint(dir, e.to_string()))?;
+            write_atomic(&dir.join(STAGE_CONFIG_FILE), stage.as_bytes())?;
+            if !self.ref_cache.is_empty() {
+                write_json(&dir.join(REF_LOGPS_FILE), &self.ref_cache)?;
+            }
+            // Last: its presence marks the folder complete.
+            write_json(&dir.join(STATE_FILE), &self.state)
+        })
+    }
+
+    /// The counters (step, data cursor, bad steps).
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// The stage config.
+    pub fn config(&self) -> &StageConfig {
+        &self.config
+    }
+
+    /// The learning-rate schedule.
+    pub fn schedule(&self) -> &LrSchedule {
+        &self.schedule
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &Phi3 {
+        &self.model.model
+    }
+
+    /// The model with its variables.
+    pub fn trainable(&self) -> &TrainableModel {
+        &self.model
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &AdamW {
+        &self.optimizer
+    }
+
+    /// The DPO reference log-prob cache.
+    pub fn ref_cache(&self) -> &RefCache {
+        &self.ref_cache
+    }
+
+    /// Gives the trained model back (end of stage).
+    pub fn into_model(self) -> TrainableModel {
+        self.model
+    }
+
+    fn expect_stage(&self, op: &'static str, stages: &[Stage]) -> Result<()> {
+        if stages.contains(&self.config.stage) {
+            return Ok(());
+        }
+        Err(Error::input(op, format!("not available in stage `{}`", self.config.stage.name())))
+    }
+
+    fn check_len(&self, op: &'static str, batch: &LmBatch) -> Result<()> {
+        let (_, t) = batch.dims();
+        if t > self.config.seq_len {
+            return Err(Error::input(op, format!("rows of {t} tokens exceed seq_len {}", self.config.seq_len)));
+        }
+        Ok(())
+    }
+
+    /// Clip, finite check, update or skip, and the counters.
+    fn finish_step(&mut self, acc: Accumulated) -> Result<StepEvent> {
+        let lr = self.schedule.lr_at(self.state.step);
+        let mut grads = acc.grads;
+        let grad_norm = match (&mut grads, acc.loss.is_finite()) {
+            (Some(g), true) => clip_grad_norm(g, self.config.max_grad_norm)?,
+            _ => f64::NAN,
+        };
+        let good = is_finite_step(acc.loss, grad_norm);
+        if let (true, Some(g)) = (good, &grads) {
+            self.optimizer.step(g, lr)?;
+        }
+        let s = &mut self.state;
+        s.step += 1;
+        s.cursor.position += acc.sequences as u64;
+        s.tokens_seen += acc.tokens as u64;
+        if good {
+            s.bad_steps_in_row = 0;
+        } else {
+            s.bad_steps_in_row += 1;
+            s.bad_steps_total += 1;
+            if s.bad_steps_in_row >= self.config.max_bad_steps {
+                return Err(Error::TooManyBadSteps { count: s.bad_steps_in_row, step: s.step });
+            }
+        }
+        Ok(StepEvent {
+            stage: self.config.stage,
+            step: s.step,
+            total_steps: s.total_steps,
+            epoch: s.cursor.epoch,
+            loss: acc.loss,
+            lr,
+            grad_norm,
+            tokens: acc.tokens,
+            loss_tokens: acc.loss_tokens,
+            sequences: acc.sequences,
+            skipped: !good,
+            bad_steps_in_row: s.bad_steps_in_row,
+        })
+    }
+}
+
+fn accumulate(acc: &mut Option<Grads>, grads: Grads) -> Result<()> {
+    match acc {
+        Some(a) => a.accumulate(grads),
+        None => {
+            *acc = Some(grads);
+            Ok(())
+        }
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::checkpoint(path, e.to_string()))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::checkpoint(path, e.to_string()))?;
+    Ok(write_atomic(path, text.as_bytes())?)
+}
