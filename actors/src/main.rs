@@ -4,6 +4,10 @@
 //! budgeted rayon pool (`--threads`, default `RAYON_NUM_THREADS` or the machine's cores).
 
 mod cli;
+mod compute;
+mod dataset;
+mod learner;
+mod messages;
 
 use clap::Parser;
 

@@ -2,8 +2,10 @@
 
 mod bench;
 mod data;
+mod eval;
 mod generate;
 mod model;
+mod stage;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,10 @@ enum Command {
     Data(data::DataCmd),
     /// Generate a continuation of a prompt with a checkpoint.
     Generate(generate::GenerateArgs),
+    /// Run one training stage (mid, sft, dpo) as a learner actor fed by a dataset actor.
+    Stage(stage::StageArgs),
+    /// Greedy accuracy of a checkpoint on {"problem","answer"} JSONL, per tier.
+    Eval(eval::EvalArgs),
     /// Verify math answers: one pair, or a JSONL batch.
     Verify(verify::VerifyArgs),
     /// Benchmarks that print JSON.
@@ -45,6 +51,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => pool.install(|| generate::run(args)),
         Command::Verify(args) => verify::run(args),
         Command::Data(cmd) => data::run(cmd),
+        Command::Stage(args) => stage::run(args, threads),
+        Command::Eval(args) => pool.install(|| eval::run(args)),
         Command::Bench(cmd) => bench::run(cmd, &pool),
     }
 }

@@ -1,0 +1,141 @@
+//! `phi4r-actors stage mid|sft|dpo`: one stage of the recipe as a learner actor fed by a dataset actor.
+
+use crate::compute::Compute;
+use crate::dataset::DatasetActor;
+use crate::learner::{LearnerActor, LearnerArgs};
+use crate::messages::{DatasetMsg, LearnerMsg};
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use phi4r_data::ChatTemplate;
+use phi4r_learner::{latest_checkpoint, Learner, Stage, StageConfig, StageFeed};
+use phi4r_model::TrainableModel;
+use ractor::Actor;
+use std::path::PathBuf;
+
+/// The stage to run.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StageName {
+    /// Stage 1: mid-training on packed rollouts.
+    Mid,
+    /// Stage 2: SFT, unpacked.
+    Sft,
+    /// Stage 3: rollout DPO against a frozen reference.
+    Dpo,
+}
+
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    /// Which stage.
+    #[arg(value_enum)]
+    stage: StageName,
+    /// Stage config (TOML; default: configs/stages/<stage>.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A profile of the config to apply (e.g. `cpu`).
+    #[arg(long)]
+    profile: Option<String>,
+    /// Training data: {"prompt","completion"} JSONL (mid, sft) or {"prompt","chosen","rejected"} (dpo).
+    #[arg(long)]
+    data: PathBuf,
+    /// Checkpoint to start from (HF layout with tokenizer.json).
+    #[arg(long)]
+    init: PathBuf,
+    /// Output folder: step checkpoints, metrics.jsonl, summary.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue from the latest checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Frozen reference model for dpo (default: --init).
+    #[arg(long = "ref")]
+    reference: Option<PathBuf>,
+    /// Skip malformed data lines with a counted warning instead of failing.
+    #[arg(long)]
+    skip_bad_lines: bool,
+    /// Override the config's epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override the config's max_steps.
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// Override the config's learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9100).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
+}
+
+pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
+    let stage = match a.stage {
+        StageName::Mid => Stage::Mid,
+        StageName::Sft => Stage::Sft,
+        StageName::Dpo => Stage::Dpo,
+    };
+    let config_path = a.config.clone().unwrap_or_else(|| PathBuf::from(format!("configs/stages/{}.toml", stage.name())));
+    let mut cfg = StageConfig::load(&config_path, a.profile.as_deref())?;
+    if cfg.stage != stage {
+        anyhow::bail!("{}: key `stage` is {:?}, but the command runs {:?}", config_path.display(), cfg.stage, stage);
+    }
+    if let Some(e) = a.epochs {
+        cfg.epochs = e;
+    }
+    if a.max_steps.is_some() {
+        cfg.max_steps = a.max_steps;
+    }
+    if let Some(lr) = a.lr {
+        cfg.lr = lr;
+    }
+    cfg.validate()?;
+    let dev = crate::cli::device()?;
+    let dtype = candle_core::DType::F32;
+    let init = TrainableModel::load(&a.init, dtype, &dev).with_context(|| format!("--init {}", a.init.display()))?;
+    let tokenizer = phi4r_model::load_tokenizer(&a.init, init.model.config())?
+        .with_context(|| format!("--init {} has no tokenizer.json", a.init.display()))?;
+    let (feed, report) = StageFeed::load(&a.data, &cfg, &tokenizer, &ChatTemplate::default(), a.skip_bad_lines)
+        .with_context(|| format!("--data {}", a.data.display()))?;
+    eprintln!("{}", serde_json::json!({"stage": stage.name(), "data": report}));
+    let total = cfg.total_steps(report.items_per_epoch);
+    let resumed = if a.resume { latest_checkpoint(&a.out)? } else { None };
+    let mut learner = match &resumed {
+        Some(path) => Learner::resume(path, cfg.clone(), dtype, &dev)?,
+        None => Learner::new(init, cfg.clone(), total)?.with_tokenizer(tokenizer),
+    };
+    if stage == Stage::Dpo {
+        let rpath = a.reference.clone().unwrap_or_else(|| a.init.clone());
+        learner = learner.with_reference(phi4r_model::load_frozen(&rpath, dtype, &dev)?);
+    }
+    let cursor = learner.state().cursor;
+    let start_step = learner.state().step;
+    if let Some(addr) = a.metrics_addr {
+        anyhow::ensure!(addr.ip().is_loopback(), "--metrics-addr must be a loopback address");
+    }
+    let out_dir = a.out.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let summary = rt.block_on(async move {
+        if let Some(addr) = a.metrics_addr {
+            metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install()?;
+        }
+        let progress = ProgressBar::new(total);
+        progress.set_style(ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (eta {eta})")?);
+        progress.set_prefix(stage.name());
+        progress.set_position(start_step);
+        let compute = Compute::spawn(learner, threads)?;
+        let (dataset, dataset_handle) = Actor::spawn(None, DatasetActor, feed).await?;
+        dataset.send_message(DatasetMsg::Seek(cursor))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let args = LearnerArgs { compute, dataset: dataset.clone(), out: a.out.clone(), progress, done: tx };
+        let (learner, learner_handle) = Actor::spawn(None, LearnerActor, args).await?;
+        learner.send_message(LearnerMsg::Step)?;
+        let result = rx.await.map_err(|_| anyhow::anyhow!("the learner actor stopped without a result"))?;
+        learner_handle.await?;
+        dataset.stop(None);
+        dataset_handle.await?;
+        result.map_err(|e| anyhow::anyhow!("stage {} stopped: {e}", stage.name()))
+    })?;
+    let text = serde_json::to_string_pretty(&summary)?;
+    phi4r_model::write_atomic(&out_dir.join("summary.json"), text.as_bytes())?;
+    println!("{text}");
+    Ok(())
+}
