@@ -28,11 +28,17 @@ impl Compute {
     }
 
     /// Runs `f` on the compute thread and waits for its result without blocking the async runtime.
-    pub async fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut Learner) -> R + Send + 'static) -> anyhow::Result<R> {
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Learner) -> R + Send + 'static,
+    ) -> anyhow::Result<R> {
         let (tx, rx) = flume::bounded(1);
         let job: Job = Box::new(move |l: &mut Learner| {
             let out = catch_unwind(AssertUnwindSafe(|| f(l))).map_err(|p| {
-                p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
             });
             let _ = tx.send(out);
         });

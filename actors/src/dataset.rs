@@ -16,7 +16,12 @@ impl Actor for DatasetActor {
         Ok(feed)
     }
 
-    async fn handle(&self, _me: ActorRef<Self::Msg>, msg: DatasetMsg, feed: &mut StageFeed) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        msg: DatasetMsg,
+        feed: &mut StageFeed,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             DatasetMsg::Next(reply) => {
                 // Batch assembly is a few memory copies per step: cheap enough for the actor's own task.

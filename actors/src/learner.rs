@@ -45,6 +45,9 @@ pub struct LearnerArgs {
     pub progress: ProgressBar,
     /// Receives the summary (or the error) when the stage ends.
     pub done: tokio::sync::oneshot::Sender<Result<StageSummary, String>>,
+    /// Checkpoint and stop after this many steps in this process (the schedule is unchanged; `--resume`
+    /// continues).
+    pub stop_after: Option<u64>,
 }
 
 /// Per-stage state.
@@ -62,6 +65,7 @@ pub struct LearnerState {
     recent_loss: Vec<f64>,
     checkpoint: Option<PathBuf>,
     dpo: Option<DpoStats>,
+    stop_after: Option<u64>,
 }
 
 /// The learner actor.
@@ -140,6 +144,7 @@ impl Actor for LearnerActor {
 
     async fn pre_start(&self, _me: ActorRef<Self::Msg>, a: LearnerArgs) -> Result<Self::State, ActorProcessingErr> {
         std::fs::create_dir_all(&a.out)?;
+        let stop_after = a.stop_after;
         let metrics = std::fs::OpenOptions::new().create(true).append(true).open(a.out.join("metrics.jsonl"))?;
         Ok(LearnerState {
             compute: a.compute.clone(),
@@ -155,10 +160,16 @@ impl Actor for LearnerActor {
             recent_loss: vec![],
             checkpoint: None,
             dpo: None,
+            stop_after,
         })
     }
 
-    async fn handle(&self, me: ActorRef<Self::Msg>, msg: LearnerMsg, st: &mut LearnerState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        me: ActorRef<Self::Msg>,
+        msg: LearnerMsg,
+        st: &mut LearnerState,
+    ) -> Result<(), ActorProcessingErr> {
         let next = match msg {
             LearnerMsg::Stop => None,
             LearnerMsg::Step => call_t!(st.dataset, DatasetMsg::Next, 600_000)?,
@@ -201,7 +212,7 @@ impl Actor for LearnerActor {
             Outcome::Step(ev, dpo) => {
                 st.record(&ev, dpo.as_ref())?;
                 st.dpo = dpo.or(st.dpo.take());
-                if finished {
+                if finished || st.stop_after.is_some_and(|n| st.steps >= n) {
                     me.send_message(LearnerMsg::Stop)?;
                 } else {
                     me.send_message(LearnerMsg::Step)?;

@@ -6,7 +6,10 @@ use crate::batch::{LmBatch, PairBatch, PairId};
 use crate::config::{Stage, StageConfig};
 use crate::error::{Error, Result};
 use crate::state::DataCursor;
-use phi4r_data::{pack, tokenize_example, ChatTemplate, JsonlReader, Overflow, PackedRow, Preference, PromptCompletion, TokenizedExample};
+use phi4r_data::{
+    pack, tokenize_example, ChatTemplate, JsonlReader, Overflow, PackedRow, Preference, PromptCompletion,
+    TokenizedExample,
+};
 use phi4r_model::Tokenizer;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -92,7 +95,8 @@ impl StageFeed {
         let data_err = |e: phi4r_data::Error| Error::input("StageFeed::load", e.to_string());
         let items = match cfg.stage {
             Stage::Mid | Stage::Sft => {
-                let mut reader = JsonlReader::<PromptCompletion>::open(path).map_err(data_err)?.skip_bad_lines(skip_bad_lines);
+                let mut reader =
+                    JsonlReader::<PromptCompletion>::open(path).map_err(data_err)?.skip_bad_lines(skip_bad_lines);
                 let mut docs = Vec::new();
                 for rec in reader.by_ref() {
                     let r = rec.map_err(data_err)?;
@@ -110,13 +114,17 @@ impl StageFeed {
                 }
             }
             Stage::Dpo => {
-                let mut reader = JsonlReader::<Preference>::open(path).map_err(data_err)?.skip_bad_lines(skip_bad_lines);
+                let mut reader =
+                    JsonlReader::<Preference>::open(path).map_err(data_err)?.skip_bad_lines(skip_bad_lines);
                 let mut pairs = Vec::new();
                 for rec in reader.by_ref() {
                     let r = rec.map_err(data_err)?;
                     let c = tokenize_example(template, tokenizer, &r.prompt, &r.chosen).map_err(data_err)?;
                     let j = tokenize_example(template, tokenizer, &r.prompt, &r.rejected).map_err(data_err)?;
-                    pairs.push((truncate(c, cfg.seq_len, &mut report.overlong), truncate(j, cfg.seq_len, &mut report.overlong)));
+                    pairs.push((
+                        truncate(c, cfg.seq_len, &mut report.overlong),
+                        truncate(j, cfg.seq_len, &mut report.overlong),
+                    ));
                 }
                 report.skipped_bad_lines = reader.skipped();
                 report.records = pairs.len();
@@ -169,7 +177,8 @@ impl StageFeed {
     pub fn seek(&mut self, cursor: DataCursor) {
         let n = self.items_per_epoch();
         let mut order: Vec<usize> = (0..n).collect();
-        let mut rng = StdRng::seed_from_u64(self.seed ^ cursor.epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            StdRng::seed_from_u64(self.seed ^ cursor.epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         order.shuffle(&mut rng);
         // Length bucketing for unpacked stages: sort within windows of 8 steps so each micro-batch pads
         // to similar lengths, then keep the windows' order random.
@@ -256,7 +265,9 @@ mod tests {
     }
 
     fn tokenizer() -> Tokenizer {
-        let texts: Vec<String> = (0..200).map(|i| format!("<|user|>What is {i} + 1?<|end|><|assistant|>The answer is \\boxed{{{i}}}.<|end|>")).collect();
+        let texts: Vec<String> = (0..200)
+            .map(|i| format!("<|user|>What is {i} + 1?<|end|><|assistant|>The answer is \\boxed{{{i}}}.<|end|>"))
+            .collect();
         Tokenizer::train_bpe(texts.iter(), 200).expect("tokenizer")
     }
 

@@ -39,14 +39,25 @@ fn sft_trains_checkpoints_and_resumes_where_it_stopped() {
     let o = out.to_str().expect("utf-8");
     let stage1 = format!("{data}/stage2.jsonl");
     let s: Value = serde_json::from_str(&run_ok(&[
-        "stage", "sft", "--config", &cfg, "--data", &stage1, "--init", &init, "--out", o, "--max-steps", "2",
+        "stage",
+        "sft",
+        "--config",
+        &cfg,
+        "--data",
+        &stage1,
+        "--init",
+        &init,
+        "--out",
+        o,
+        "--stop-after",
+        "2",
     ]))
     .expect("summary JSON");
     assert_eq!(s["steps"], 2);
     assert!(s["final_loss"].as_f64().expect("loss").is_finite());
     let lines = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");
     assert_eq!(lines.lines().count(), 2);
-    // Resume: continues at step 3 and stops at max_steps 4.
+    // Resume: continues at step 3 and ends at the schedule's step 4.
     let s: Value = serde_json::from_str(&run_ok(&[
         "stage", "sft", "--config", &cfg, "--data", &stage1, "--init", &init, "--out", o, "--resume",
     ]))
@@ -61,8 +72,15 @@ fn sft_trains_checkpoints_and_resumes_where_it_stopped() {
     assert!(out.join(latest.trim()).join("model.safetensors").exists());
     // The checkpoint is a model folder eval can read.
     let ev: Value = serde_json::from_str(&run_ok(&[
-        "eval", "--model", out.join(latest.trim()).to_str().expect("utf-8"), "--data", &format!("{data}/eval.jsonl"),
-        "--per-tier", "1", "--max-new-tokens", "8",
+        "eval",
+        "--model",
+        out.join(latest.trim()).to_str().expect("utf-8"),
+        "--data",
+        &format!("{data}/eval.jsonl"),
+        "--per-tier",
+        "1",
+        "--max-new-tokens",
+        "8",
     ]))
     .expect("eval JSON");
     assert_eq!(ev["n"], 6);
@@ -75,7 +93,15 @@ fn a_bad_stage_config_names_the_key() {
     let (data, init, cfg) = setup(dir.path());
     std::fs::write(&cfg, CONFIG.replace("micro_batch = 2", "micro_batch = 2\nmicro_bach = 3")).expect("write");
     let e = run_err(&[
-        "stage", "sft", "--config", &cfg, "--data", &format!("{data}/stage2.jsonl"), "--init", &init, "--out",
+        "stage",
+        "sft",
+        "--config",
+        &cfg,
+        "--data",
+        &format!("{data}/stage2.jsonl"),
+        "--init",
+        &init,
+        "--out",
         dir.path().join("o").to_str().expect("utf-8"),
     ]);
     assert!(e.contains("micro_bach"), "{e}");

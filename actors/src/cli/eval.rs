@@ -60,7 +60,8 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     for (tier, problems) in &by_tier {
         let (mut c, mut s) = (0usize, 0usize);
         for chunk in problems.chunks(a.batch.max(1)) {
-            let prompts = chunk.iter().map(|p| prompt_ids(&template, &tok, &p.problem)).collect::<Result<Vec<_>, _>>()?;
+            let prompts =
+                chunk.iter().map(|p| prompt_ids(&template, &tok, &p.problem)).collect::<Result<Vec<_>, _>>()?;
             for (p, g) in chunk.iter().zip(generate(&model, &prompts, &cfg, &stop)?) {
                 let text = tok.decode(&g.tokens)?;
                 let finished = g.finish != FinishReason::Length;
@@ -69,7 +70,10 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             }
         }
         let n = problems.len();
-        tiers.insert(tier.to_string(), json!({"n": n, "accuracy": c as f64 / n.max(1) as f64, "stopped": s as f64 / n.max(1) as f64}));
+        tiers.insert(
+            tier.to_string(),
+            json!({"n": n, "accuracy": c as f64 / n.max(1) as f64, "stopped": s as f64 / n.max(1) as f64}),
+        );
         total += n;
         correct += c;
         stopped += s;

@@ -62,6 +62,9 @@ pub struct StageArgs {
     /// Override the config's learning rate.
     #[arg(long)]
     lr: Option<f64>,
+    /// Checkpoint and exit after this many steps (the schedule is unchanged; `--resume` continues).
+    #[arg(long)]
+    stop_after: Option<u64>,
     /// Serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9100).
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
@@ -73,7 +76,8 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
         StageName::Sft => Stage::Sft,
         StageName::Dpo => Stage::Dpo,
     };
-    let config_path = a.config.clone().unwrap_or_else(|| PathBuf::from(format!("configs/stages/{}.toml", stage.name())));
+    let config_path =
+        a.config.clone().unwrap_or_else(|| PathBuf::from(format!("configs/stages/{}.toml", stage.name())));
     let mut cfg = StageConfig::load(&config_path, a.profile.as_deref())?;
     if cfg.stage != stage {
         anyhow::bail!("{}: key `stage` is {:?}, but the command runs {:?}", config_path.display(), cfg.stage, stage);
@@ -118,14 +122,23 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
             metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install()?;
         }
         let progress = ProgressBar::new(total);
-        progress.set_style(ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (eta {eta})")?);
+        progress.set_style(ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (eta {eta})",
+        )?);
         progress.set_prefix(stage.name());
         progress.set_position(start_step);
         let compute = Compute::spawn(learner, threads)?;
         let (dataset, dataset_handle) = Actor::spawn(None, DatasetActor, feed).await?;
         dataset.send_message(DatasetMsg::Seek(cursor))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let args = LearnerArgs { compute, dataset: dataset.clone(), out: a.out.clone(), progress, done: tx };
+        let args = LearnerArgs {
+            compute,
+            dataset: dataset.clone(),
+            out: a.out.clone(),
+            progress,
+            done: tx,
+            stop_after: a.stop_after,
+        };
         let (learner, learner_handle) = Actor::spawn(None, LearnerActor, args).await?;
         learner.send_message(LearnerMsg::Step)?;
         let result = rx.await.map_err(|_| anyhow::anyhow!("the learner actor stopped without a result"))?;

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Stages 1-3 on the embedded synthetic task with the tiny model, evaluated after each stage.
+#   scripts/evidence.sh [outdir] [mid_steps] [sft_steps] [dpo_steps] [per_tier]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs/evidence}; MID=${2:-150}; SFT=${3:-40}; DPO=${4:-20}; PER=${5:-50}
+cargo build --release -p phi4r-actors >/dev/null
+B=target/release/phi4r-actors
+mkdir -p "$OUT"
+$B data synth --out "$OUT/data" > "$OUT/synth.json"
+$B model init --preset tiny --tokenizer "$OUT/data/tokenizer.json" --seed 0 --out "$OUT/init" > /dev/null
+ev() { $B eval --model "$1" --data "$OUT/data/eval.jsonl" --per-tier "$PER" --max-new-tokens 256 > "$2"; }
+ev "$OUT/init" "$OUT/eval-init.json"
+$B stage mid --profile cpu --data "$OUT/data/stage1.jsonl" --init "$OUT/init" --out "$OUT/mid" --max-steps "$MID" > "$OUT/mid.json"
+ev "$OUT/mid/$(cat "$OUT/mid/latest")" "$OUT/eval-mid.json"
+$B stage sft --profile cpu --data "$OUT/data/stage2.jsonl" --init "$OUT/mid/$(cat "$OUT/mid/latest")" --out "$OUT/sft" --max-steps "$SFT" > "$OUT/sft.json"
+ev "$OUT/sft/$(cat "$OUT/sft/latest")" "$OUT/eval-sft.json"
+$B stage dpo --profile cpu --data "$OUT/data/stage3.jsonl" --init "$OUT/sft/$(cat "$OUT/sft/latest")" --out "$OUT/dpo" --max-steps "$DPO" > "$OUT/dpo.json"
+ev "$OUT/dpo/$(cat "$OUT/dpo/latest")" "$OUT/eval-dpo.json"
+echo done
