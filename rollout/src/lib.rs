@@ -15,3 +15,15 @@ mod sampling;
 pub use error::{Error, Result};
 pub use generate::{generate, FinishReason, Generation, StopRule};
 pub use sampling::{sample, Sampled, SamplingConfig, TemperatureSchedule};
+
+/// The version of the policy weights that produced a rollout (incremented by every learner update that
+/// is published to the generators). A newtype, so a version is never passed where a step is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+pub struct PolicyVersion(pub u64);
+
+impl PolicyVersion {
+    /// How many versions `self` lags behind `current` (0 if it is not older).
+    pub fn staleness(self, current: PolicyVersion) -> u64 {
+        current.0.saturating_sub(self.0)
+    }
+}
