@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDTyp
 use rayon::prelude::*;
 
 /// Rows up to which [`small_matmul`] beats the general gemm.
-pub const SMALL_ROWS: usize = 16;
+pub const SMALL_ROWS: usize = 4;
 
 struct SmallMatmul;
 
