@@ -86,6 +86,7 @@ pub fn token_logps(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::assert_same_fwd_and_grad;
     use super::*;
     use candle_core::{Device, Var, D};
 
@@ -98,14 +99,6 @@ mod tests {
         let fused = token_logps(x.as_tensor(), &t)?;
         let composed =
             crate::ops::log_softmax_last_dim(x.as_tensor())?.gather(&t.unsqueeze(1)?, D::Minus1)?.squeeze(1)?;
-        assert!((&fused - &composed)?.abs()?.max_all()?.to_scalar::<f64>()? < 1e-12);
-        let gf = (fused * &w)?.sum_all()?.backward()?;
-        let gc = (composed * &w)?.sum_all()?.backward()?;
-        let d = (gf.get(x.as_tensor()).expect("grad") - gc.get(x.as_tensor()).expect("grad"))?
-            .abs()?
-            .max_all()?
-            .to_scalar::<f64>()?;
-        assert!(d < 1e-12, "{d}");
-        Ok(())
+        assert_same_fwd_and_grad(&fused, &composed, &w, &[&x], 1e-12, 1e-12)
     }
 }

@@ -49,3 +49,38 @@ pub(crate) fn contiguous<'a, T: WithDType>(op: &str, s: &'a CpuStorage, l: &Layo
 pub(crate) fn rows_per_task(row_len: usize) -> usize {
     (16_384 / row_len.max(1)).max(1)
 }
+
+/// Shared checks of the kernel tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use candle_core::{Result, Tensor, Var};
+
+    /// Largest absolute difference of two f64 tensors.
+    pub fn max_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
+        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()
+    }
+
+    /// Asserts that `fused` and `composed` agree to `fwd_tol`, and that the gradients of
+    /// `sum(out * probe)` with respect to each of `vars` agree to `grad_tol` and are not all zero.
+    pub fn assert_same_fwd_and_grad(
+        fused: &Tensor,
+        composed: &Tensor,
+        probe: &Tensor,
+        vars: &[&Var],
+        fwd_tol: f64,
+        grad_tol: f64,
+    ) -> Result<()> {
+        let d = max_diff(fused, composed)?;
+        assert!(d < fwd_tol, "forward differs by {d}");
+        let gf = (fused * probe)?.sum_all()?.backward()?;
+        let gc = (composed * probe)?.sum_all()?.backward()?;
+        for (i, v) in vars.iter().enumerate() {
+            let (a, b) =
+                (gf.get(v.as_tensor()).expect("fused gradient"), gc.get(v.as_tensor()).expect("composed gradient"));
+            let d = max_diff(a, b)?;
+            assert!(d < grad_tol, "gradient of input {i} differs by {d}");
+            assert!(a.abs()?.sum_all()?.to_scalar::<f64>()? > 0.0, "gradient of input {i} is zero");
+        }
+        Ok(())
+    }
+}

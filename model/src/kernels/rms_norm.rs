@@ -105,6 +105,7 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::assert_same_fwd_and_grad;
     use super::*;
     use crate::ops::Kernels;
     use candle_core::{Device, Var};
@@ -117,15 +118,6 @@ mod tests {
         let probe = Tensor::randn(0f64, 1.0, (3, 4, 16), &dev)?;
         let fused = rms_norm(x.as_tensor(), w.as_tensor(), 1e-5)?;
         let composed = crate::ops::rms_norm(x.as_tensor(), w.as_tensor(), 1e-5, Kernels::Composed)?;
-        let d = (&fused - &composed)?.abs()?.max_all()?.to_scalar::<f64>()?;
-        assert!(d < 1e-12, "{d}");
-        let gf = (fused * &probe)?.sum_all()?.backward()?;
-        let gc = (composed * &probe)?.sum_all()?.backward()?;
-        for v in [&x, &w] {
-            let (a, b) = (gf.get(v.as_tensor()).expect("grad"), gc.get(v.as_tensor()).expect("grad"));
-            let d = (a - b)?.abs()?.max_all()?.to_scalar::<f64>()?;
-            assert!(d < 1e-10, "{d}");
-        }
-        Ok(())
+        assert_same_fwd_and_grad(&fused, &composed, &probe, &[&x, &w], 1e-12, 1e-10)
     }
 }

@@ -129,18 +129,10 @@ pub fn masked_softmax(scores: &Tensor, ranges: &KeyRanges) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::assert_same_fwd_and_grad;
     use super::*;
     use crate::ops::softmax_last_dim;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .and_then(|d| d.abs())
-            .and_then(|d| d.flatten_all())
-            .and_then(|d| d.max(0))
-            .and_then(|d| d.to_scalar::<f64>())
-            .expect("diff")
-    }
 
     #[test]
     fn matches_composed_softmax_with_an_additive_mask() -> Result<()> {
@@ -160,12 +152,6 @@ mod tests {
         let r = KeyRanges { queries: q, ranges: Arc::new(ranges) };
         let fused = masked_softmax(x.as_tensor(), &r)?;
         let composed = softmax_last_dim(&x.as_tensor().broadcast_add(&mask)?)?;
-        assert!(max_diff(&fused, &composed) < 1e-12);
-        let gf = (fused * &w)?.sum_all()?.backward()?;
-        let gc = (composed * &w)?.sum_all()?.backward()?;
-        let (gf, gc) = (gf.get(x.as_tensor()).expect("grad"), gc.get(x.as_tensor()).expect("grad"));
-        assert!(max_diff(gf, gc) < 1e-12);
-        assert!(gf.abs()?.sum_all()?.to_scalar::<f64>()? > 0.0);
-        Ok(())
+        assert_same_fwd_and_grad(&fused, &composed, &w, &[&x], 1e-12, 1e-12)
     }
 }

@@ -88,6 +88,7 @@ pub fn swiglu(gate_up: &Tensor) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::assert_same_fwd_and_grad;
     use super::*;
     use candle_core::{Device, Var, D};
 
@@ -98,13 +99,6 @@ mod tests {
         let w = Tensor::randn(0f64, 1.0, (3, 4, 5), &dev)?;
         let f = swiglu(x.as_tensor())?;
         let c = (x.as_tensor().narrow(D::Minus1, 5, 5)? * x.as_tensor().narrow(D::Minus1, 0, 5)?.silu()?)?;
-        assert!((&f - &c)?.abs()?.max_all()?.to_scalar::<f64>()? < 1e-12);
-        let (gf, gc) = ((f * &w)?.sum_all()?.backward()?, (c * &w)?.sum_all()?.backward()?);
-        let d = (gf.get(x.as_tensor()).expect("grad") - gc.get(x.as_tensor()).expect("grad"))?
-            .abs()?
-            .max_all()?
-            .to_scalar::<f64>()?;
-        assert!(d < 1e-12, "{d}");
-        Ok(())
+        assert_same_fwd_and_grad(&f, &c, &w, &[&x], 1e-12, 1e-12)
     }
 }
