@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/evidence}; MID=${2:-150}; SFT=${3:-40}; DPO=${4:-20}; PER=${5:-50}
-cargo build --release -p phi4r-actors >/dev/null
-B=target/release/phi4r-actors
+# B=path/to/phi4r-actors uses a prebuilt binary (e.g. a copy, so rebuilding meanwhile is safe).
+if [ -z "${B:-}" ]; then cargo build --release -p phi4r-actors >/dev/null; B=target/release/phi4r-actors; fi
 mkdir -p "$OUT"
 $B data synth --out "$OUT/data" > "$OUT/synth.json"
 $B model init --preset tiny --tokenizer "$OUT/data/tokenizer.json" --seed 0 --out "$OUT/init" > /dev/null
