@@ -11,7 +11,7 @@
 
 use crate::config::Phi3Config;
 use crate::error::{Error, Result};
-use crate::kernels::{masked_softmax, qkv_rope, small_matmul, swiglu, KeyRanges, SMALL_ROWS};
+use crate::kernels::{cached_attention, masked_softmax, qkv_rope, small_matmul, swiglu, KeyRanges, SMALL_ROWS};
 use crate::kv_cache::KvCache;
 use crate::layout::AttentionLayout;
 use crate::ops::{self, Kernels};
@@ -133,6 +133,11 @@ impl Attention {
             Some((kc, vc, offset)) => {
                 kc.slice_set(&key.contiguous()?, 2, offset)?;
                 vc.slice_set(&value.contiguous()?, 2, offset)?;
+                if let (AttnMask::Ranges(r), true) = (mask, self.o_proj.frozen_cpu) {
+                    // Frozen decoding: one pass over the cache instead of per-(row, kv head) matmuls.
+                    let out = cached_attention(&q, kc, vc, offset + t, r, 1.0 / (d as f64).sqrt())?;
+                    return linear(&out, &self.o_proj);
+                }
                 (kc.narrow(2, 0, offset + t)?, vc.narrow(2, 0, offset + t)?)
             }
         };

@@ -14,7 +14,7 @@ pub const SMALL_ROWS: usize = 4;
 
 struct SmallMatmul;
 
-fn dot<T: Elem>(a: &[T], b: &[T]) -> T {
+pub(crate) fn dot<T: Elem>(a: &[T], b: &[T]) -> T {
     let mut acc = [T::zero(); 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: T = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| x * y).sum();

@@ -6,12 +6,14 @@
 //! - [`rms_norm`]: RMSNorm with gradients for both input and weight.
 //! - [`qkv_rope`]: split of the fused `qkv_proj` output into heads with rotary embeddings applied.
 //! - [`swiglu`]: `silu(gate) * up` over the fused `gate_up_proj` output.
+//! - [`cached_attention`]: a decoding step's attention over the KV cache (frozen weights, no backward).
 //! - [`small_matmul`]: `x @ w.T` for the few rows of a decoding step (frozen weights, no backward).
 //! - [`token_logps`]: log-softmax gathered at the targets (the cross-entropy core) over the vocabulary.
 //!
 //! Each has a test against the composed version (forward to 1e-5, gradients to 1e-4). They run on the
 //! CPU in f32 or f64; [`crate::Kernels::Composed`] remains for other devices and for debugging.
 
+mod cached_attention;
 mod logps;
 mod matvec;
 mod rms_norm;
@@ -19,6 +21,7 @@ mod rope;
 mod softmax;
 mod swiglu;
 
+pub use cached_attention::cached_attention;
 pub use logps::token_logps;
 pub use matvec::{small_matmul, SMALL_ROWS};
 pub use rms_norm::rms_norm;
