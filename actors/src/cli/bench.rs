@@ -2,7 +2,6 @@
 //! figures and the ratios when a peer results file (../shared/peers/trl_bench.py output) is given.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use clap::{Args, Subcommand};
 use phi4r_model::{loss, AttentionLayout, ComputePool, Phi3Config, TrainableModel};
 use phi4r_rollout::{generate, SamplingConfig, StopRule};
@@ -157,8 +156,9 @@ fn matmul_gflops(dev: &Device) -> anyhow::Result<f64> {
 
 fn train_bench(cfg: &Phi3Config, steps: usize, dev: &Device, peak_gflops: f64) -> anyhow::Result<Value> {
     let tm = TrainableModel::init(cfg, 0, DType::F32, dev)?;
-    let vars = tm.vars().into_iter().map(|(_, v)| v).collect();
-    let mut opt = AdamW::new(vars, ParamsAdamW { lr: 1e-4, ..Default::default() })?;
+    // The learner's own AdamW (the one the stages run), with PyTorch's defaults.
+    let vars: Vec<_> = tm.vars().into_iter().map(|(_, v)| v).collect();
+    let mut opt = phi4r_learner::AdamW::new(tm.vars(), phi4r_learner::AdamWConfig::default())?;
     let mut rng = StdRng::seed_from_u64(1);
     let tokens: Vec<u32> = (0..BATCH * (SEQ + 1)).map(|_| rng.random_range(3..VOCAB as u32)).collect();
     let all = Tensor::from_vec(tokens, (BATCH, SEQ + 1), dev)?;
@@ -176,7 +176,7 @@ fn train_bench(cfg: &Phi3Config, steps: usize, dev: &Device, peak_gflops: f64) -
         let t1 = Instant::now();
         let grads = l.backward()?;
         let t2 = Instant::now();
-        opt.step(&grads)?;
+        opt.step(&phi4r_learner::Grads::from_store(&grads, &vars), 1e-4)?;
         let t3 = Instant::now();
         if i > 0 {
             total.push((t3 - t0).as_secs_f64());
