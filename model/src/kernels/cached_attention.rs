@@ -33,42 +33,45 @@ fn fwd<T: Elem>(q: &[T], k: &[T], v: &[T], n: &Dims, op: &CachedAttention) -> Ve
     let Dims { b, heads, kv_heads, t, d, cap } = *n;
     let rep = heads / kv_heads;
     let scale = T::from(op.scale).unwrap_or_else(T::one);
+    // The loops are compiled for the best instruction set at run time (pulp: AVX-512 / AVX2).
     // Task (row, head) writes out[row, :, head, :]: gather its slices afterwards would cost a copy, so
     // each task fills a (t, d) block and the blocks are scattered into (b, t, heads, d) below.
+    let arch = pulp::Arch::new();
     let blocks: Vec<Vec<T>> = (0..b * heads)
         .into_par_iter()
         .map(|task| {
-            let (bi, h) = (task / heads, task % heads);
-            let kv = h / rep;
-            let keys = &k[(bi * kv_heads + kv) * cap * d..][..op.len * d];
-            let vals = &v[(bi * kv_heads + kv) * cap * d..][..op.len * d];
-            let mut out = vec![T::zero(); t * d];
-            let mut scores = vec![T::zero(); op.len];
-            for qi in 0..t {
-                let query = &q[((bi * heads + h) * t + qi) * d..][..d];
-                let (lo, hi) = op.ranges.ranges[bi * t + qi];
-                let (lo, hi) = (lo as usize, (hi as usize).min(op.len - 1));
-                let s = &mut scores[lo..=hi];
-                let mut max = T::neg_infinity();
-                for (j, o) in s.iter_mut().enumerate() {
-                    *o = dot(query, &keys[(lo + j) * d..][..d]) * scale;
-                    max = num_traits::Float::max(max, *o);
-                }
-                let mut sum = T::zero();
-                for o in s.iter_mut() {
-                    *o = (*o - max).exp();
-                    sum += *o;
-                }
-                let inv = T::one() / sum;
-                let acc = &mut out[qi * d..(qi + 1) * d];
-                for (j, &p) in s.iter().enumerate() {
-                    let p = p * inv;
-                    for (a, &x) in acc.iter_mut().zip(&vals[(lo + j) * d..][..d]) {
-                        *a += p * x;
+            arch.dispatch(|| {
+                let (bi, h) = (task / heads, task % heads);
+                let kv = h / rep;
+                let keys = &k[(bi * kv_heads + kv) * cap * d..][..op.len * d];
+                let vals = &v[(bi * kv_heads + kv) * cap * d..][..op.len * d];
+                let mut out = vec![T::zero(); t * d];
+                let mut scores = vec![T::zero(); op.len];
+                for qi in 0..t {
+                    let query = &q[((bi * heads + h) * t + qi) * d..][..d];
+                    let (lo, hi) = op.ranges.ranges[bi * t + qi];
+                    let (lo, hi) = (lo as usize, (hi as usize).min(op.len - 1));
+                    let s = &mut scores[lo..=hi];
+                    let mut max = T::neg_infinity();
+                    for (j, o) in s.iter_mut().enumerate() {
+                        *o = dot(query, &keys[(lo + j) * d..][..d]) * scale;
+                        max = num_traits::Float::max(max, *o);
+                    }
+                    for o in s.iter_mut() {
+                        *o = (*o - max).fast_exp();
+                    }
+                    let sum = s.iter().fold(T::zero(), |a, &v| a + v);
+                    let inv = T::one() / sum;
+                    let acc = &mut out[qi * d..(qi + 1) * d];
+                    for (j, &p) in s.iter().enumerate() {
+                        let p = p * inv;
+                        for (a, &x) in acc.iter_mut().zip(&vals[(lo + j) * d..][..d]) {
+                            *a += p * x;
+                        }
                     }
                 }
-            }
-            out
+                out
+            })
         })
         .collect();
     let mut y = vec![T::zero(); b * t * heads * d];

@@ -13,7 +13,7 @@ struct TokenLogps {
 
 fn lse<T: Elem>(x: &[T]) -> T {
     let max = x.iter().fold(T::neg_infinity(), |m, &v| num_traits::Float::max(m, v));
-    max + x.iter().map(|&v| (v - max).exp()).sum::<T>().ln()
+    max + x.iter().fold(T::zero(), |s, &v| s + (v - max).fast_exp()).ln()
 }
 
 fn fwd<T: Elem>(x: &[T], v: usize, targets: &[u32]) -> Vec<T> {
@@ -30,7 +30,7 @@ fn bwd<T: Elem>(x: &[T], v: usize, targets: &[u32], logp: &[T], g: &[T]) -> Vec<
             let lse = xr[t] - logp[r];
             let gr = g[r];
             for (o, &val) in dxr.iter_mut().zip(xr) {
-                *o = -gr * (val - lse).exp();
+                *o = -gr * (val - lse).fast_exp();
             }
             dxr[t] += gr;
         }

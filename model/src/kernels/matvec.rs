@@ -15,6 +15,7 @@ pub const SMALL_ROWS: usize = 16;
 
 struct SmallMatmul;
 
+#[inline(always)]
 pub(crate) fn dot<T: Elem>(a: &[T], b: &[T]) -> T {
     let mut acc = [T::zero(); 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));

@@ -33,11 +33,10 @@ fn fwd<T: Elem>(x: &[T], keys: usize, heads: usize, r: &KeyRanges) -> Vec<T> {
             let (lo, hi) = (lo as usize, (hi as usize).min(keys - 1));
             let xs = &xr[lo..=hi];
             let max = xs.iter().fold(T::neg_infinity(), |m, &v| num_traits::Float::max(m, v));
-            let mut sum = T::zero();
             for (o, &v) in yr[lo..=hi].iter_mut().zip(xs) {
-                *o = (v - max).exp();
-                sum += *o;
+                *o = (v - max).fast_exp();
             }
+            let sum = yr[lo..=hi].iter().fold(T::zero(), |s, &v| s + v);
             let inv = T::one() / sum;
             for o in &mut yr[lo..=hi] {
                 *o *= inv;

@@ -7,8 +7,9 @@ use rayon::prelude::*;
 
 struct SwiGlu;
 
+#[inline(always)]
 fn sigmoid<T: Elem>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
+    T::one() / (T::one() + (-x).fast_exp())
 }
 
 fn fwd<T: Elem>(x: &[T], i: usize) -> Vec<T> {
