@@ -111,8 +111,7 @@ impl AdamW {
             slot.exp_avg_sq = ((&slot.exp_avg_sq * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
             let denom = ((slot.exp_avg_sq.sqrt()? / bc2_sqrt)? + eps)?;
             let theta = slot.var.as_tensor();
-            let theta =
-                if slot.decay && weight_decay != 0.0 { (theta * (1.0 - lr * weight_decay))? } else { theta.clone() };
+            let theta = if decay != 0.0 { (theta * (1.0 - lr * decay))? } else { theta.clone() };
             let next = (theta - ((&slot.exp_avg / denom)? * step_size)?)?;
             slot.var.set(&next)?;
         }
@@ -192,14 +191,13 @@ fn fused_update(slot: &mut Slot, g: &Tensor, h: &Hyper) -> Result<()> {
     let mut v = slot.exp_avg_sq.flatten_all()?.to_vec1::<f32>()?;
     let (b1, nb1, b2, nb2) = (h.beta1 as f32, (1.0 - h.beta1) as f32, h.beta2 as f32, (1.0 - h.beta2) as f32);
     let (bc2, eps, keep, step) = (h.bc2_sqrt as f32, h.eps as f32, (1.0 - h.lr * h.decay) as f32, h.step_size as f32);
-    let decays = h.decay != 0.0;
     let mut next = theta;
     for (((p, &gi), mi), vi) in next.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut()) {
         *mi = *mi * b1 + gi * nb1;
         *vi = *vi * b2 + gi * gi * nb2;
         let denom = vi.sqrt() / bc2 + eps;
-        let base = if decays { *p * keep } else { *p };
-        *p = base - (*mi / denom) * step;
+        // keep is exactly 1 without decay, so the product leaves p unchanged.
+        *p = *p * keep - (*mi / denom) * step;
     }
     let dev = slot.var.device().clone();
     slot.exp_avg = Tensor::from_vec(m, shape.clone(), &dev)?;

@@ -8,6 +8,7 @@
 //! Forward only: it serves frozen weights (sampling, reference models).
 
 use super::matvec::dot;
+use super::softmax::softmax_in_place;
 use super::{contiguous, Elem, KeyRanges};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -52,19 +53,12 @@ fn fwd<T: Elem>(q: &[T], k: &[T], v: &[T], n: &Dims, op: &CachedAttention) -> Ve
                     let (lo, hi) = op.ranges.ranges[bi * t + qi];
                     let (lo, hi) = (lo as usize, (hi as usize).min(op.len - 1));
                     let s = &mut scores[lo..=hi];
-                    let mut max = T::neg_infinity();
                     for (j, o) in s.iter_mut().enumerate() {
                         *o = dot(query, &keys[(lo + j) * d..][..d]) * scale;
-                        max = num_traits::Float::max(max, *o);
                     }
-                    for o in s.iter_mut() {
-                        *o = (*o - max).fast_exp();
-                    }
-                    let sum = s.iter().fold(T::zero(), |a, &v| a + v);
-                    let inv = T::one() / sum;
+                    softmax_in_place(s);
                     let acc = &mut out[qi * d..(qi + 1) * d];
                     for (j, &p) in s.iter().enumerate() {
-                        let p = p * inv;
                         for (a, &x) in acc.iter_mut().zip(&vals[(lo + j) * d..][..d]) {
                             *a += p * x;
                         }

@@ -15,6 +15,9 @@ pub const SMALL_ROWS: usize = 16;
 
 struct SmallMatmul;
 
+/// Output columns per rayon task.
+const COLS: usize = 32;
+
 #[inline(always)]
 pub(crate) fn dot<T: Elem>(a: &[T], b: &[T]) -> T {
     let mut acc = [T::zero(); 8];
@@ -29,7 +32,6 @@ pub(crate) fn dot<T: Elem>(a: &[T], b: &[T]) -> T {
 }
 
 fn fwd<T: Elem>(x: &[T], w: &[T], m: usize, k: usize, n: usize) -> Vec<T> {
-    const COLS: usize = 32;
     // Column-major result (n, m): each task owns whole output columns.
     let mut yt = vec![T::zero(); n * m];
     yt.par_chunks_mut(COLS * m).enumerate().for_each(|(c, block)| {
@@ -162,7 +164,6 @@ impl WithSimd for F32Block<'_> {
 
 /// The f32 kernel with explicit SIMD (AVX-512 / AVX2 chosen at run time by `pulp`).
 fn fwd_f32(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    const COLS: usize = 32;
     let arch = pulp::Arch::new();
     let mut yt = vec![0f32; n * m];
     yt.par_chunks_mut(COLS * m).enumerate().for_each(|(c, block)| {

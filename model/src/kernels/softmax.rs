@@ -16,6 +16,19 @@ pub struct KeyRanges {
     pub ranges: Arc<Vec<(u32, u32)>>,
 }
 
+/// Softmax of `s` in place, stable against large values.
+#[inline(always)]
+pub(crate) fn softmax_in_place<T: Elem>(s: &mut [T]) {
+    let max = s.iter().fold(T::neg_infinity(), |m, &v| num_traits::Float::max(m, v));
+    for o in s.iter_mut() {
+        *o = (*o - max).fast_exp();
+    }
+    let inv = T::one() / s.iter().fold(T::zero(), |a, &v| a + v);
+    for o in s.iter_mut() {
+        *o *= inv;
+    }
+}
+
 struct MaskedSoftmax {
     ranges: KeyRanges,
     heads: usize,
@@ -31,16 +44,8 @@ fn fwd<T: Elem>(x: &[T], keys: usize, heads: usize, r: &KeyRanges) -> Vec<T> {
             let (b, qi) = (row / (heads * q), row % q);
             let (lo, hi) = r.ranges[b * q + qi];
             let (lo, hi) = (lo as usize, (hi as usize).min(keys - 1));
-            let xs = &xr[lo..=hi];
-            let max = xs.iter().fold(T::neg_infinity(), |m, &v| num_traits::Float::max(m, v));
-            for (o, &v) in yr[lo..=hi].iter_mut().zip(xs) {
-                *o = (v - max).fast_exp();
-            }
-            let sum = yr[lo..=hi].iter().fold(T::zero(), |s, &v| s + v);
-            let inv = T::one() / sum;
-            for o in &mut yr[lo..=hi] {
-                *o *= inv;
-            }
+            yr[lo..=hi].copy_from_slice(&xr[lo..=hi]);
+            softmax_in_place(&mut yr[lo..=hi]);
         }
     });
     y
