@@ -11,7 +11,10 @@
 
 use crate::config::Phi3Config;
 use crate::error::{Error, Result};
-use crate::kernels::{cached_attention, masked_softmax, qkv_rope, small_matmul, swiglu, KeyRanges, SMALL_ROWS};
+use crate::kernels::{
+    cached_attention, masked_softmax, packed_matmul, qkv_rope, small_matmul, swiglu, KeyRanges, PackedWeight,
+    SMALL_ROWS,
+};
 use crate::kv_cache::KvCache;
 use crate::layout::AttentionLayout;
 use crate::ops::{self, Kernels};
@@ -19,23 +22,37 @@ use crate::rope::Rope;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
+use std::sync::{Arc, OnceLock};
+
 const WEIGHT_INIT: Init = Init::Randn { mean: 0.0, stdev: 0.02 };
 
 /// A linear layer's weight, `(out, in)` as torch stores it.
 ///
 /// A frozen CPU weight (sampling, reference models) multiplies the few rows of a decoding step with
-/// [`small_matmul`], which reads each weight row once; a general gemm re-packs the whole transposed matrix
-/// on every call and pads the rows to its micro-kernel, which for one row costs more than the product.
+/// [`packed_matmul`] over a copy packed once for it (f64: [`small_matmul`]), which streams each weight row
+/// once; a general gemm re-packs the whole transposed matrix on every call and pads the rows to its
+/// micro-kernel, which for one row costs more than the product.
 #[derive(Clone)]
 struct Weight {
     w: Tensor,
     frozen_cpu: bool,
+    /// The f32 weight packed for decoding, made on the first small-row product (so a frozen model that
+    /// only ever runs large batches, such as the DPO reference, never holds a second copy).
+    packed: Arc<OnceLock<PackedWeight>>,
 }
 
 impl Weight {
     fn new(w: Tensor) -> candle_core::Result<Self> {
         let frozen_cpu = !w.is_variable() && w.device().is_cpu() && w.is_contiguous();
-        Ok(Weight { w, frozen_cpu })
+        Ok(Weight { w, frozen_cpu, packed: Arc::default() })
+    }
+
+    fn packed(&self) -> candle_core::Result<&PackedWeight> {
+        if let Some(p) = self.packed.get() {
+            return Ok(p);
+        }
+        let p = PackedWeight::from_tensor(&self.w)?;
+        Ok(self.packed.get_or_init(|| p))
     }
 }
 
@@ -45,7 +62,10 @@ fn linear(x: &Tensor, w: &Weight) -> candle_core::Result<Tensor> {
     let inner = *dims.last().unwrap_or(&1);
     let rows = x.elem_count() / inner.max(1);
     let x2 = x.reshape((rows, inner))?;
-    let y = if w.frozen_cpu && rows <= SMALL_ROWS && matches!(x.dtype(), DType::F32 | DType::F64) {
+    let small = w.frozen_cpu && rows <= SMALL_ROWS;
+    let y = if small && x.dtype() == DType::F32 && w.w.dtype() == DType::F32 {
+        packed_matmul(&x2, w.packed()?)?
+    } else if small && matches!(x.dtype(), DType::F64) {
         small_matmul(&x2, &w.w)?
     } else {
         x2.matmul(&w.w.t()?)?

@@ -11,6 +11,7 @@ use super::matvec::dot;
 use super::softmax::softmax_in_place;
 use super::{contiguous, Elem, KeyRanges};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
+use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
 struct CachedAttention {
@@ -30,44 +31,60 @@ struct Dims {
     cap: usize,
 }
 
+/// The inputs of every `(row, head)` task.
+struct Task<'a, T> {
+    q: &'a [T],
+    k: &'a [T],
+    v: &'a [T],
+    n: &'a Dims,
+    op: &'a CachedAttention,
+    task: usize,
+}
+
+impl<T: Elem> WithSimd for Task<'_, T> {
+    type Output = Vec<T>;
+
+    /// Task (row, head): its queries' `(t, d)` outputs. Inlined into pulp's target-feature function, so
+    /// these loops compile for AVX-512 / AVX2 (a closure passed to `dispatch` stays a separate baseline
+    /// function).
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) -> Vec<T> {
+        let Task { q, k, v, n, op, task } = self;
+        let Dims { heads, kv_heads, t, d, cap, .. } = *n;
+        let scale = T::from(op.scale).unwrap_or_else(T::one);
+        let (bi, h) = (task / heads, task % heads);
+        let kv = h / (heads / kv_heads);
+        let keys = &k[(bi * kv_heads + kv) * cap * d..][..op.len * d];
+        let vals = &v[(bi * kv_heads + kv) * cap * d..][..op.len * d];
+        let mut out = vec![T::zero(); t * d];
+        let mut scores = vec![T::zero(); op.len];
+        for qi in 0..t {
+            let query = &q[((bi * heads + h) * t + qi) * d..][..d];
+            let (lo, hi) = op.ranges.ranges[bi * t + qi];
+            let (lo, hi) = (lo as usize, (hi as usize).min(op.len - 1));
+            let s = &mut scores[lo..=hi];
+            for (j, o) in s.iter_mut().enumerate() {
+                *o = dot(query, &keys[(lo + j) * d..][..d]) * scale;
+            }
+            softmax_in_place(s);
+            let acc = &mut out[qi * d..(qi + 1) * d];
+            for (j, &p) in s.iter().enumerate() {
+                for (a, &x) in acc.iter_mut().zip(&vals[(lo + j) * d..][..d]) {
+                    *a += p * x;
+                }
+            }
+        }
+        out
+    }
+}
+
 fn fwd<T: Elem>(q: &[T], k: &[T], v: &[T], n: &Dims, op: &CachedAttention) -> Vec<T> {
-    let Dims { b, heads, kv_heads, t, d, cap } = *n;
-    let rep = heads / kv_heads;
-    let scale = T::from(op.scale).unwrap_or_else(T::one);
-    // The loops are compiled for the best instruction set at run time (pulp: AVX-512 / AVX2).
+    let Dims { b, heads, t, d, .. } = *n;
     // Task (row, head) writes out[row, :, head, :]: gather its slices afterwards would cost a copy, so
     // each task fills a (t, d) block and the blocks are scattered into (b, t, heads, d) below.
     let arch = pulp::Arch::new();
-    let blocks: Vec<Vec<T>> = (0..b * heads)
-        .into_par_iter()
-        .map(|task| {
-            arch.dispatch(|| {
-                let (bi, h) = (task / heads, task % heads);
-                let kv = h / rep;
-                let keys = &k[(bi * kv_heads + kv) * cap * d..][..op.len * d];
-                let vals = &v[(bi * kv_heads + kv) * cap * d..][..op.len * d];
-                let mut out = vec![T::zero(); t * d];
-                let mut scores = vec![T::zero(); op.len];
-                for qi in 0..t {
-                    let query = &q[((bi * heads + h) * t + qi) * d..][..d];
-                    let (lo, hi) = op.ranges.ranges[bi * t + qi];
-                    let (lo, hi) = (lo as usize, (hi as usize).min(op.len - 1));
-                    let s = &mut scores[lo..=hi];
-                    for (j, o) in s.iter_mut().enumerate() {
-                        *o = dot(query, &keys[(lo + j) * d..][..d]) * scale;
-                    }
-                    softmax_in_place(s);
-                    let acc = &mut out[qi * d..(qi + 1) * d];
-                    for (j, &p) in s.iter().enumerate() {
-                        for (a, &x) in acc.iter_mut().zip(&vals[(lo + j) * d..][..d]) {
-                            *a += p * x;
-                        }
-                    }
-                }
-                out
-            })
-        })
-        .collect();
+    let blocks: Vec<Vec<T>> =
+        (0..b * heads).into_par_iter().map(|task| arch.dispatch(Task { q, k, v, n, op, task })).collect();
     let mut y = vec![T::zero(); b * t * heads * d];
     for (task, block) in blocks.iter().enumerate() {
         let (bi, h) = (task / heads, task % heads);

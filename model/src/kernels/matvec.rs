@@ -6,7 +6,7 @@
 //! Forward only: it serves frozen weights.
 
 use super::{contiguous, Elem};
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
@@ -59,117 +59,192 @@ fn transpose_back<T: Copy>(yt: Vec<T>, m: usize, n: usize) -> Vec<T> {
     y
 }
 
-/// `MR` rows of `x` against `NR` weight rows, in SIMD registers: `MR * NR` vector accumulators, each
-/// loaded weight vector used `MR` times and each input vector `NR` times.
-#[inline(always)]
-fn tile<S: Simd, const MR: usize, const NR: usize>(simd: S, x: [&[f32]; MR], w: [&[f32]; NR]) -> [[f32; NR]; MR] {
-    let zero = simd.splat_f32s(0.0);
-    let mut xv = [(&[][..], &[][..]); MR];
-    for i in 0..MR {
-        xv[i] = S::as_simd_f32s(x[i]);
-    }
-    let mut wvs = [(&[][..], &[][..]); NR];
-    for j in 0..NR {
-        wvs[j] = S::as_simd_f32s(w[j]);
-    }
-    let chunks = wvs[0].0.len();
-    let mut acc = [[zero; NR]; MR];
-    for c in 0..chunks {
-        let mut wv = [zero; NR];
-        for j in 0..NR {
-            wv[j] = wvs[j].0[c];
-        }
-        for i in 0..MR {
-            let a = xv[i].0[c];
-            for j in 0..NR {
-                acc[i][j] = simd.mul_add_f32s(a, wv[j], acc[i][j]);
-            }
-        }
-    }
-    let mut out = [[0f32; NR]; MR];
-    for i in 0..MR {
-        for j in 0..NR {
-            let mut tail = 0f32;
-            for (&a, &b) in xv[i].1.iter().zip(wvs[j].1) {
-                tail += a * b;
-            }
-            out[i][j] = simd.reduce_sum_f32s(acc[i][j]) + tail;
-        }
-    }
-    out
-}
+/// Output columns per packed panel: two AVX-512 vectors, four AVX2 vectors.
+const NP: usize = 32;
 
-/// One task of the f32 kernel: output columns `col0..col0 + cols` for every row, column-major into `yt`.
-struct F32Block<'a> {
-    x: &'a [f32],
-    w: &'a [f32],
-    m: usize,
+/// A frozen f32 weight `(n, k)` rearranged once for decoding into panels of [`NP`] output columns,
+/// each stored `k`-major (`w[j0..j0 + NP][kk]` contiguous for each `kk`; `n` padded to a multiple of
+/// `NP` with zeros). A tile of rows then reads one contiguous stream that the hardware prefetcher
+/// follows, and multiplies each loaded weight vector by a broadcast input value: no horizontal sums and
+/// no per-call packing (which is what a general gemm spends a decoding step on).
+pub struct PackedWeight {
+    data: Vec<f32>,
+    n: usize,
     k: usize,
-    col0: usize,
-    yt: &'a mut [f32],
 }
 
-impl F32Block<'_> {
-    #[inline(always)]
-    fn rows<S: Simd, const MR: usize, const NR: usize>(&mut self, simd: S, i0: usize, j: usize) {
-        let (k, m) = (self.k, self.m);
-        let mut x: [&[f32]; MR] = [&[]; MR];
-        for (i, r) in x.iter_mut().enumerate() {
-            *r = &self.x[(i0 + i) * k..][..k];
+impl PackedWeight {
+    /// Packs row-major `w` of shape `(n, k)`.
+    pub fn new(w: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), n * k, "PackedWeight: {} values for ({n}, {k})", w.len());
+        let mut data = vec![0f32; n.div_ceil(NP) * NP * k];
+        if k > 0 {
+            data.par_chunks_mut(NP * k).enumerate().for_each(|(p, panel)| {
+                for c in 0..NP.min(n - p * NP) {
+                    for (kk, &v) in w[(p * NP + c) * k..][..k].iter().enumerate() {
+                        panel[kk * NP + c] = v;
+                    }
+                }
+            });
         }
-        let mut w: [&[f32]; NR] = [&[]; NR];
-        for (jj, r) in w.iter_mut().enumerate() {
-            *r = &self.w[(self.col0 + j + jj) * k..][..k];
-        }
-        let out = tile::<S, MR, NR>(simd, x, w);
-        for (i, row) in out.iter().enumerate() {
-            for (jj, &v) in row.iter().enumerate() {
-                self.yt[(j + jj) * m + i0 + i] = v;
-            }
-        }
+        PackedWeight { data, n, k }
     }
 
-    #[inline(always)]
-    fn cols<S: Simd, const NR: usize>(&mut self, simd: S, j: usize) {
-        let mut i0 = 0;
-        while i0 < self.m {
-            match self.m - i0 {
-                1 => self.rows::<S, 1, NR>(simd, i0, j),
-                2 => self.rows::<S, 2, NR>(simd, i0, j),
-                3 => self.rows::<S, 3, NR>(simd, i0, j),
-                _ => self.rows::<S, 4, NR>(simd, i0, j),
-            }
-            i0 += 4;
+    /// Packs a frozen `(n, k)` f32 tensor.
+    pub fn from_tensor(w: &Tensor) -> Result<Self> {
+        let (n, k) = w.dims2()?;
+        Ok(Self::new(&w.contiguous()?.flatten_all()?.to_vec1::<f32>()?, n, k))
+    }
+
+    /// `(n, k)`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    /// `x @ w.T` for row-major `x` of shape `(m, k)`: the row-major `(m, n)` result.
+    fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let (n, k) = (self.n, self.k);
+        let mut y = vec![0f32; m * n];
+        if k == 0 || m == 0 || n == 0 {
+            return y;
         }
+        let arch = pulp::Arch::new();
+        // One task per panel: its (m, NP) block, then scattered into the row-major result.
+        let mut blocks = vec![0f32; self.data.len() / k * m];
+        blocks.par_chunks_mut(m * NP).zip(self.data.par_chunks(NP * k)).for_each(|(out, panel)| {
+            arch.dispatch(Panel { x, panel, k, out });
+        });
+        for (p, block) in blocks.chunks(m * NP).enumerate() {
+            let cols = NP.min(n - p * NP);
+            for (i, row) in block.chunks(NP).enumerate() {
+                y[i * n + p * NP..][..cols].copy_from_slice(&row[..cols]);
+            }
+        }
+        y
     }
 }
 
-impl WithSimd for F32Block<'_> {
+/// One task: every row of `x` (row-major, `k` wide) against one panel, into `out` (m, NP).
+struct Panel<'a> {
+    x: &'a [f32],
+    panel: &'a [f32],
+    k: usize,
+    out: &'a mut [f32],
+}
+
+impl WithSimd for Panel<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: Simd>(mut self, simd: S) {
-        let cols = self.yt.len() / self.m;
-        let mut j = 0;
-        while j + 4 <= cols {
-            self.cols::<S, 4>(simd, j);
-            j += 4;
-        }
-        while j < cols {
-            self.cols::<S, 1>(simd, j);
-            j += 1;
+    fn with_simd<S: Simd>(self, simd: S) {
+        match S::F32_LANES {
+            16 => self.tiles::<S, 2>(simd),
+            8 => self.tiles::<S, 4>(simd),
+            _ => self.scalar(),
         }
     }
 }
 
-/// The f32 kernel with explicit SIMD (AVX-512 / AVX2 chosen at run time by `pulp`).
+impl Panel<'_> {
+    /// Rows in tiles of 8, 4, 2 and 1; `VP` vectors per panel row (`VP * lanes == NP`).
+    #[inline(always)]
+    fn tiles<S: Simd, const VP: usize>(self, simd: S) {
+        let Panel { x, panel, k, out } = self;
+        let m = out.len() / NP;
+        let w = S::as_simd_f32s(panel).0;
+        let mut i0 = 0;
+        while i0 < m {
+            let left = m - i0;
+            // 8 rows x 2 vectors = 16 accumulators under AVX-512; AVX2 has half the registers.
+            let mr = if left >= 8 && VP <= 2 {
+                8
+            } else if left >= 4 {
+                4
+            } else if left >= 2 {
+                2
+            } else {
+                1
+            };
+            let (x, o) = (&x[i0 * k..(i0 + mr) * k], &mut out[i0 * NP..(i0 + mr) * NP]);
+            match mr {
+                8 => tile::<S, 8, VP>(simd, x, w, o),
+                4 => tile::<S, 4, VP>(simd, x, w, o),
+                2 => tile::<S, 2, VP>(simd, x, w, o),
+                _ => tile::<S, 1, VP>(simd, x, w, o),
+            }
+            i0 += mr;
+        }
+    }
+
+    /// Without a vector unit pulp knows: plain loops.
+    fn scalar(self) {
+        let Panel { x, panel, k, out } = self;
+        for (xr, o) in x.chunks_exact(k).zip(out.chunks_exact_mut(NP)) {
+            for (&a, wr) in xr.iter().zip(panel.chunks_exact(NP)) {
+                for (o, &b) in o.iter_mut().zip(wr) {
+                    *o += a * b;
+                }
+            }
+        }
+    }
+}
+
+/// `MR` rows of `x` (`MR * k`, row-major) against a panel (`k * VP` vectors) into `out` (`MR * NP`):
+/// `MR * VP` vector accumulators; each weight vector loaded once and used by `MR` rows, each input
+/// value broadcast once and used by `VP` vectors.
+#[inline(always)]
+fn tile<S: Simd, const MR: usize, const VP: usize>(simd: S, x: &[f32], w: &[S::f32s], out: &mut [f32]) {
+    let k = w.len() / VP;
+    let zero = simd.splat_f32s(0.0);
+    let mut xr: [&[f32]; MR] = [&[]; MR];
+    for (i, r) in xr.iter_mut().enumerate() {
+        *r = &x[i * k..][..k];
+    }
+    let mut acc = [[zero; VP]; MR];
+    for (kk, wk) in w.chunks_exact(VP).enumerate() {
+        for i in 0..MR {
+            let a = simd.splat_f32s(xr[i][kk]);
+            for v in 0..VP {
+                acc[i][v] = simd.mul_add_f32s(a, wk[v], acc[i][v]);
+            }
+        }
+    }
+    for (i, o) in out.chunks_exact_mut(NP).enumerate() {
+        S::as_mut_simd_f32s(o).0[..VP].copy_from_slice(&acc[i]);
+    }
+}
+
+/// The f32 path of [`small_matmul`]: packs `w` for this one call.
 fn fwd_f32(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    let arch = pulp::Arch::new();
-    let mut yt = vec![0f32; n * m];
-    yt.par_chunks_mut(COLS * m).enumerate().for_each(|(c, block)| {
-        arch.dispatch(F32Block { x, w, m, k, col0: c * COLS, yt: block });
-    });
-    transpose_back(yt, m, n)
+    PackedWeight::new(w, n, k).matmul(x, m)
+}
+
+struct PackedMatmul<'a>(&'a PackedWeight);
+
+impl CustomOp1 for PackedMatmul<'_> {
+    fn name(&self) -> &'static str {
+        "packed-matmul"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (m, k) = l.shape().dims2()?;
+        let (n, kw) = self.0.dims();
+        if k != kw {
+            candle_core::bail!("packed_matmul: x is ({m}, {k}) but w is ({n}, {kw})");
+        }
+        match s {
+            CpuStorage::F32(_) => {
+                let y = self.0.matmul(contiguous::<f32>(self.name(), s, l)?, m);
+                Ok((f32::to_cpu_storage_owned(y), Shape::from((m, n))))
+            }
+            _ => candle_core::bail!("{}: only f32 is supported", self.name()),
+        }
+    }
+}
+
+/// `x` (m, k) f32 times the packed frozen weight `(n, k)` transposed → (m, n). No gradient.
+pub fn packed_matmul(x: &Tensor, w: &PackedWeight) -> Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(&PackedMatmul(w))
 }
 
 impl CustomOp2 for SmallMatmul {
@@ -212,7 +287,7 @@ pub fn small_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     #[test]
     fn matches_matmul_for_one_and_several_rows() -> Result<()> {
@@ -227,6 +302,26 @@ mod tests {
             assert!((&a - &b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
             assert!((a - c)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn packed_weight_matches_matmul_with_padding() -> Result<()> {
+        let dev = Device::Cpu;
+        // n not a multiple of the group, k not a multiple of the chunk, and a task boundary (COLS).
+        for (m, n, k) in [(1, 45, 77), (3, 70, 32), (7, 4, 16), (16, 33, 100)] {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+            let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+            let p = PackedWeight::from_tensor(&w)?;
+            assert_eq!(p.dims(), (n, k));
+            let a = packed_matmul(&x, &p)?;
+            let b = x.matmul(&w.t()?)?;
+            assert_eq!(a.dims(), &[m, n]);
+            assert!((a - b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4, "({m}, {n}, {k})");
+        }
+        let x = Tensor::randn(0f32, 1.0, (2, 8), &dev)?;
+        let p = PackedWeight::from_tensor(&Tensor::zeros((3, 9), DType::F32, &dev)?)?;
+        assert!(packed_matmul(&x, &p).is_err());
         Ok(())
     }
 }

@@ -1,0 +1,64 @@
+//! The decoding matmul kernel against candle's gemm, for a few rows of `x` times a frozen weight.
+//!
+//!   cargo run --release -p phi4r-model --example decode_matmul [-- N_x_K,... ROWS,...]
+//!
+//! e.g. `-- 2048x512,512x2048 1,16`. Sixteen weights of each shape are cycled so they come from memory,
+//! not cache, as in a decoding step; each figure is the best of 15 passes. Runs on the rayon pool the
+//! model uses (`RAYON_NUM_THREADS`).
+use candle_core::{Device, Result, Tensor};
+use phi4r_model::kernels::{packed_matmul, PackedWeight};
+use std::time::Instant;
+
+fn list<T>(arg: Option<String>, default: &str, parse: impl Fn(&str) -> Option<T>) -> Vec<T> {
+    let s = arg.unwrap_or_else(|| default.to_string());
+    s.split(',').map(|v| parse(v).unwrap_or_else(|| panic!("cannot parse `{v}` in `{s}`"))).collect()
+}
+
+/// Best seconds per call of `f` over `ws`.
+fn best(ws: usize, mut f: impl FnMut(usize) -> Result<Tensor>) -> Result<f64> {
+    let mut dt = f64::MAX;
+    for _ in 0..15 {
+        let t = Instant::now();
+        for i in 0..ws {
+            f(i)?;
+        }
+        dt = dt.min(t.elapsed().as_secs_f64() / ws as f64);
+    }
+    Ok(dt)
+}
+
+fn run() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let shapes = list(args.next(), "2048x512,512x2048,1536x512", |v| {
+        let (n, k) = v.split_once('x')?;
+        Some((n.parse::<usize>().ok()?, k.parse::<usize>().ok()?))
+    });
+    let rows = list(args.next(), "1,4,16", |v| v.parse::<usize>().ok());
+    let dev = Device::Cpu;
+    for (n, k) in shapes {
+        let ws: Vec<Tensor> = (0..16).map(|_| Tensor::randn(0f32, 1.0, (n, k), &dev)).collect::<Result<_>>()?;
+        let ps: Vec<PackedWeight> = ws.iter().map(PackedWeight::from_tensor).collect::<Result<_>>()?;
+        for &m in &rows {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+            let packed = best(ws.len(), |i| packed_matmul(&x, &ps[i]))?;
+            let gemm = best(ws.len(), |i| x.matmul(&ws[i].t()?))?;
+            let gflops = |s: f64| 2.0 * (m * n * k) as f64 / s / 1e9;
+            println!(
+                "({n}, {k}) x {m} rows: packed {:.1} us ({:.1} GFLOP/s, {:.1} GB/s of weights), gemm {:.1} us ({:.1} GFLOP/s): x{:.2}",
+                packed * 1e6,
+                gflops(packed),
+                (n * k * 4) as f64 / packed / 1e9,
+                gemm * 1e6,
+                gflops(gemm),
+                gemm / packed
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let pool =
+        phi4r_model::ComputePool::new("bench", phi4r_model::default_threads()).map_err(candle_core::Error::wrap)?;
+    pool.install(run)
+}
