@@ -101,6 +101,31 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// The vendored candle writes narrow gradients into one buffer per narrowed tensor (in place after
+    /// the first); overlapping, disjoint and whole-tensor narrows, and a gradient from another op, must
+    /// all still add up.
+    #[test]
+    fn gradients_of_several_narrows_of_one_tensor_add_up() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = candle_core::Var::new(&[[1f32, 2.0, 3.0, 4.0, 5.0, 6.0], [7.0, 8.0, 9.0, 10.0, 11.0, 12.0]], &dev)?;
+        let t = x.as_tensor();
+        let y = (t.narrow(1, 0, 2)?.sum_all()?
+            + (t.narrow(1, 2, 2)? * 2.0)?.sum_all()?
+            + (t.narrow(1, 1, 3)? * 3.0)?.sum_all()?
+            + (t.narrow(0, 1, 1)? * 10.0)?.sum_all()?
+            + t.narrow(1, 0, 6)?.sum_all()?
+            + t.sqr()?.sum_all()?)?;
+        let g = y.backward()?.get(t).expect("x has a gradient").to_vec2::<f32>()?;
+        let x = t.to_vec2::<f32>()?;
+        for (r, row) in g.iter().enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                let expect = [1.0, 4.0, 5.0, 5.0, 0.0, 0.0][c] + if r == 1 { 10.0 } else { 0.0 } + 1.0 + 2.0 * x[r][c];
+                assert_eq!(v, expect, "d/dx[{r}][{c}]");
+            }
+        }
+        Ok(())
+    }
+
     #[test]
     fn fused_and_composed_agree() -> Result<()> {
         let dev = Device::Cpu;

@@ -113,14 +113,36 @@ impl CustomOp1 for QkvRope {
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let (b, t, _) = arg.dims3()?;
-        let g = grad.contiguous()?;
-        let dx = match arg.dtype() {
-            candle_core::DType::F64 => {
-                Tensor::from_vec(self.run(&g.to_vec1::<f64>()?, b, t, false), arg.shape(), arg.device())?
+        // An op over the gradient's storage, so it is not copied out into a Vec first.
+        let dx = grad.contiguous()?.apply_op1_no_bwd(&QkvRopeBwd { op: self, b, t })?;
+        Ok(Some(dx.reshape(arg.shape())?))
+    }
+}
+
+/// The backward: the flat `(q, k, v)` gradient → the `qkv` gradient (`b`, `t` of the forward).
+struct QkvRopeBwd<'a> {
+    op: &'a QkvRope,
+    b: usize,
+    t: usize,
+}
+
+impl CustomOp1 for QkvRopeBwd<'_> {
+    fn name(&self) -> &'static str {
+        "qkv-rope-bwd"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, t) = (self.b, self.t);
+        let dx = match s {
+            CpuStorage::F32(_) => {
+                f32::to_cpu_storage_owned(self.op.run(contiguous::<f32>(self.name(), s, l)?, b, t, false))
             }
-            _ => Tensor::from_vec(self.run(&g.to_vec1::<f32>()?, b, t, false), arg.shape(), arg.device())?,
+            CpuStorage::F64(_) => {
+                f64::to_cpu_storage_owned(self.op.run(contiguous::<f64>(self.name(), s, l)?, b, t, false))
+            }
+            _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
         };
-        Ok(Some(dx))
+        Ok((dx, l.shape().clone()))
     }
 }
 

@@ -2,7 +2,7 @@
 //! `dg = dy u σ(g)(1 + g(1 - σ(g)))`, `du = dy silu(g)`.
 
 use super::{contiguous, rows_per_task, Elem};
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 struct SwiGlu;
@@ -65,16 +65,38 @@ impl CustomOp1 for SwiGlu {
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        let i = x.dims().last().copied().unwrap_or(0) / 2;
-        let dy = dy.contiguous()?.flatten_all()?;
-        let xf = x.flatten_all()?;
-        let dx = match x.dtype() {
-            candle_core::DType::F64 => {
-                Tensor::from_vec(bwd(&xf.to_vec1::<f64>()?, &dy.to_vec1::<f64>()?, i), x.shape(), x.device())?
-            }
-            _ => Tensor::from_vec(bwd(&xf.to_vec1::<f32>()?, &dy.to_vec1::<f32>()?, i), x.shape(), x.device())?,
+        // An op over the storages, so neither input is copied out into a Vec first.
+        Ok(Some(x.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &SwiGluBwd)?))
+    }
+}
+
+/// The backward as an op of `(x, dy)` → `dx`.
+struct SwiGluBwd;
+
+impl CustomOp2 for SwiGluBwd {
+    fn name(&self) -> &'static str {
+        "swiglu-bwd"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let i = l1.dims().last().copied().unwrap_or(0) / 2;
+        if l2.shape().elem_count() * 2 != l1.shape().elem_count() {
+            candle_core::bail!("{}: x {:?} but dy {:?}", self.name(), l1.dims(), l2.dims());
+        }
+        let dx = match s1 {
+            CpuStorage::F32(_) => f32::to_cpu_storage_owned(bwd(
+                contiguous::<f32>(self.name(), s1, l1)?,
+                contiguous::<f32>(self.name(), s2, l2)?,
+                i,
+            )),
+            CpuStorage::F64(_) => f64::to_cpu_storage_owned(bwd(
+                contiguous::<f64>(self.name(), s1, l1)?,
+                contiguous::<f64>(self.name(), s2, l2)?,
+                i,
+            )),
+            _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
         };
-        Ok(Some(dx))
+        Ok((dx, l1.shape().clone()))
     }
 }
 

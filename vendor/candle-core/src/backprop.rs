@@ -165,6 +165,8 @@ impl Tensor {
     pub fn backward(&self) -> Result<GradStore> {
         let sorted_nodes = self.sorted_nodes();
         let mut grads = GradStore::new();
+        // phi4r patch: tensors whose stored gradient was allocated by the narrow backward below.
+        let mut narrowed = std::collections::HashSet::new();
         grads.insert(self, self.ones_like()?.contiguous()?);
         for node in sorted_nodes.iter() {
             if node.is_variable() {
@@ -542,29 +544,29 @@ impl Tensor {
                         *sum_grad = sum_grad.sub(&grad)?
                     }
                     &Op::Narrow(ref arg, dim, start_idx, len) => {
-                        let arg_dims = arg.dims();
-                        let left_pad = if start_idx == 0 {
-                            None
+                        // phi4r patch: the narrowed gradient is written into one zero-filled
+                        // gradient per narrowed tensor (allocated here, so owned by the store and
+                        // safe to update in place), instead of concatenating zero pads around it
+                        // for every narrow and adding full-size tensors (a split of `qkv` into
+                        // three narrows cost three full-size concatenations and two full adds).
+                        if len == arg.dims()[dim] {
+                            grads.accumulate(arg, &grad)?
                         } else {
-                            let mut dims = arg_dims.to_vec();
-                            dims[dim] = start_idx;
-                            Some(Tensor::zeros(dims, grad.dtype(), grad.device())?)
-                        };
-                        let right_pad = arg_dims[dim] - start_idx - len;
-                        let right_pad = if right_pad == 0 {
-                            None
-                        } else {
-                            let mut dims = arg_dims.to_vec();
-                            dims[dim] = right_pad;
-                            Some(Tensor::zeros(dims, grad.dtype(), grad.device())?)
-                        };
-                        let arg_grad = match (left_pad, right_pad) {
-                            (None, None) => grad,
-                            (Some(l), None) => Tensor::cat(&[&l, &grad], dim)?,
-                            (None, Some(r)) => Tensor::cat(&[&grad, &r], dim)?,
-                            (Some(l), Some(r)) => Tensor::cat(&[&l, &grad, &r], dim)?,
-                        };
-                        grads.accumulate(arg, &arg_grad)?
+                            let grad = grad.contiguous()?;
+                            match grads.0.get(&arg.id()) {
+                                Some(sum) if narrowed.contains(&arg.id()) => {
+                                    let region = (sum.narrow(dim, start_idx, len)? + &grad)?;
+                                    sum.slice_set(&region, dim, start_idx)?;
+                                }
+                                _ => {
+                                    let full = Tensor::zeros(arg.dims(), grad.dtype(), grad.device())?;
+                                    full.slice_set(&grad, dim, start_idx)?;
+                                    // A sum computed by `accumulate` is a fresh tensor too.
+                                    grads.accumulate(arg, &full)?;
+                                    narrowed.insert(arg.id());
+                                }
+                            }
+                        }
                     }
                     Op::Unary(_, UnaryOp::Floor)
                     | Op::Unary(_, UnaryOp::Round)
