@@ -2,7 +2,7 @@
 # Stages 1-3 on the embedded synthetic task with the tiny model, evaluated after each stage.
 #   scripts/evidence.sh [outdir] [mid_steps] [sft_steps] [dpo_steps] [per_tier] [mid_epochs]
 # Defaults are the README's run: stage 1 for 800 steps of a 4-epoch cosine schedule, SFT for its whole
-# cpu profile (200 steps), DPO 40 steps, 200 eval problems per tier. About an hour on 2 cores.
+# cpu profile (200 steps), DPO 40 steps at the cpu profile's lr 1e-6, 200 eval problems per tier. About an hour on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/evidence}; MID=${2:-800}; SFT=${3:-200}; DPO=${4:-40}; PER=${5:-200}; MID_EPOCHS=${6:-4}
