@@ -2,7 +2,7 @@
 //! with its backward `dx[i, j] = g[i] (1[j = t_i] - softmax(x[i])_j)`. The log-sum-exp is recovered from
 //! the result in the backward (`x[i, t_i] - logp[i]`), so nothing is stored or recomputed twice.
 
-use super::{contiguous, rows_per_task, Elem};
+use super::{contiguous, rows_per_task, with_data, Elem};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -60,8 +60,10 @@ impl CustomOp1 for TokenLogps {
     fn bwd(&self, x: &Tensor, res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
         fn run<T: Elem>(x: &Tensor, res: &Tensor, g: &Tensor, targets: &[u32]) -> Result<Tensor> {
             let (_, v) = x.dims2()?;
-            let xv = x.flatten_all()?.to_vec1::<T>()?;
-            let dx = bwd(&xv, v, targets, &res.to_vec1::<T>()?, &g.contiguous()?.to_vec1::<T>()?);
+            let name = "token-logps-bwd";
+            let dx = with_data::<T, _>(name, x, |xv| {
+                with_data::<T, _>(name, res, |rv| with_data::<T, _>(name, g, |gv| Ok(bwd(xv, v, targets, rv, gv))))
+            })?;
             Tensor::from_vec(dx, x.shape(), x.device())
         }
         Ok(Some(match x.dtype() {

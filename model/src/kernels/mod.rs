@@ -29,7 +29,7 @@ pub use rope::qkv_rope;
 pub use softmax::{masked_softmax, KeyRanges};
 pub use swiglu::swiglu;
 
-use candle_core::{CpuStorage, Layout, Result, WithDType};
+use candle_core::{CpuStorage, Layout, Result, Storage, Tensor, WithDType};
 
 /// Float element types the kernels support.
 pub(crate) trait Elem:
@@ -80,6 +80,17 @@ pub(crate) fn contiguous<'a, T: WithDType>(op: &str, s: &'a CpuStorage, l: &Layo
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
         None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
+/// Runs `f` on the contiguous CPU data of `t` in place, without copying it out into a `Vec` (a
+/// non-contiguous `t` is made contiguous first). For backward passes, which get tensors, not storages.
+pub(crate) fn with_data<T: WithDType, R>(op: &str, t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (s, l) = t.storage_and_layout();
+    match &*s {
+        Storage::Cpu(c) => f(contiguous::<T>(op, c, l)?),
+        _ => candle_core::bail!("{op}: the fused kernels run on the CPU"),
     }
 }
 

@@ -2,7 +2,7 @@
 //! `dx = r (g - x r² mean(g x))` with `g = dy w`, `r = 1 / sqrt(mean(x²) + eps)`, and
 //! `dw = Σ_rows dy x r`.
 
-use super::{contiguous, rows_per_task, Elem};
+use super::{contiguous, rows_per_task, with_data, Elem};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -81,9 +81,10 @@ impl CustomOp2 for RmsNorm {
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         fn run<T: Elem>(x: &Tensor, w: &Tensor, dy: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
-            let (xv, wv, dyv) =
-                (x.flatten_all()?.to_vec1::<T>()?, w.to_vec1::<T>()?, dy.contiguous()?.flatten_all()?.to_vec1::<T>()?);
-            let (dx, dw) = bwd(&xv, &wv, &dyv, eps);
+            let name = "rms-norm-bwd";
+            let (dx, dw) = with_data::<T, _>(name, x, |xv| {
+                with_data::<T, _>(name, w, |wv| with_data::<T, _>(name, dy, |dyv| Ok(bwd(xv, wv, dyv, eps))))
+            })?;
             Ok((Tensor::from_vec(dx, x.shape(), x.device())?, Tensor::from_vec(dw, w.shape(), w.device())?))
         }
         let (dx, dw) = match x.dtype() {
