@@ -126,6 +126,29 @@ mod tests {
         Ok(())
     }
 
+    /// The vendored candle computes the gradient of a transposed matmul operand (`x @ w.t()`) in the
+    /// layout of the tensor it views; values must equal those of a contiguous operand.
+    #[test]
+    fn gradients_through_a_transposed_matmul_operand_match_a_contiguous_one() -> Result<()> {
+        let dev = Device::Cpu;
+        for (xs, ws) in [(vec![5, 7], vec![3, 7]), (vec![2, 3, 5, 4], vec![2, 3, 6, 4])] {
+            let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, xs, &dev)?)?;
+            let w = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, ws, &dev)?)?;
+            let r = w.dims().len();
+            let c = Tensor::randn(0f32, 1.0, x.as_tensor().matmul(&w.t()?)?.shape(), &dev)?;
+            let via_view = (x.as_tensor().matmul(&w.t()?)? * &c)?.sum_all()?.backward()?;
+            let wt = w.as_tensor().transpose(r - 2, r - 1)?.contiguous()?;
+            let via_copy = (x.as_tensor().matmul(&wt)? * &c)?.sum_all()?.backward()?;
+            let max_diff = |a: &Tensor, b: &Tensor| -> Result<f32> { (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar() };
+            let gw = via_view.get(&w).expect("w has a gradient");
+            assert_eq!(gw.dims(), w.dims());
+            assert!(gw.is_contiguous(), "the weight gradient needs no copy");
+            assert!(max_diff(gw, via_copy.get(&w).expect("w has a gradient"))? < 1e-5);
+            assert!(max_diff(via_view.get(&x).expect("x"), via_copy.get(&x).expect("x"))? < 1e-5);
+        }
+        Ok(())
+    }
+
     #[test]
     fn fused_and_composed_agree() -> Result<()> {
         let dev = Device::Cpu;

@@ -447,8 +447,19 @@ impl Tensor {
                         let lhs_grad = grad.matmul(&rhs.t()?)?;
                         grads.accumulate(lhs, &lhs_grad)?;
 
-                        let rhs_grad = lhs.t()?.matmul(&grad)?;
-                        grads.accumulate(rhs, &rhs_grad)?;
+                        // phi4r patch: when rhs is a transposed view (`x.matmul(&w.t())`, `q.matmul(&k.t())`),
+                        // compute its gradient in the memory layout of the tensor it views, so
+                        // that the transpose's backward hands that tensor a contiguous gradient
+                        // instead of one that must be copied with strides (every weight gradient
+                        // of every linear layer, each step).
+                        let transposed_view = rhs.rank() >= 2 && !rhs.is_contiguous() && rhs.t()?.is_contiguous();
+                        if transposed_view {
+                            let rhs_grad = grad.t()?.matmul(lhs)?.t()?;
+                            grads.accumulate_as_is(rhs, &rhs_grad)?;
+                        } else {
+                            let rhs_grad = lhs.t()?.matmul(&grad)?;
+                            grads.accumulate(rhs, &rhs_grad)?;
+                        }
                     }
                     Op::Cat(args, dim) => {
                         let mut start_idx = 0;
@@ -739,6 +750,21 @@ impl GradStore {
             }
             Entry::Vacant(entry) => {
                 entry.insert(grad.contiguous()?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Like `accumulate`, but a first gradient is stored in its own layout (phi4r patch: a gradient
+    /// computed in the layout of the tensor a transposed view looks at).
+    fn accumulate_as_is(&mut self, tensor: &Tensor, grad: &Tensor) -> Result<()> {
+        match self.0.entry(tensor.id()) {
+            Entry::Occupied(mut entry) => {
+                let sum = entry.get().add(grad)?;
+                entry.insert(sum);
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(grad.clone());
             }
         }
         Ok(())
