@@ -1,9 +1,10 @@
 //! The decoding matmul kernel against candle's gemm, for a few rows of `x` times a frozen weight.
 //!
-//!   cargo run --release -p phi4r-model --example decode_matmul [-- N_x_K,... ROWS,...]
+//!   cargo run --release -p phi4r-model --example decode_matmul [-- N_x_K,... ROWS,... [WEIGHTS]]
 //!
-//! e.g. `-- 2048x512,512x2048 1,16`. Sixteen weights of each shape are cycled so they come from memory,
-//! not cache, as in a decoding step; each figure is the best of 15 passes. Runs on the rayon pool the
+//! e.g. `-- 2048x512,512x2048 1,16 48`. WEIGHTS (default 16) weights of each shape are cycled so they
+//! come from beyond the caches, as in a decoding step (16 x 4 MB fits this machine's L3, 48 x 4 MB does
+//! not); each figure is the best of 15 passes. Runs on the rayon pool the
 //! model uses (`RAYON_NUM_THREADS`).
 use candle_core::{Device, Result, Tensor};
 use phi4r_model::kernels::{packed_matmul, PackedWeight};
@@ -34,9 +35,11 @@ fn run() -> Result<()> {
         Some((n.parse::<usize>().ok()?, k.parse::<usize>().ok()?))
     });
     let rows = list(args.next(), "1,4,16", |v| v.parse::<usize>().ok());
+    let weights: usize = args.next().map_or(Ok(16), |v| v.parse()).map_err(candle_core::Error::wrap)?;
     let dev = Device::Cpu;
     for (n, k) in shapes {
-        let ws: Vec<Tensor> = (0..16).map(|_| Tensor::randn(0f32, 1.0, (n, k), &dev)).collect::<Result<_>>()?;
+        let ws: Vec<Tensor> =
+            (0..weights.max(1)).map(|_| Tensor::randn(0f32, 1.0, (n, k), &dev)).collect::<Result<_>>()?;
         let ps: Vec<PackedWeight> = ws.iter().map(PackedWeight::from_tensor).collect::<Result<_>>()?;
         for &m in &rows {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;

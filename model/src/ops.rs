@@ -139,7 +139,8 @@ mod tests {
             let via_view = (x.as_tensor().matmul(&w.t()?)? * &c)?.sum_all()?.backward()?;
             let wt = w.as_tensor().transpose(r - 2, r - 1)?.contiguous()?;
             let via_copy = (x.as_tensor().matmul(&wt)? * &c)?.sum_all()?.backward()?;
-            let max_diff = |a: &Tensor, b: &Tensor| -> Result<f32> { (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar() };
+            let max_diff =
+                |a: &Tensor, b: &Tensor| -> Result<f32> { (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar() };
             let gw = via_view.get(&w).expect("w has a gradient");
             assert_eq!(gw.dims(), w.dims());
             assert!(gw.is_contiguous(), "the weight gradient needs no copy");
