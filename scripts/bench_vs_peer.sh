@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side: the PyTorch/TRL peer (../shared/peers/trl_bench.py, parts a and b) and `phi4r-actors bench
 # model`, alternating per size in one run, so both see the same machine load. Prints phi4r's JSON with the
-# peer's figures and the ratios.
+# peer's figures and the ratios; then sampling again with bf16 decoding weights (PHI4R_DECODE_WEIGHTS=bf16,
+# an option: the comparison proper is f32 against f32).
 #   PEER_PY=/tmp/peer-venv/bin/python scripts/bench_vs_peer.sh [sizes] [outdir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ for size in ${SIZES//,/ }; do
   OMP_NUM_THREADS=2 "$PEER_PY" ../shared/peers/trl_bench.py --parts a,b --sizes "$size" \
     --workdir "$OUT/peer-work" --out "$OUT/peer-$size.json" >/dev/null
   RAYON_NUM_THREADS=2 "$BIN" bench model --sizes "$size" --peer "$OUT/peer-$size.json" --json > "$OUT/phi4r-$size.json"
+  PHI4R_DECODE_WEIGHTS=bf16 RAYON_NUM_THREADS=2 "$BIN" bench model --sizes "$size" --no-train \
+    --peer "$OUT/peer-$size.json" --json > "$OUT/phi4r-$size-bf16w.json"
   python3 - "$OUT/phi4r-$size.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -23,5 +26,13 @@ for s, e in r["sizes"].items():
     print(f"{s}: train {t['tokens_per_s']:.0f} tok/s (peer {p.get('train_tokens_per_s') or 0:.0f}, x{q.get('train') or 0:.2f}), "
           f"sample b16 {sm['batch16']['gen_tokens_per_s']:.0f} (peer {p.get('sample_batch16_tokens_per_s') or 0:.0f}, x{q.get('sample_batch16') or 0:.2f}), "
           f"b1 {sm['batch1']['gen_tokens_per_s']:.0f} (peer {p.get('sample_batch1_tokens_per_s') or 0:.0f}, x{q.get('sample_batch1') or 0:.2f}), mfu {t['mfu']:.3f}")
+PY
+  python3 - "$OUT/phi4r-$size-bf16w.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for s, e in r["sizes"].items():
+    sm, q = e["sample"], e.get("ratio", {})
+    print(f"{s} (bf16 decode weights): sample b16 {sm['batch16']['gen_tokens_per_s']:.0f} (x{q.get('sample_batch16') or 0:.2f}), "
+          f"b1 {sm['batch1']['gen_tokens_per_s']:.0f} (x{q.get('sample_batch1') or 0:.2f})")
 PY
 done

@@ -12,8 +12,8 @@
 use crate::config::Phi3Config;
 use crate::error::{Error, Result};
 use crate::kernels::{
-    cached_attention, masked_softmax, packed_matmul, qkv_rope, small_matmul, swiglu, KeyRanges, PackedWeight,
-    SMALL_ROWS,
+    cached_attention, masked_softmax, packed_matmul, qkv_rope, small_matmul, swiglu, DecodeWeights, KeyRanges,
+    PackedWeight, SMALL_ROWS,
 };
 use crate::kv_cache::KvCache;
 use crate::layout::AttentionLayout;
@@ -51,7 +51,7 @@ impl Weight {
         if let Some(p) = self.packed.get() {
             return Ok(p);
         }
-        let p = PackedWeight::from_tensor(&self.w)?;
+        let p = PackedWeight::from_tensor_with(&self.w, DecodeWeights::from_env()?)?;
         Ok(self.packed.get_or_init(|| p))
     }
 }

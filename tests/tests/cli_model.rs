@@ -44,6 +44,23 @@ fn init_then_logits_and_generate_from_a_fresh_checkpoint() {
     assert_eq!(a["logprobs"].as_array().map(Vec::len), Some(n));
     assert!(["length", "eos"].contains(&a["finish_reason"].as_str().unwrap_or("")) || a["finish_reason"].is_object());
 
+    // bf16 decoding weights: the same interface, a bad value named.
+    let bf16 = |value: &str| {
+        std::process::Command::new(phi4r_e2e::bin())
+            .args(["generate", "--model", o, "--prompt", "Tom has 3 apples", "--max-new-tokens", "4", "--json"])
+            .env("PHI4R_DECODE_WEIGHTS", value)
+            .output()
+            .expect("runs")
+    };
+    let ok = bf16("bf16");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let g: Value = serde_json::from_slice(&ok.stdout).expect("JSON");
+    assert!(g["tokens"].as_array().is_some_and(|t| !t.is_empty()));
+    let bad = bf16("bf32");
+    assert!(!bad.status.success());
+    let e = String::from_utf8_lossy(&bad.stderr);
+    assert!(e.contains("PHI4R_DECODE_WEIGHTS") && e.contains("bf32"), "{e}");
+
     let ids: Value =
         serde_json::from_str(&run_ok(&["model", "tokenize", "--model", o, "--text", "123"])).expect("JSON");
     assert_eq!(ids["ids"].as_array().map(Vec::len), Some(3), "digits are split");

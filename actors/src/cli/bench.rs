@@ -225,6 +225,9 @@ fn sample_bench(cfg: &Phi3Config, runs: usize, dev: &Device) -> anyhow::Result<V
                    "gen_tokens_per_s": (b * NEW) as f64 / s, "ms_per_decode_step": 1000.0 * s / NEW as f64}),
         );
     }
+    // The decoding weights' storage (`PHI4R_DECODE_WEIGHTS`): the side-by-side comparison is at f32.
+    let store = phi4r_model::kernels::DecodeWeights::from_env()?;
+    out.insert("decode_weights".into(), json!(format!("{store:?}").to_lowercase()));
     Ok(Value::Object(out))
 }
 

@@ -62,38 +62,100 @@ fn transpose_back<T: Copy>(yt: Vec<T>, m: usize, n: usize) -> Vec<T> {
 /// Output columns per packed panel: two AVX-512 vectors, four AVX2 vectors.
 const NP: usize = 32;
 
-/// A frozen f32 weight `(n, k)` rearranged once for decoding into panels of [`NP`] output columns,
-/// each stored `k`-major (`w[j0..j0 + NP][kk]` contiguous for each `kk`; `n` padded to a multiple of
-/// `NP` with zeros). A tile of rows then reads one contiguous stream that the hardware prefetcher
-/// follows, and multiplies each loaded weight vector by a broadcast input value: no horizontal sums and
-/// no per-call packing (which is what a general gemm spends a decoding step on).
+/// How [`PackedWeight`] stores the values: f32 as given, or rounded to bf16 (half the bytes a decoding
+/// step streams, for the memory-bound batch-1 case; products still accumulate in f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecodeWeights {
+    /// The weights as they are.
+    #[default]
+    F32,
+    /// Rounded to bf16 (round to nearest even).
+    Bf16,
+}
+
+impl DecodeWeights {
+    /// From `PHI4R_DECODE_WEIGHTS` (`f32`, the default, or `bf16`); another value is an error naming it.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("PHI4R_DECODE_WEIGHTS") {
+            Err(_) => Ok(DecodeWeights::F32),
+            Ok(v) => match v.as_str() {
+                "f32" | "" => Ok(DecodeWeights::F32),
+                "bf16" => Ok(DecodeWeights::Bf16),
+                other => candle_core::bail!("PHI4R_DECODE_WEIGHTS: expected `f32` or `bf16`, got `{other}`"),
+            },
+        }
+    }
+}
+
+/// Packed panels: f32 values, or bf16 bit pairs (`u32` lane `j` of a `kk` row holds column `2j` in its
+/// low and `2j + 1` in its high 16 bits, so a shift or a mask turns a loaded vector into f32 vectors).
+enum Panels {
+    F32(Vec<f32>),
+    Bf16(Vec<u32>),
+}
+
+/// A frozen weight `(n, k)` rearranged once for decoding into panels of [`NP`] output columns, each
+/// stored `k`-major (`w[j0..j0 + NP][kk]` contiguous for each `kk`; `n` padded to a multiple of `NP`
+/// with zeros). A tile of rows then reads one contiguous stream that the hardware prefetcher follows,
+/// and multiplies each loaded weight vector by a broadcast input value: no horizontal sums and no
+/// per-call packing (which is what a general gemm spends a decoding step on).
 pub struct PackedWeight {
-    data: Vec<f32>,
+    data: Panels,
     n: usize,
     k: usize,
 }
 
 impl PackedWeight {
-    /// Packs row-major `w` of shape `(n, k)`.
+    /// Packs row-major f32 `w` of shape `(n, k)`.
     pub fn new(w: &[f32], n: usize, k: usize) -> Self {
+        Self::with(w, n, k, DecodeWeights::F32)
+    }
+
+    /// Packs row-major f32 `w` of shape `(n, k)`, stored as `store` says.
+    pub fn with(w: &[f32], n: usize, k: usize, store: DecodeWeights) -> Self {
         assert_eq!(w.len(), n * k, "PackedWeight: {} values for ({n}, {k})", w.len());
-        let mut data = vec![0f32; n.div_ceil(NP) * NP * k];
-        if k > 0 {
-            data.par_chunks_mut(NP * k).enumerate().for_each(|(p, panel)| {
-                for c in 0..NP.min(n - p * NP) {
-                    for (kk, &v) in w[(p * NP + c) * k..][..k].iter().enumerate() {
-                        panel[kk * NP + c] = v;
-                    }
+        let len = n.div_ceil(NP) * NP * k;
+        let data = match store {
+            DecodeWeights::F32 => {
+                let mut data = vec![0f32; len];
+                if k > 0 {
+                    data.par_chunks_mut(NP * k).enumerate().for_each(|(p, panel)| {
+                        for c in 0..NP.min(n - p * NP) {
+                            for (kk, &v) in w[(p * NP + c) * k..][..k].iter().enumerate() {
+                                panel[kk * NP + c] = v;
+                            }
+                        }
+                    });
                 }
-            });
-        }
+                Panels::F32(data)
+            }
+            DecodeWeights::Bf16 => {
+                let mut data = vec![0u32; len / 2];
+                if k > 0 {
+                    data.par_chunks_mut(NP / 2 * k).enumerate().for_each(|(p, panel)| {
+                        for c in 0..NP.min(n - p * NP) {
+                            let shift = 16 * (c % 2);
+                            for (kk, &v) in w[(p * NP + c) * k..][..k].iter().enumerate() {
+                                panel[kk * NP / 2 + c / 2] |= u32::from(half::bf16::from_f32(v).to_bits()) << shift;
+                            }
+                        }
+                    });
+                }
+                Panels::Bf16(data)
+            }
+        };
         PackedWeight { data, n, k }
     }
 
     /// Packs a frozen `(n, k)` f32 tensor.
     pub fn from_tensor(w: &Tensor) -> Result<Self> {
+        Self::from_tensor_with(w, DecodeWeights::F32)
+    }
+
+    /// Packs a frozen `(n, k)` f32 tensor, stored as `store` says.
+    pub fn from_tensor_with(w: &Tensor, store: DecodeWeights) -> Result<Self> {
         let (n, k) = w.dims2()?;
-        Ok(Self::new(&w.contiguous()?.flatten_all()?.to_vec1::<f32>()?, n, k))
+        Ok(Self::with(&w.contiguous()?.flatten_all()?.to_vec1::<f32>()?, n, k, store))
     }
 
     /// `(n, k)`.
@@ -110,10 +172,19 @@ impl PackedWeight {
         }
         let arch = pulp::Arch::new();
         // One task per panel: its (m, NP) block, then scattered into the row-major result.
-        let mut blocks = vec![0f32; self.data.len() / k * m];
-        blocks.par_chunks_mut(m * NP).zip(self.data.par_chunks(NP * k)).for_each(|(out, panel)| {
-            arch.dispatch(Panel { x, panel, k, out });
-        });
+        let mut blocks = vec![0f32; n.div_ceil(NP) * NP * m];
+        match &self.data {
+            Panels::F32(data) => {
+                blocks.par_chunks_mut(m * NP).zip(data.par_chunks(NP * k)).for_each(|(out, panel)| {
+                    arch.dispatch(Panel { x, panel, k, out });
+                });
+            }
+            Panels::Bf16(data) => {
+                blocks.par_chunks_mut(m * NP).zip(data.par_chunks(NP / 2 * k)).for_each(|(out, panel)| {
+                    arch.dispatch(Bf16Panel { x, panel, k, out });
+                });
+            }
+        }
         for (p, block) in blocks.chunks(m * NP).enumerate() {
             let cols = NP.min(n - p * NP);
             for (i, row) in block.chunks(NP).enumerate() {
@@ -121,6 +192,118 @@ impl PackedWeight {
             }
         }
         y
+    }
+}
+
+/// One task over a bf16 panel: every row of `x` into `out` (m, NP).
+struct Bf16Panel<'a> {
+    x: &'a [f32],
+    panel: &'a [u32],
+    k: usize,
+    out: &'a mut [f32],
+}
+
+impl WithSimd for Bf16Panel<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        match S::F32_LANES {
+            16 => self.tiles::<S, 1>(simd),
+            8 => self.tiles::<S, 2>(simd),
+            _ => self.scalar(),
+        }
+    }
+}
+
+impl Bf16Panel<'_> {
+    /// Rows in tiles of 8, 4, 2 and 1; `VQ` u32 vectors per panel row (`VQ * lanes == NP / 2`).
+    #[inline(always)]
+    fn tiles<S: Simd, const VQ: usize>(self, simd: S) {
+        let Bf16Panel { x, panel, k, out } = self;
+        let m = out.len() / NP;
+        let w = S::as_simd_u32s(panel).0;
+        let mut i0 = 0;
+        while i0 < m {
+            let left = m - i0;
+            // 8 rows x 2 vectors = 16 accumulators under AVX-512; AVX2 has half the registers.
+            let mr = if left >= 8 && VQ == 1 {
+                8
+            } else if left >= 4 {
+                4
+            } else if left >= 2 {
+                2
+            } else {
+                1
+            };
+            let (x, o) = (&x[i0 * k..(i0 + mr) * k], &mut out[i0 * NP..(i0 + mr) * NP]);
+            match mr {
+                8 => bf16_tile::<S, 8, VQ>(simd, x, w, o),
+                4 => bf16_tile::<S, 4, VQ>(simd, x, w, o),
+                2 => bf16_tile::<S, 2, VQ>(simd, x, w, o),
+                _ => bf16_tile::<S, 1, VQ>(simd, x, w, o),
+            }
+            i0 += mr;
+        }
+    }
+
+    /// Without a vector unit pulp knows: plain loops.
+    fn scalar(self) {
+        let Bf16Panel { x, panel, k, out } = self;
+        for (xr, o) in x.chunks_exact(k).zip(out.chunks_exact_mut(NP)) {
+            for (&a, wr) in xr.iter().zip(panel.chunks_exact(NP / 2)) {
+                for (j, &pair) in wr.iter().enumerate() {
+                    o[2 * j] += a * f32::from_bits(pair << 16);
+                    o[2 * j + 1] += a * f32::from_bits(pair & 0xFFFF_0000);
+                }
+            }
+        }
+    }
+}
+
+/// [`tile`] over bf16 pairs: each loaded `u32` vector becomes the even columns (`<< 16`, as a multiply
+/// by 65536) and the odd ones (high half masked), accumulated separately and interleaved on the way out.
+#[inline(always)]
+fn bf16_tile<S: Simd, const MR: usize, const VQ: usize>(simd: S, x: &[f32], w: &[S::u32s], out: &mut [f32]) {
+    let k = w.len() / VQ;
+    let zero = simd.splat_f32s(0.0);
+    let (shift, high) = (simd.splat_u32s(1 << 16), simd.splat_u32s(0xFFFF_0000));
+    let mut xr: [&[f32]; MR] = [&[]; MR];
+    for (i, r) in xr.iter_mut().enumerate() {
+        *r = &x[i * k..][..k];
+    }
+    let mut acc = [[[zero; 2]; VQ]; MR];
+    for (kk, wk) in w.chunks_exact(VQ).enumerate() {
+        let mut we = [[zero; 2]; VQ];
+        for q in 0..VQ {
+            we[q][0] = simd.transmute_f32s_u32s(simd.mul_u32s(wk[q], shift));
+            we[q][1] = simd.transmute_f32s_u32s(simd.and_u32s(wk[q], high));
+        }
+        for i in 0..MR {
+            let a = simd.splat_f32s(xr[i][kk]);
+            for q in 0..VQ {
+                for h in 0..2 {
+                    acc[i][q][h] = simd.mul_add_f32s(a, we[q][h], acc[i][q][h]);
+                }
+            }
+        }
+    }
+    let lanes = S::F32_LANES;
+    let mut scratch = [0f32; NP];
+    for (i, o) in out.chunks_exact_mut(NP).enumerate() {
+        // scratch[(2q + h) * lanes + j] is column 2 (q * lanes + j) + h.
+        let sv = S::as_mut_simd_f32s(&mut scratch).0;
+        for q in 0..VQ {
+            sv[2 * q] = acc[i][q][0];
+            sv[2 * q + 1] = acc[i][q][1];
+        }
+        for q in 0..VQ {
+            for h in 0..2 {
+                for j in 0..lanes {
+                    o[2 * (q * lanes + j) + h] = scratch[(2 * q + h) * lanes + j];
+                }
+            }
+        }
     }
 }
 
@@ -321,6 +504,26 @@ mod tests {
         }
         let x = Tensor::randn(0f32, 1.0, (2, 8), &dev)?;
         let p = PackedWeight::from_tensor(&Tensor::zeros((3, 9), DType::F32, &dev)?)?;
+        assert!(packed_matmul(&x, &p).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn bf16_packed_weight_matches_matmul_with_bf16_rounded_weights() -> Result<()> {
+        let dev = Device::Cpu;
+        for (m, n, k) in [(1, 45, 77), (3, 70, 32), (8, 64, 16), (16, 33, 100), (11, 96, 5)] {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+            let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+            let p = PackedWeight::from_tensor_with(&w, DecodeWeights::Bf16)?;
+            let rounded = w.to_dtype(DType::BF16)?.to_dtype(DType::F32)?;
+            let a = packed_matmul(&x, &p)?;
+            let b = x.matmul(&rounded.t()?)?;
+            assert!((&a - &b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-4, "({m}, {n}, {k})");
+            // and it is not the f32 product: the rounding is really there
+            assert!((a - x.matmul(&w.t()?)?)?.abs()?.max_all()?.to_scalar::<f32>()? > 1e-4, "({m}, {n}, {k})");
+        }
+        let x = Tensor::randn(0f32, 1.0, (2, 8), &dev)?;
+        let p = PackedWeight::from_tensor_with(&Tensor::zeros((3, 9), DType::F32, &dev)?, DecodeWeights::Bf16)?;
         assert!(packed_matmul(&x, &p).is_err());
         Ok(())
     }

@@ -23,7 +23,7 @@ mod swiglu;
 
 pub use cached_attention::cached_attention;
 pub use logps::token_logps;
-pub use matvec::{packed_matmul, small_matmul, PackedWeight, SMALL_ROWS};
+pub use matvec::{packed_matmul, small_matmul, DecodeWeights, PackedWeight, SMALL_ROWS};
 pub use rms_norm::rms_norm;
 pub use rope::qkv_rope;
 pub use softmax::{masked_softmax, KeyRanges};
