@@ -37,7 +37,9 @@ struct Weight {
     w: Tensor,
     frozen_cpu: bool,
     /// The f32 weight packed for decoding, made on the first small-row product (so a frozen model that
-    /// only ever runs large batches, such as the DPO reference, never holds a second copy).
+    /// only ever runs large batches, such as the DPO reference, never holds a second copy). Frozen
+    /// weights are never written in place, so it cannot go stale: new policy weights make a new model
+    /// (`Phi3::frozen`, `load_frozen`) with its own.
     packed: Arc<OnceLock<PackedWeight>>,
 }
 
