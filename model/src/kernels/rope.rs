@@ -56,12 +56,15 @@ impl QkvRope {
                 if rotate {
                     let cs = &self.cos[row * half..(row + 1) * half];
                     let sn = &self.sin[row * half..(row + 1) * half];
-                    for j in 0..half {
-                        let (c, s) =
-                            (T::from(cs[j]).unwrap_or_else(T::one), T::from(sn[j]).unwrap_or_else(T::zero) * sign);
-                        let (x1, x2) = (from[j], from[j + half]);
-                        target[j] = x1 * c - x2 * s;
-                        target[j + half] = x2 * c + x1 * s;
+                    // Iterators, not indices: without bounds checks the loop vectorizes.
+                    let (from1, from2) = from[..2 * half].split_at(half);
+                    let (t1, t2) = target[..2 * half].split_at_mut(half);
+                    for ((((o1, o2), (&x1, &x2)), &c), &s) in
+                        t1.iter_mut().zip(t2.iter_mut()).zip(from1.iter().zip(from2)).zip(cs).zip(sn)
+                    {
+                        let (c, s) = (T::from(c).unwrap_or_else(T::one), T::from(s).unwrap_or_else(T::zero) * sign);
+                        *o1 = x1 * c - x2 * s;
+                        *o2 = x2 * c + x1 * s;
                     }
                     target[2 * half..].copy_from_slice(&from[2 * half..]);
                 } else {
