@@ -1,9 +1,10 @@
-//! `x @ w.T` for a few rows of `x` (decoding), reading `w` `(n, k)` row by row exactly once.
+//! `x @ w.T` for a few rows of `x` (decoding), streaming the weight `w` `(n, k)` exactly once.
 //!
 //! A general gemm packs the weight matrix on every call and pads the handful of rows to its micro-kernel
-//! height; during decoding (1–16 rows per step) that costs more than the product. Here each output
-//! column is a dot product of a contiguous weight row with each input row, split over the rayon pool.
-//! Forward only: it serves frozen weights.
+//! height; during decoding (1–16 rows per step) that costs more than the product. [`PackedWeight`] packs a
+//! frozen f32 weight once (f32 or bf16) and [`packed_matmul`] runs SIMD tiles over it; [`small_matmul`]
+//! is the unpacked form (f64: a dot product per output; f32: packs for the one call). Forward only: they
+//! serve frozen weights.
 
 use super::{contiguous, Elem};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
@@ -15,7 +16,7 @@ pub const SMALL_ROWS: usize = 16;
 
 struct SmallMatmul;
 
-/// Output columns per rayon task.
+/// Output columns per rayon task of the unpacked (f64) kernel.
 const COLS: usize = 32;
 
 #[inline(always)]
@@ -491,7 +492,7 @@ mod tests {
     #[test]
     fn packed_weight_matches_matmul_with_padding() -> Result<()> {
         let dev = Device::Cpu;
-        // n not a multiple of the group, k not a multiple of the chunk, and a task boundary (COLS).
+        // n not a multiple of the panel width, odd k, one and several panels, every row-tile size.
         for (m, n, k) in [(1, 45, 77), (3, 70, 32), (7, 4, 16), (16, 33, 100)] {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
