@@ -182,7 +182,7 @@ impl PackedWeight {
             }
             Panels::Bf16(data) => {
                 blocks.par_chunks_mut(m * NP).zip(data.par_chunks(NP / 2 * k)).for_each(|(out, panel)| {
-                    arch.dispatch(Bf16Panel { x, panel, k, out });
+                    arch.dispatch(Panel { x, panel, k, out });
                 });
             }
         }
@@ -196,15 +196,34 @@ impl PackedWeight {
     }
 }
 
-/// One task over a bf16 panel: every row of `x` into `out` (m, NP).
-struct Bf16Panel<'a> {
+/// One task: every row of `x` (row-major, `k` wide) against one panel into `out` (m, NP). The panel
+/// holds f32 values (`W = f32`) or bf16 pairs (`W = u32`, see [`Panels`]).
+struct Panel<'a, W> {
     x: &'a [f32],
-    panel: &'a [u32],
+    panel: &'a [W],
     k: usize,
     out: &'a mut [f32],
 }
 
-impl WithSimd for Bf16Panel<'_> {
+/// Row tiles covering `m` rows, `(first row, rows)`: 8 at a time where `eight` (the accumulators fit
+/// the registers), then 4, 2 and 1.
+fn row_tiles(m: usize, eight: bool) -> impl Iterator<Item = (usize, usize)> {
+    let mut i0 = 0;
+    std::iter::from_fn(move || {
+        let left = m - i0;
+        let mr = match left {
+            0 => return None,
+            _ if left >= 8 && eight => 8,
+            _ if left >= 4 => 4,
+            _ if left >= 2 => 2,
+            _ => 1,
+        };
+        i0 += mr;
+        Some((i0 - mr, mr))
+    })
+}
+
+impl WithSimd for Panel<'_, u32> {
     type Output = ();
 
     #[inline(always)]
@@ -217,26 +236,14 @@ impl WithSimd for Bf16Panel<'_> {
     }
 }
 
-impl Bf16Panel<'_> {
+impl Panel<'_, u32> {
     /// Rows in tiles of 8, 4, 2 and 1; `VQ` u32 vectors per panel row (`VQ * lanes == NP / 2`).
     #[inline(always)]
     fn tiles<S: Simd, const VQ: usize>(self, simd: S) {
-        let Bf16Panel { x, panel, k, out } = self;
-        let m = out.len() / NP;
+        let Panel { x, panel, k, out } = self;
         let w = S::as_simd_u32s(panel).0;
-        let mut i0 = 0;
-        while i0 < m {
-            let left = m - i0;
-            // 8 rows x 2 vectors = 16 accumulators under AVX-512; AVX2 has half the registers.
-            let mr = if left >= 8 && VQ == 1 {
-                8
-            } else if left >= 4 {
-                4
-            } else if left >= 2 {
-                2
-            } else {
-                1
-            };
+        // 8 rows x 2 vectors = 16 accumulators under AVX-512; AVX2 has half the registers.
+        for (i0, mr) in row_tiles(out.len() / NP, VQ == 1) {
             let (x, o) = (&x[i0 * k..(i0 + mr) * k], &mut out[i0 * NP..(i0 + mr) * NP]);
             match mr {
                 8 => bf16_tile::<S, 8, VQ>(simd, x, w, o),
@@ -244,13 +251,12 @@ impl Bf16Panel<'_> {
                 2 => bf16_tile::<S, 2, VQ>(simd, x, w, o),
                 _ => bf16_tile::<S, 1, VQ>(simd, x, w, o),
             }
-            i0 += mr;
         }
     }
 
     /// Without a vector unit pulp knows: plain loops.
     fn scalar(self) {
-        let Bf16Panel { x, panel, k, out } = self;
+        let Panel { x, panel, k, out } = self;
         for (xr, o) in x.chunks_exact(k).zip(out.chunks_exact_mut(NP)) {
             for (&a, wr) in xr.iter().zip(panel.chunks_exact(NP / 2)) {
                 for (j, &pair) in wr.iter().enumerate() {
@@ -308,15 +314,7 @@ fn bf16_tile<S: Simd, const MR: usize, const VQ: usize>(simd: S, x: &[f32], w: &
     }
 }
 
-/// One task: every row of `x` (row-major, `k` wide) against one panel, into `out` (m, NP).
-struct Panel<'a> {
-    x: &'a [f32],
-    panel: &'a [f32],
-    k: usize,
-    out: &'a mut [f32],
-}
-
-impl WithSimd for Panel<'_> {
+impl WithSimd for Panel<'_, f32> {
     type Output = ();
 
     #[inline(always)]
@@ -329,26 +327,14 @@ impl WithSimd for Panel<'_> {
     }
 }
 
-impl Panel<'_> {
+impl Panel<'_, f32> {
     /// Rows in tiles of 8, 4, 2 and 1; `VP` vectors per panel row (`VP * lanes == NP`).
     #[inline(always)]
     fn tiles<S: Simd, const VP: usize>(self, simd: S) {
         let Panel { x, panel, k, out } = self;
-        let m = out.len() / NP;
         let w = S::as_simd_f32s(panel).0;
-        let mut i0 = 0;
-        while i0 < m {
-            let left = m - i0;
-            // 8 rows x 2 vectors = 16 accumulators under AVX-512; AVX2 has half the registers.
-            let mr = if left >= 8 && VP <= 2 {
-                8
-            } else if left >= 4 {
-                4
-            } else if left >= 2 {
-                2
-            } else {
-                1
-            };
+        // 8 rows x 2 vectors = 16 accumulators under AVX-512; AVX2 has half the registers.
+        for (i0, mr) in row_tiles(out.len() / NP, VP <= 2) {
             let (x, o) = (&x[i0 * k..(i0 + mr) * k], &mut out[i0 * NP..(i0 + mr) * NP]);
             match mr {
                 8 => tile::<S, 8, VP>(simd, x, w, o),
@@ -356,7 +342,6 @@ impl Panel<'_> {
                 2 => tile::<S, 2, VP>(simd, x, w, o),
                 _ => tile::<S, 1, VP>(simd, x, w, o),
             }
-            i0 += mr;
         }
     }
 

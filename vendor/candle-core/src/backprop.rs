@@ -743,28 +743,25 @@ impl GradStore {
     /// contiguous) instead of being added to a fresh `zeros_like`, which cost an allocation, a memset and
     /// a full add per gradient of every op in the backward pass.
     fn accumulate(&mut self, tensor: &Tensor, grad: &Tensor) -> Result<()> {
-        match self.0.entry(tensor.id()) {
-            Entry::Occupied(mut entry) => {
-                let sum = entry.get().add(grad)?;
-                entry.insert(sum);
-            }
-            Entry::Vacant(entry) => {
-                entry.insert(grad.contiguous()?);
-            }
-        }
-        Ok(())
+        self.add_grad(tensor, grad, false)
     }
 
     /// Like `accumulate`, but a first gradient is stored in its own layout (phi4r patch: a gradient
     /// computed in the layout of the tensor a transposed view looks at).
     fn accumulate_as_is(&mut self, tensor: &Tensor, grad: &Tensor) -> Result<()> {
+        self.add_grad(tensor, grad, true)
+    }
+
+    /// The body of both: later contributions are added; the first is stored made contiguous, or as it
+    /// is with `keep_layout`.
+    fn add_grad(&mut self, tensor: &Tensor, grad: &Tensor, keep_layout: bool) -> Result<()> {
         match self.0.entry(tensor.id()) {
             Entry::Occupied(mut entry) => {
                 let sum = entry.get().add(grad)?;
                 entry.insert(sum);
             }
             Entry::Vacant(entry) => {
-                entry.insert(grad.clone());
+                entry.insert(if keep_layout { grad.clone() } else { grad.contiguous()? });
             }
         }
         Ok(())
