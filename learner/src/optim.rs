@@ -7,7 +7,8 @@
 
 use crate::error::{Error, Result};
 use crate::grads::Grads;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Storage, Tensor, Var};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -98,24 +99,12 @@ impl AdamW {
         let t = i32::try_from(self.step).unwrap_or(i32::MAX);
         let step_size = lr / (1.0 - beta1.powi(t));
         let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt();
-        for (slot, g) in self.slots.iter_mut().zip(grads.tensors()) {
-            let Some(g) = g else { continue };
-            let g = g.to_dtype(slot.exp_avg.dtype())?;
-            let decay = if slot.decay { weight_decay } else { 0.0 };
-            if slot.var.device().is_cpu() && slot.var.dtype() == DType::F32 {
-                let h = Hyper { lr, beta1, beta2, eps, decay, step_size, bc2_sqrt };
-                fused_update(slot, &g, &h)?;
-                continue;
-            }
-            slot.exp_avg = ((&slot.exp_avg * beta1)? + (&g * (1.0 - beta1))?)?;
-            slot.exp_avg_sq = ((&slot.exp_avg_sq * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
-            let denom = ((slot.exp_avg_sq.sqrt()? / bc2_sqrt)? + eps)?;
-            let theta = slot.var.as_tensor();
-            let theta = if decay != 0.0 { (theta * (1.0 - lr * decay))? } else { theta.clone() };
-            let next = (theta - ((&slot.exp_avg / denom)? * step_size)?)?;
-            slot.var.set(&next)?;
-        }
-        Ok(())
+        let hyper = Hyper { lr, beta1, beta2, eps, decay: weight_decay, step_size, bc2_sqrt };
+        // Variables are independent: update them in parallel (on the caller's rayon pool).
+        self.slots.par_iter_mut().zip(grads.tensors().par_iter()).try_for_each(|(slot, g)| match g {
+            Some(g) => update(slot, g, &hyper),
+            None => Ok(()),
+        })
     }
 
     /// The state as safetensors bytes: `exp_avg.<name>` and `exp_avg_sq.<name>` per variable, the step
@@ -170,6 +159,7 @@ impl AdamW {
 }
 
 /// The per-step scalars of one update.
+#[derive(Clone, Copy)]
 struct Hyper {
     lr: f64,
     beta1: f64,
@@ -180,30 +170,70 @@ struct Hyper {
     bc2_sqrt: f64,
 }
 
+/// Updates one variable with gradient `g`; `h.decay` is the configured weight decay, applied to the
+/// variables that take it.
+fn update(slot: &mut Slot, g: &Tensor, h: &Hyper) -> Result<()> {
+    let g = g.to_dtype(slot.exp_avg.dtype())?;
+    let h = Hyper { decay: if slot.decay { h.decay } else { 0.0 }, ..*h };
+    if slot.var.device().is_cpu() && slot.var.dtype() == DType::F32 {
+        return fused_update(slot, &g, &h);
+    }
+    let Hyper { lr, beta1, beta2, eps, decay, step_size, bc2_sqrt } = h;
+    slot.exp_avg = ((&slot.exp_avg * beta1)? + (&g * (1.0 - beta1))?)?;
+    slot.exp_avg_sq = ((&slot.exp_avg_sq * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+    let denom = ((slot.exp_avg_sq.sqrt()? / bc2_sqrt)? + eps)?;
+    let theta = slot.var.as_tensor();
+    let theta = if decay != 0.0 { (theta * (1.0 - lr * decay))? } else { theta.clone() };
+    let next = (theta - ((&slot.exp_avg / denom)? * step_size)?)?;
+    slot.var.set(&next)?;
+    Ok(())
+}
+
 /// The whole update of one f32 CPU variable in a single pass over its four arrays (the composed form is
 /// ten tensor ops, each a pass over memory and an allocation): the same arithmetic, rounded to f32 after
 /// each operation as the composed ops do.
 fn fused_update(slot: &mut Slot, g: &Tensor, h: &Hyper) -> Result<()> {
     let shape = slot.var.shape().clone();
-    let theta = slot.var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-    let g = g.flatten_all()?.to_vec1::<f32>()?;
-    let mut m = slot.exp_avg.flatten_all()?.to_vec1::<f32>()?;
-    let mut v = slot.exp_avg_sq.flatten_all()?.to_vec1::<f32>()?;
     let (b1, nb1, b2, nb2) = (h.beta1 as f32, (1.0 - h.beta1) as f32, h.beta2 as f32, (1.0 - h.beta2) as f32);
     let (bc2, eps, keep, step) = (h.bc2_sqrt as f32, h.eps as f32, (1.0 - h.lr * h.decay) as f32, h.step_size as f32);
-    let mut next = theta;
-    for (((p, &gi), mi), vi) in next.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        *mi = *mi * b1 + gi * nb1;
-        *vi = *vi * b2 + gi * gi * nb2;
-        let denom = vi.sqrt() / bc2 + eps;
-        // keep is exactly 1 without decay, so the product leaves p unchanged.
-        *p = *p * keep - (*mi / denom) * step;
-    }
+    // The four arrays are read where they are (no copies out); the three results are new vectors.
+    let (next, m, v) = with_f32(slot.var.as_tensor(), |theta| {
+        with_f32(g, |g| {
+            with_f32(&slot.exp_avg, |m| {
+                with_f32(&slot.exp_avg_sq, |v| {
+                    let m: Vec<f32> = m.iter().zip(g).map(|(&mi, &gi)| mi * b1 + gi * nb1).collect();
+                    let v: Vec<f32> = v.iter().zip(g).map(|(&vi, &gi)| vi * b2 + gi * gi * nb2).collect();
+                    let next = theta
+                        .iter()
+                        .zip(&m)
+                        .zip(&v)
+                        .map(|((&p, &mi), &vi)| {
+                            let denom = vi.sqrt() / bc2 + eps;
+                            // keep is exactly 1 without decay, so the product leaves p unchanged.
+                            p * keep - (mi / denom) * step
+                        })
+                        .collect();
+                    Ok((next, m, v))
+                })
+            })
+        })
+    })?;
     let dev = slot.var.device().clone();
     slot.exp_avg = Tensor::from_vec(m, shape.clone(), &dev)?;
     slot.exp_avg_sq = Tensor::from_vec(v, shape.clone(), &dev)?;
     slot.var.set(&Tensor::from_vec(next, shape, &dev)?)?;
     Ok(())
+}
+
+/// Runs `f` on the f32 CPU data of `t` in place (a non-contiguous `t` is made contiguous first).
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let bad = || Error::input("AdamW::step", "fused update of a tensor that is not f32 on the CPU");
+    let Storage::Cpu(cpu) = &*storage else { return Err(bad()) };
+    let data = cpu.as_slice::<f32>()?;
+    let (a, b) = layout.contiguous_offsets().ok_or_else(bad)?;
+    f(&data[a..b])
 }
 
 #[cfg(test)]

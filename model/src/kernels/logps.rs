@@ -2,7 +2,7 @@
 //! with its backward `dx[i, j] = g[i] (1[j = t_i] - softmax(x[i])_j)`. The log-sum-exp is recovered from
 //! the result in the backward (`x[i, t_i] - logp[i]`), so nothing is stored or recomputed twice.
 
-use super::{contiguous, rows_per_task, with_data, Elem};
+use super::{contiguous, par_chunks_filled, rows_per_task, with_data, Elem};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -21,10 +21,9 @@ fn fwd<T: Elem>(x: &[T], v: usize, targets: &[u32]) -> Vec<T> {
 }
 
 fn bwd<T: Elem>(x: &[T], v: usize, targets: &[u32], logp: &[T], g: &[T]) -> Vec<T> {
-    let mut dx = vec![T::zero(); x.len()];
     let rows = rows_per_task(v);
-    dx.par_chunks_mut(v * rows).zip(x.par_chunks(v * rows)).enumerate().for_each(|(c, (dxs, xs))| {
-        for (i, (dxr, xr)) in dxs.chunks_mut(v).zip(xs.chunks(v)).enumerate() {
+    par_chunks_filled(x.len(), v * rows, |c, dxs| {
+        for (i, (dxr, xr)) in dxs.chunks_mut(v).zip(x[v * rows * c..].chunks(v)).enumerate() {
             let r = c * rows + i;
             let t = targets[r] as usize;
             let lse = xr[t] - logp[r];
@@ -34,8 +33,7 @@ fn bwd<T: Elem>(x: &[T], v: usize, targets: &[u32], logp: &[T], g: &[T]) -> Vec<
             }
             dxr[t] += gr;
         }
-    });
-    dx
+    })
 }
 
 impl CustomOp1 for TokenLogps {
@@ -95,12 +93,16 @@ mod tests {
     #[test]
     fn matches_composed_log_softmax_gather_and_gradient() -> Result<()> {
         let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::randn(0f64, 3.0, (7, 11), &dev)?)?;
-        let t = Tensor::new(&[0u32, 3, 10, 5, 5, 1, 9], &dev)?;
-        let w = Tensor::randn(0f64, 1.0, 7, &dev)?;
-        let fused = token_logps(x.as_tensor(), &t)?;
-        let composed =
-            crate::ops::log_softmax_last_dim(x.as_tensor())?.gather(&t.unsqueeze(1)?, D::Minus1)?.squeeze(1)?;
-        assert_same_fwd_and_grad(&fused, &composed, &w, &[&x], 1e-12, 1e-12)
+        // One task's rows, and 1,600 rows: two tasks of 1,489, the last one short.
+        for rows in [7u32, 1600] {
+            let x = Var::from_tensor(&Tensor::randn(0f64, 3.0, (rows as usize, 11), &dev)?)?;
+            let t = Tensor::new((0..rows).map(|i| (i * 7 + i / 3) % 11).collect::<Vec<u32>>(), &dev)?;
+            let w = Tensor::randn(0f64, 1.0, rows as usize, &dev)?;
+            let fused = token_logps(x.as_tensor(), &t)?;
+            let composed =
+                crate::ops::log_softmax_last_dim(x.as_tensor())?.gather(&t.unsqueeze(1)?, D::Minus1)?.squeeze(1)?;
+            assert_same_fwd_and_grad(&fused, &composed, &w, &[&x], 1e-12, 1e-12)?;
+        }
+        Ok(())
     }
 }

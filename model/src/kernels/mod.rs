@@ -30,6 +30,7 @@ pub use softmax::{masked_softmax, KeyRanges};
 pub use swiglu::swiglu;
 
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor, WithDType};
+use rayon::prelude::*;
 
 /// Float element types the kernels support.
 pub(crate) trait Elem:
@@ -94,6 +95,44 @@ pub(crate) fn with_data<T: WithDType, R>(op: &str, t: &Tensor, f: impl FnOnce(&[
     }
 }
 
+/// A vector of `len` elements computed in parallel chunks of `chunk` elements: `fill(i, out)` writes
+/// chunk `i` (`out` is `chunk` long, shorter for the last), which starts zeroed.
+///
+/// The zeroing is done by the task that writes the chunk, in its own cache, just before `fill`, instead
+/// of by the allocator on one thread over the whole buffer (`vec![0; len]` of reused memory is a
+/// `memset` pass over DRAM on the calling thread: ~4% of a `tiny` training step, serial).
+pub(crate) fn par_chunks_filled<T: Elem>(len: usize, chunk: usize, fill: impl Fn(usize, &mut [T]) + Sync) -> Vec<T> {
+    par_chunks_filled_with(len, chunk, fill).0
+}
+
+/// [`par_chunks_filled`] where each chunk also returns a value (a partial sum, say), collected in
+/// chunk order.
+#[allow(unsafe_code)]
+pub(crate) fn par_chunks_filled_with<T: Elem, R: Send>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [T]) -> R + Sync,
+) -> (Vec<T>, Vec<R>) {
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    let per_chunk = v.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .map(|(i, c)| {
+            for x in c.iter_mut() {
+                x.write(T::zero());
+            }
+            // SAFETY: every element of `c` was initialized just above, and `MaybeUninit<T>` has the
+            // layout of `T`, so the cast is a valid `&mut [T]` of the same length over the same memory.
+            let c = unsafe { &mut *(c as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+            fill(i, c)
+        })
+        .collect();
+    // SAFETY: the chunks cover `0..len` of the spare capacity and every one was initialized above (a
+    // panic in `fill` propagates before this line, leaving the length 0).
+    unsafe { v.set_len(len) };
+    (v, per_chunk)
+}
+
 /// Rows per rayon task: enough work per task to amortize scheduling.
 pub(crate) fn rows_per_task(row_len: usize) -> usize {
     (16_384 / row_len.max(1)).max(1)
@@ -155,5 +194,32 @@ pub(crate) mod testing {
             assert!(a.abs()?.sum_all()?.to_scalar::<f64>()? > 0.0, "gradient of input {i} is zero");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod fill_tests {
+    use super::{par_chunks_filled, par_chunks_filled_with};
+
+    #[test]
+    fn chunks_cover_the_vector_in_order_starting_zeroed() {
+        for (len, chunk) in [(0, 4), (1, 4), (10, 4), (12, 4), (10_000, 333)] {
+            let (v, seen) = par_chunks_filled_with::<f32, (usize, usize, bool)>(len, chunk, |i, c| {
+                let zeroed = c.iter().all(|&x| x == 0.0);
+                for (j, x) in c.iter_mut().enumerate() {
+                    *x = (i * chunk + j) as f32;
+                }
+                (i, c.len(), zeroed)
+            });
+            assert_eq!(v, (0..len).map(|x| x as f32).collect::<Vec<_>>(), "len {len} chunk {chunk}");
+            assert_eq!(seen.len(), len.div_ceil(chunk));
+            for (k, &(i, n, zeroed)) in seen.iter().enumerate() {
+                assert_eq!(i, k);
+                assert_eq!(n, chunk.min(len - k * chunk));
+                assert!(zeroed, "chunk {k} did not start zeroed");
+            }
+        }
+        // Untouched elements stay zero.
+        assert_eq!(par_chunks_filled::<f64>(5, 2, |_, _| {}), vec![0.0; 5]);
     }
 }

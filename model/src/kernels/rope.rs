@@ -4,9 +4,8 @@
 //! the split, so no intermediate of the composed version (narrows, products, concatenations, copies)
 //! is ever allocated.
 
-use super::{contiguous, Elem};
+use super::{contiguous, par_chunks_filled, Elem};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Head counts and the rotation tables of one call.
@@ -26,72 +25,80 @@ impl QkvRope {
         self.heads + 2 * self.kv_heads
     }
 
-    /// Moves rows between the `(b, t, H*d)` projection layout and the `(H, b, t, d)`-blocked output:
-    /// q heads first (`b × heads × t × d`), then k, then v. `forward` rotates by `+θ`, else by `-θ`.
-    fn run<T: Elem>(&self, src: &[T], b: usize, t: usize, forward: bool) -> Vec<T> {
-        let (d, hs) = (self.head_dim, self.total_heads());
-        let mut out = vec![T::zero(); src.len()];
-        let half = self.half;
-        let sign = if forward { T::one() } else { -T::one() };
-        // One task per (block, batch row, head): a contiguous (t, d) slab of the blocked layout.
-        let slabs: Vec<(usize, &mut [T])> = out.chunks_mut(t * d).enumerate().collect();
-        slabs.into_par_iter().for_each(|(slab, dst)| {
-            // Which head of the projection this slab holds.
-            let (bi, head) = if slab < b * self.heads {
-                (slab / self.heads, slab % self.heads)
-            } else if slab < b * (self.heads + self.kv_heads) {
-                let s = slab - b * self.heads;
-                (s / self.kv_heads, self.heads + s % self.kv_heads)
-            } else {
-                let s = slab - b * (self.heads + self.kv_heads);
-                (s / self.kv_heads, self.heads + self.kv_heads + s % self.kv_heads)
-            };
-            let rotate = head < self.heads + self.kv_heads;
-            for ti in 0..t {
-                let row = bi * t + ti;
-                // Forward reads the projection row; backward reads the gradient slab in place.
-                let from =
-                    if forward { &src[row * hs * d + head * d..][..d] } else { &src[slab * t * d + ti * d..][..d] };
-                let target = &mut dst[ti * d..ti * d + d];
-                if rotate {
-                    let cs = &self.cos[row * half..(row + 1) * half];
-                    let sn = &self.sin[row * half..(row + 1) * half];
-                    // Iterators, not indices: without bounds checks the loop vectorizes.
-                    let (from1, from2) = from[..2 * half].split_at(half);
-                    let (t1, t2) = target[..2 * half].split_at_mut(half);
-                    for ((((o1, o2), (&x1, &x2)), &c), &s) in
-                        t1.iter_mut().zip(t2.iter_mut()).zip(from1.iter().zip(from2)).zip(cs).zip(sn)
-                    {
-                        let (c, s) = (T::from(c).unwrap_or_else(T::one), T::from(s).unwrap_or_else(T::zero) * sign);
-                        *o1 = x1 * c - x2 * s;
-                        *o2 = x2 * c + x1 * s;
-                    }
-                    target[2 * half..].copy_from_slice(&from[2 * half..]);
-                } else {
-                    target.copy_from_slice(from);
-                }
-            }
-        });
-        if forward {
-            out
+    /// Which projection head the blocked slab `slab` holds, and its batch row: q heads first
+    /// (`b × heads` slabs), then k, then v.
+    fn slab_head(&self, slab: usize, b: usize) -> (usize, usize) {
+        if slab < b * self.heads {
+            (slab / self.heads, slab % self.heads)
+        } else if slab < b * (self.heads + self.kv_heads) {
+            let s = slab - b * self.heads;
+            (s / self.kv_heads, self.heads + s % self.kv_heads)
         } else {
-            // `out` holds the un-rotated slabs in blocked order; scatter them back to (b, t, H*d).
-            let mut back = vec![T::zero(); src.len()];
-            back.par_chunks_mut(hs * d).enumerate().for_each(|(row, dst)| {
-                let (bi, ti) = (row / t, row % t);
-                for head in 0..hs {
-                    let slab = if head < self.heads {
-                        bi * self.heads + head
-                    } else if head < self.heads + self.kv_heads {
-                        b * self.heads + bi * self.kv_heads + (head - self.heads)
-                    } else {
-                        b * (self.heads + self.kv_heads) + bi * self.kv_heads + (head - self.heads - self.kv_heads)
-                    };
-                    dst[head * d..(head + 1) * d].copy_from_slice(&out[slab * t * d + ti * d..][..d]);
-                }
-            });
-            back
+            let s = slab - b * (self.heads + self.kv_heads);
+            (s / self.kv_heads, self.heads + self.kv_heads + s % self.kv_heads)
         }
+    }
+
+    /// The blocked slab of projection head `head` in batch row `bi` (inverse of [`Self::slab_head`]).
+    fn head_slab(&self, bi: usize, head: usize, b: usize) -> usize {
+        if head < self.heads {
+            bi * self.heads + head
+        } else if head < self.heads + self.kv_heads {
+            b * self.heads + bi * self.kv_heads + (head - self.heads)
+        } else {
+            b * (self.heads + self.kv_heads) + bi * self.kv_heads + (head - self.heads - self.kv_heads)
+        }
+    }
+
+    /// Copies one head row `from` into `target`, rotating its first `2 half` dims by the angles of
+    /// position row `row` (by `-θ` when `sign` is -1) if `rotate`, else copying it as it is.
+    fn put<T: Elem>(&self, target: &mut [T], from: &[T], row: usize, rotate: bool, sign: T) {
+        if !rotate {
+            target.copy_from_slice(from);
+            return;
+        }
+        let half = self.half;
+        let cs = &self.cos[row * half..(row + 1) * half];
+        let sn = &self.sin[row * half..(row + 1) * half];
+        // Iterators, not indices: without bounds checks the loop vectorizes.
+        let (from1, from2) = from[..2 * half].split_at(half);
+        let (t1, t2) = target[..2 * half].split_at_mut(half);
+        for ((((o1, o2), (&x1, &x2)), &c), &s) in
+            t1.iter_mut().zip(t2.iter_mut()).zip(from1.iter().zip(from2)).zip(cs).zip(sn)
+        {
+            let (c, s) = (T::from(c).unwrap_or_else(T::one), T::from(s).unwrap_or_else(T::zero) * sign);
+            *o1 = x1 * c - x2 * s;
+            *o2 = x2 * c + x1 * s;
+        }
+        target[2 * half..].copy_from_slice(&from[2 * half..]);
+    }
+
+    /// The `(b, t, H*d)` projection → the `(H, b, t, d)`-blocked heads, q and k rotated by `+θ`.
+    fn forward<T: Elem>(&self, src: &[T], b: usize, t: usize) -> Vec<T> {
+        let (d, hs) = (self.head_dim, self.total_heads());
+        // One task per (block, batch row, head): a contiguous (t, d) slab of the blocked layout.
+        par_chunks_filled(src.len(), t * d, |slab, dst| {
+            let (bi, head) = self.slab_head(slab, b);
+            let rotate = head < self.heads + self.kv_heads;
+            for (ti, target) in dst.chunks_mut(d).enumerate() {
+                let row = bi * t + ti;
+                self.put(target, &src[row * hs * d + head * d..][..d], row, rotate, T::one());
+            }
+        })
+    }
+
+    /// The inverse: blocked gradient slabs → the `(b, t, H*d)` layout, q and k rotated back by `-θ`, in
+    /// one pass (each task writes one whole projection row).
+    fn backward<T: Elem>(&self, src: &[T], b: usize, t: usize) -> Vec<T> {
+        let (d, hs) = (self.head_dim, self.total_heads());
+        par_chunks_filled(src.len(), hs * d, |row, dst| {
+            let (bi, ti) = (row / t, row % t);
+            for (head, target) in dst.chunks_mut(d).enumerate() {
+                let slab = self.head_slab(bi, head, b);
+                let rotate = head < self.heads + self.kv_heads;
+                self.put(target, &src[slab * t * d + ti * d..][..d], row, rotate, -T::one());
+            }
+        })
     }
 }
 
@@ -103,12 +110,8 @@ impl CustomOp1 for QkvRope {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, t, _) = l.shape().dims3()?;
         let out = match s {
-            CpuStorage::F32(_) => {
-                f32::to_cpu_storage_owned(self.run(contiguous::<f32>(self.name(), s, l)?, b, t, true))
-            }
-            CpuStorage::F64(_) => {
-                f64::to_cpu_storage_owned(self.run(contiguous::<f64>(self.name(), s, l)?, b, t, true))
-            }
+            CpuStorage::F32(_) => f32::to_cpu_storage_owned(self.forward(contiguous::<f32>(self.name(), s, l)?, b, t)),
+            CpuStorage::F64(_) => f64::to_cpu_storage_owned(self.forward(contiguous::<f64>(self.name(), s, l)?, b, t)),
             _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
         };
         Ok((out, Shape::from(l.shape().elem_count())))
@@ -138,10 +141,10 @@ impl CustomOp1 for QkvRopeBwd<'_> {
         let (b, t) = (self.b, self.t);
         let dx = match s {
             CpuStorage::F32(_) => {
-                f32::to_cpu_storage_owned(self.op.run(contiguous::<f32>(self.name(), s, l)?, b, t, false))
+                f32::to_cpu_storage_owned(self.op.backward(contiguous::<f32>(self.name(), s, l)?, b, t))
             }
             CpuStorage::F64(_) => {
-                f64::to_cpu_storage_owned(self.op.run(contiguous::<f64>(self.name(), s, l)?, b, t, false))
+                f64::to_cpu_storage_owned(self.op.backward(contiguous::<f64>(self.name(), s, l)?, b, t))
             }
             _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
         };

@@ -1,8 +1,7 @@
 //! Softmax restricted to each query row's allowed keys.
 
-use super::{contiguous, rows_per_task, Elem};
+use super::{contiguous, par_chunks_filled, rows_per_task, Elem};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// For each (batch row, query), the inclusive range `lo..=hi` of key indices it may attend to. Causal
@@ -35,11 +34,10 @@ struct MaskedSoftmax {
 }
 
 fn fwd<T: Elem>(x: &[T], keys: usize, heads: usize, r: &KeyRanges) -> Vec<T> {
-    let mut y = vec![T::zero(); x.len()];
     let q = r.queries;
     let chunk = rows_per_task(keys);
-    y.par_chunks_mut(keys * chunk).zip(x.par_chunks(keys * chunk)).enumerate().for_each(|(c, (ys, xs))| {
-        for (i, (yr, xr)) in ys.chunks_mut(keys).zip(xs.chunks(keys)).enumerate() {
+    par_chunks_filled(x.len(), keys * chunk, |c, ys| {
+        for (i, (yr, xr)) in ys.chunks_mut(keys).zip(x[keys * chunk * c..].chunks(keys)).enumerate() {
             let row = c * chunk + i;
             let (b, qi) = (row / (heads * q), row % q);
             let (lo, hi) = r.ranges[b * q + qi];
@@ -47,8 +45,7 @@ fn fwd<T: Elem>(x: &[T], keys: usize, heads: usize, r: &KeyRanges) -> Vec<T> {
             yr[lo..=hi].copy_from_slice(&xr[lo..=hi]);
             softmax_in_place(&mut yr[lo..=hi]);
         }
-    });
-    y
+    })
 }
 
 impl CustomOp1 for MaskedSoftmax {
@@ -79,17 +76,16 @@ impl CustomOp1 for MaskedSoftmax {
 struct SoftmaxBwd;
 
 fn bwd<T: Elem>(y: &[T], dy: &[T], keys: usize) -> Vec<T> {
-    let mut dx = vec![T::zero(); y.len()];
     let chunk = rows_per_task(keys) * keys;
-    dx.par_chunks_mut(chunk).zip(y.par_chunks(chunk).zip(dy.par_chunks(chunk))).for_each(|(dxs, (ys, dys))| {
+    par_chunks_filled(y.len(), chunk, |c, dxs| {
+        let (ys, dys) = (&y[chunk * c..], &dy[chunk * c..]);
         for ((dxr, yr), dyr) in dxs.chunks_mut(keys).zip(ys.chunks(keys)).zip(dys.chunks(keys)) {
             let dot: T = yr.iter().zip(dyr).map(|(&a, &b)| a * b).sum();
             for ((o, &a), &b) in dxr.iter_mut().zip(yr).zip(dyr) {
                 *o = a * (b - dot);
             }
         }
-    });
-    dx
+    })
 }
 
 impl CustomOp2 for SoftmaxBwd {
@@ -141,21 +137,27 @@ mod tests {
     #[test]
     fn matches_composed_softmax_with_an_additive_mask() -> Result<()> {
         let dev = Device::Cpu;
-        let (b, h, q, k) = (2, 3, 5, 5);
-        let ranges: Vec<(u32, u32)> =
+        let (b, h, k) = (2, 3, 5);
+        let small: Vec<(u32, u32)> =
             vec![(0, 0), (0, 1), (2, 2), (2, 3), (2, 4), (0, 0), (1, 1), (1, 2), (1, 3), (4, 4)];
-        let mut mask = vec![f64::NEG_INFINITY; b * q * k];
-        for (i, &(lo, hi)) in ranges.iter().enumerate() {
-            for j in lo..=hi {
-                mask[i * k + j as usize] = 0.0;
+        // 4,200 rows: two tasks of 3,276, the last one short.
+        let many: Vec<(u32, u32)> = (0..2 * 700u32).map(|i| (i % 3, i % 3 + (i / 3) % (5 - i % 3))).collect();
+        for ranges in [small, many] {
+            let q = ranges.len() / b;
+            let mut mask = vec![f64::NEG_INFINITY; b * q * k];
+            for (i, &(lo, hi)) in ranges.iter().enumerate() {
+                for j in lo..=hi {
+                    mask[i * k + j as usize] = 0.0;
+                }
             }
+            let mask = Tensor::from_vec(mask, (b, 1, q, k), &dev)?;
+            let x = Var::from_tensor(&Tensor::randn(0f64, 2.0, (b, h, q, k), &dev)?)?;
+            let w = Tensor::randn(0f64, 1.0, (b, h, q, k), &dev)?;
+            let r = KeyRanges { queries: q, ranges: Arc::new(ranges) };
+            let fused = masked_softmax(x.as_tensor(), &r)?;
+            let composed = softmax_last_dim(&x.as_tensor().broadcast_add(&mask)?)?;
+            assert_same_fwd_and_grad(&fused, &composed, &w, &[&x], 1e-12, 1e-12)?;
         }
-        let mask = Tensor::from_vec(mask, (b, 1, q, k), &dev)?;
-        let x = Var::from_tensor(&Tensor::randn(0f64, 2.0, (b, h, q, k), &dev)?)?;
-        let w = Tensor::randn(0f64, 1.0, (b, h, q, k), &dev)?;
-        let r = KeyRanges { queries: q, ranges: Arc::new(ranges) };
-        let fused = masked_softmax(x.as_tensor(), &r)?;
-        let composed = softmax_last_dim(&x.as_tensor().broadcast_add(&mask)?)?;
-        assert_same_fwd_and_grad(&fused, &composed, &w, &[&x], 1e-12, 1e-12)
+        Ok(())
     }
 }

@@ -1,9 +1,8 @@
 //! SwiGLU over the fused `gate_up_proj` output: `[g | u] -> silu(g) * u`, with the backward
 //! `dg = dy u σ(g)(1 + g(1 - σ(g)))`, `du = dy silu(g)`.
 
-use super::{contiguous, rows_per_task, Elem};
+use super::{contiguous, par_chunks_filled, rows_per_task, Elem};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
-use rayon::prelude::*;
 
 struct SwiGlu;
 
@@ -13,37 +12,32 @@ fn sigmoid<T: Elem>(x: T) -> T {
 }
 
 fn fwd<T: Elem>(x: &[T], i: usize) -> Vec<T> {
-    let mut y = vec![T::zero(); x.len() / 2];
     let rows = rows_per_task(i);
-    y.par_chunks_mut(i * rows).zip(x.par_chunks(2 * i * rows)).for_each(|(ys, xs)| {
-        for (yr, xr) in ys.chunks_mut(i).zip(xs.chunks(2 * i)) {
+    par_chunks_filled(x.len() / 2, i * rows, |c, ys| {
+        for (yr, xr) in ys.chunks_mut(i).zip(x[2 * i * rows * c..].chunks(2 * i)) {
             let (g, u) = xr.split_at(i);
             for ((o, &g), &u) in yr.iter_mut().zip(g).zip(u) {
                 *o = g * sigmoid(g) * u;
             }
         }
-    });
-    y
+    })
 }
 
 fn bwd<T: Elem>(x: &[T], dy: &[T], i: usize) -> Vec<T> {
-    let mut dx = vec![T::zero(); x.len()];
     let rows = rows_per_task(i);
-    dx.par_chunks_mut(2 * i * rows).zip(x.par_chunks(2 * i * rows).zip(dy.par_chunks(i * rows))).for_each(
-        |(dxs, (xs, dys))| {
-            for ((dxr, xr), dyr) in dxs.chunks_mut(2 * i).zip(xs.chunks(2 * i)).zip(dys.chunks(i)) {
-                let (g, u) = xr.split_at(i);
-                let (dg, du) = dxr.split_at_mut(i);
-                // Iterators, not indices: without bounds checks the loop vectorizes.
-                for ((((dg, du), &g), &u), &d) in dg.iter_mut().zip(du.iter_mut()).zip(g).zip(u).zip(dyr) {
-                    let s = sigmoid(g);
-                    *du = d * g * s;
-                    *dg = d * u * s * (T::one() + g * (T::one() - s));
-                }
+    par_chunks_filled(x.len(), 2 * i * rows, |c, dxs| {
+        let (xs, dys) = (&x[2 * i * rows * c..], &dy[i * rows * c..]);
+        for ((dxr, xr), dyr) in dxs.chunks_mut(2 * i).zip(xs.chunks(2 * i)).zip(dys.chunks(i)) {
+            let (g, u) = xr.split_at(i);
+            let (dg, du) = dxr.split_at_mut(i);
+            // Iterators, not indices: without bounds checks the loop vectorizes.
+            for ((((dg, du), &g), &u), &d) in dg.iter_mut().zip(du.iter_mut()).zip(g).zip(u).zip(dyr) {
+                let s = sigmoid(g);
+                *du = d * g * s;
+                *dg = d * u * s * (T::one() + g * (T::one() - s));
             }
-        },
-    );
-    dx
+        }
+    })
 }
 
 impl CustomOp1 for SwiGlu {
@@ -119,10 +113,14 @@ mod tests {
     #[test]
     fn matches_composed_silu_times_up_with_gradient() -> Result<()> {
         let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::randn(0f64, 2.0, (3, 4, 10), &dev)?)?;
-        let w = Tensor::randn(0f64, 1.0, (3, 4, 5), &dev)?;
-        let f = swiglu(x.as_tensor())?;
-        let c = (x.as_tensor().narrow(D::Minus1, 5, 5)? * x.as_tensor().narrow(D::Minus1, 0, 5)?.silu()?)?;
-        assert_same_fwd_and_grad(&f, &c, &w, &[&x], 1e-12, 1e-12)
+        // One task's rows, and 4,000 rows: two tasks of 3,276, the last one short.
+        for rows in [4, 2000] {
+            let x = Var::from_tensor(&Tensor::randn(0f64, 2.0, (2, rows, 10), &dev)?)?;
+            let w = Tensor::randn(0f64, 1.0, (2, rows, 5), &dev)?;
+            let f = swiglu(x.as_tensor())?;
+            let c = (x.as_tensor().narrow(D::Minus1, 5, 5)? * x.as_tensor().narrow(D::Minus1, 0, 5)?.silu()?)?;
+            assert_same_fwd_and_grad(&f, &c, &w, &[&x], 1e-12, 1e-12)?;
+        }
+        Ok(())
     }
 }
