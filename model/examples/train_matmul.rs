@@ -35,5 +35,28 @@ fn main() -> candle_core::Result<()> {
         }
         println!();
     }
+    // Attention of the tiny training step: 16 x 4 heads, t = 256, d = 64 (scores, then probs @ v), and
+    // the backward's products.
+    let (bh, t, d) = (64, 256, 64);
+    let q = Tensor::randn(0f32, 1.0, (bh, t, d), &dev)?;
+    let k = Tensor::randn(0f32, 1.0, (bh, t, d), &dev)?;
+    let p = Tensor::randn(0f32, 1.0, (bh, t, t), &dev)?;
+    for (name, f) in [
+        ("q@k.t", Box::new(|| q.matmul(&k.t()?)) as Box<dyn Fn() -> candle_core::Result<Tensor>>),
+        ("p@v", Box::new(|| p.matmul(&k))),
+        ("p.t@v", Box::new(|| p.t()?.matmul(&k))),
+        ("p@v.t..", Box::new(|| p.matmul(&q))),
+    ] {
+        for _ in 0..3 {
+            f()?;
+        }
+        let r = 10;
+        let t0 = Instant::now();
+        for _ in 0..r {
+            f()?;
+        }
+        let dt = t0.elapsed().as_secs_f64() / r as f64;
+        println!("attn {name} {:.2} ms {:.1} GFLOPS", dt * 1e3, 2.0 * (bh * t * t * d) as f64 / dt / 1e9);
+    }
     Ok(())
 }

@@ -59,12 +59,16 @@ pub struct ModelBenchArgs {
     /// Comma-separated presets.
     #[arg(long, default_value = "tiny,small")]
     sizes: String,
-    /// Measured training steps per size (after one warm-up step).
-    #[arg(long, default_value_t = 3)]
-    steps: usize,
-    /// Measured sampling runs per batch size (after one warm-up run).
-    #[arg(long, default_value_t = 2)]
-    runs: usize,
+    /// Measured training steps per size [default: the peer's count with --peer, else 3].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Unmeasured training steps before them [default: the peer's count with --peer, else 1].
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Measured sampling runs per batch size [default: the peer's count with --peer, else 2]. The
+    /// warm-up runs before them are the peer's with --peer, else 1.
+    #[arg(long)]
+    runs: Option<usize>,
     /// A results JSON written by ../shared/peers/trl_bench.py (parts a,b) to compare against.
     #[arg(long)]
     peer: Option<PathBuf>,
@@ -81,6 +85,9 @@ const SEQ: usize = 256;
 const PROMPT: usize = 32;
 const NEW: usize = 128;
 const VOCAB: usize = 1024;
+/// Repetitions without a peer file: one warm-up, then 3 training steps / 2 sampling runs.
+const TRAIN_REPS: Reps = Reps { warmup: 1, measured: 3 };
+const SAMPLE_REPS: Reps = Reps { warmup: 1, measured: 2 };
 
 pub fn run(cmd: BenchCmd, pool: &ComputePool) -> anyhow::Result<()> {
     match cmd {
@@ -154,7 +161,26 @@ fn matmul_gflops(dev: &Device) -> anyhow::Result<f64> {
     Ok(2.0 * (n * n * n) as f64 / median(&mut ts) / 1e9)
 }
 
-fn train_bench(cfg: &Phi3Config, steps: usize, dev: &Device, peak_gflops: f64) -> anyhow::Result<Value> {
+/// Unmeasured and measured repetitions of one benchmark part.
+#[derive(Debug, Clone, Copy)]
+struct Reps {
+    warmup: usize,
+    measured: usize,
+}
+
+impl Reps {
+    /// Explicit counts win; then the peer's own counts for this size and part (`steps_config` in its
+    /// results), so both sides time the same number of repetitions; then `default`.
+    fn resolve(warmup: Option<usize>, measured: Option<usize>, peer: Option<&Value>, key: &str, default: Reps) -> Reps {
+        let theirs = |i: usize| peer.and_then(|p| p.pointer(&format!("{key}/{i}"))).and_then(Value::as_u64);
+        Reps {
+            warmup: warmup.or(theirs(0).map(|x| x as usize)).unwrap_or(default.warmup),
+            measured: measured.or(theirs(1).map(|x| x as usize)).unwrap_or(default.measured).max(1),
+        }
+    }
+}
+
+fn train_bench(cfg: &Phi3Config, reps: Reps, dev: &Device, peak_gflops: f64) -> anyhow::Result<Value> {
     let tm = TrainableModel::init(cfg, 0, DType::F32, dev)?;
     // The learner's own AdamW (the one the stages run), with PyTorch's defaults.
     let vars: Vec<_> = tm.vars().into_iter().map(|(_, v)| v).collect();
@@ -168,7 +194,7 @@ fn train_bench(cfg: &Phi3Config, steps: usize, dev: &Device, peak_gflops: f64) -
     let layout = AttentionLayout::full(BATCH, SEQ);
     let (mut total, mut fwd, mut bwd, mut adam) = (vec![], vec![], vec![], vec![]);
     let mut last_loss = 0f32;
-    for i in 0..steps + 1 {
+    for i in 0..reps.warmup + reps.measured {
         let t0 = Instant::now();
         let logits = tm.model.forward(&input, &layout)?;
         let l = loss::masked_cross_entropy(&logits, &target, &mask)?;
@@ -178,7 +204,7 @@ fn train_bench(cfg: &Phi3Config, steps: usize, dev: &Device, peak_gflops: f64) -
         let t2 = Instant::now();
         opt.step(&phi4r_learner::Grads::from_store(&grads, &vars), 1e-4)?;
         let t3 = Instant::now();
-        if i > 0 {
+        if i >= reps.warmup {
             total.push((t3 - t0).as_secs_f64());
             fwd.push((t1 - t0).as_secs_f64());
             bwd.push((t2 - t1).as_secs_f64());
@@ -188,7 +214,8 @@ fn train_bench(cfg: &Phi3Config, steps: usize, dev: &Device, peak_gflops: f64) -
     let s = median(&mut total);
     let flops = 3.0 * forward_flops(cfg, BATCH, SEQ);
     Ok(json!({
-        "batch": BATCH, "seq": SEQ, "params": cfg.num_params(), "steps_measured": steps,
+        "batch": BATCH, "seq": SEQ, "params": cfg.num_params(), "steps_measured": reps.measured,
+        "warmup": reps.warmup,
         "sec_per_step_median": s, "sec_per_step_all": total.clone(),
         "tokens_per_s": (BATCH * SEQ) as f64 / s,
         "fwd_s_median": median(&mut fwd), "bwd_s_median": median(&mut bwd), "adamw_s_median": median(&mut adam),
@@ -199,7 +226,7 @@ fn train_bench(cfg: &Phi3Config, steps: usize, dev: &Device, peak_gflops: f64) -
     }))
 }
 
-fn sample_bench(cfg: &Phi3Config, runs: usize, dev: &Device) -> anyhow::Result<Value> {
+fn sample_bench(cfg: &Phi3Config, reps: Reps, dev: &Device) -> anyhow::Result<Value> {
     let model = TrainableModel::init(cfg, 0, DType::F32, dev)?.model.frozen()?;
     let mut rng = StdRng::seed_from_u64(2);
     let prompts: Vec<Vec<u32>> =
@@ -209,19 +236,19 @@ fn sample_bench(cfg: &Phi3Config, runs: usize, dev: &Device) -> anyhow::Result<V
     let mut out = serde_json::Map::new();
     for b in [BATCH, 1] {
         let mut ts = vec![];
-        for i in 0..runs + 1 {
+        for i in 0..reps.warmup + reps.measured {
             let t0 = Instant::now();
             let g = generate(&model, &prompts[..b], &scfg, &StopRule::default())?;
             let dt = t0.elapsed().as_secs_f64();
             anyhow::ensure!(g.iter().all(|g| g.tokens.len() == NEW), "generation ended early");
-            if i > 0 {
+            if i >= reps.warmup {
                 ts.push(dt);
             }
         }
         let s = median(&mut ts);
         out.insert(
             format!("batch{b}"),
-            json!({"batch": b, "prompt_len": PROMPT, "new_tokens": NEW, "sec_median": s, "sec_all": ts,
+            json!({"batch": b, "prompt_len": PROMPT, "new_tokens": NEW, "warmup": reps.warmup, "sec_median": s, "sec_all": ts,
                    "gen_tokens_per_s": (b * NEW) as f64 / s, "ms_per_decode_step": 1000.0 * s / NEW as f64}),
         );
     }
@@ -254,9 +281,15 @@ fn model_bench(a: ModelBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
         let train = if a.no_train {
             Value::Null
         } else {
-            pool.install(|| train_bench(&cfg, a.steps.max(1), &dev, peak_gflops))?
+            let reps = Reps::resolve(a.warmup, a.steps, peer.as_ref(), &format!("/steps_config/{size}/a"), TRAIN_REPS);
+            pool.install(|| train_bench(&cfg, reps, &dev, peak_gflops))?
         };
-        let sample = if a.no_sample { Value::Null } else { pool.install(|| sample_bench(&cfg, a.runs.max(1), &dev))? };
+        let sample = if a.no_sample {
+            Value::Null
+        } else {
+            let reps = Reps::resolve(None, a.runs, peer.as_ref(), &format!("/steps_config/{size}/b"), SAMPLE_REPS);
+            pool.install(|| sample_bench(&cfg, reps, &dev))?
+        };
         let mut entry = json!({"train": train, "sample": sample});
         if let Some(p) = &peer {
             let pa = p.pointer(&format!("/results/a:{size}"));
@@ -292,4 +325,28 @@ fn model_bench(a: ModelBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repetitions_follow_flags_then_the_peer_then_the_default() {
+        let peer = json!({"steps_config": {"tiny": {"a": [2, 5], "b": [1, 3]}}});
+        let key = "/steps_config/tiny/a";
+        let r = Reps::resolve(None, None, Some(&peer), key, TRAIN_REPS);
+        assert_eq!((r.warmup, r.measured), (2, 5));
+        let r = Reps::resolve(Some(0), None, Some(&peer), key, TRAIN_REPS);
+        assert_eq!((r.warmup, r.measured), (0, 5));
+        let r = Reps::resolve(None, Some(7), Some(&peer), key, TRAIN_REPS);
+        assert_eq!((r.warmup, r.measured), (2, 7));
+        // A size the peer did not run, and no peer at all: the defaults.
+        let r = Reps::resolve(None, None, Some(&peer), "/steps_config/small/a", TRAIN_REPS);
+        assert_eq!((r.warmup, r.measured), (1, 3));
+        let r = Reps::resolve(None, None, None, key, SAMPLE_REPS);
+        assert_eq!((r.warmup, r.measured), (1, 2));
+        // At least one measured repetition.
+        assert_eq!(Reps::resolve(None, Some(0), None, key, TRAIN_REPS).measured, 1);
+    }
 }

@@ -1512,10 +1512,9 @@ impl Map2 for MatMul {
             // over itself, so a stride-zero batch on lhs goes through the loop below.
             (b, m, n, k)
         };
-        for step in 0..b {
+        let run = |step: usize, dst_p: &mut [T], parallelism: Parallelism| {
             let lhs_p = &lhs[step * a_skip..];
             let rhs_p = &rhs[step * b_skip..];
-            let dst_p = &mut dst[step * c_skip..];
             unsafe {
                 gemm(
                     /* m: usize = */ m,
@@ -1538,6 +1537,19 @@ impl Map2 for MatMul {
                     /* conj_rhs: bool = */ false,
                     parallelism,
                 )
+            }
+        };
+        // phi4r patch: with enough batches (attention's batch x heads), each thread of the current
+        // rayon pool runs whole single-threaded gemms instead of all threads meeting in every small
+        // one (a (256, 64) x (64, 256) product is ~40 us, comparable to the cost of splitting it).
+        let pool = rayon::current_num_threads();
+        if b > 1 && pool > 1 && (b % pool == 0 || b >= 4 * pool) {
+            dst.par_chunks_mut(c_skip)
+                .enumerate()
+                .for_each(|(step, dst_p)| run(step, dst_p, Parallelism::None));
+        } else {
+            for step in 0..b {
+                run(step, &mut dst[step * c_skip..], parallelism);
             }
         }
         Ok(dst)
