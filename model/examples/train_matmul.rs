@@ -1,8 +1,26 @@
-//! Times candle's (gemm crate) f32 matmul on the training step's shapes.
-use candle_core::{Device, Tensor};
+//! Times candle's f32 matmul (the gemm crate) on the training step's shapes, in GFLOP/s: the linear
+//! layers' products as the forward and backward issue them, then attention's batched products.
+//!
+//! `RAYON_NUM_THREADS=2 cargo run --release -p phi4r-model --example train_matmul`
+use candle_core::{Device, Result, Tensor};
 use std::time::Instant;
 
-fn main() -> candle_core::Result<()> {
+/// Seconds per call of `f`, the mean of 10 after 3 warm-up calls.
+fn time(f: &dyn Fn() -> Result<Tensor>) -> Result<f64> {
+    for _ in 0..3 {
+        f()?;
+    }
+    let r = 10;
+    let t = Instant::now();
+    for _ in 0..r {
+        f()?;
+    }
+    Ok(t.elapsed().as_secs_f64() / r as f64)
+}
+
+type Product<'a> = (&'a str, Box<dyn Fn() -> Result<Tensor> + 'a>);
+
+fn main() -> Result<()> {
     let dev = Device::Cpu;
     for (n, k, m) in [
         (1024, 1024, 1024),
@@ -17,45 +35,30 @@ fn main() -> candle_core::Result<()> {
         let b = Tensor::randn(0f32, 1.0, (k, m), &dev)?;
         let bt = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
         let at = Tensor::randn(0f32, 1.0, (k, n), &dev)?;
-        for (name, f) in [
-            ("a@b", Box::new(|| a.matmul(&b)) as Box<dyn Fn() -> candle_core::Result<Tensor>>),
+        let products: [Product; 3] = [
+            ("a@b", Box::new(|| a.matmul(&b))),
             ("a@bt.t", Box::new(|| a.matmul(&bt.t()?))),
             ("at.t@b", Box::new(|| at.t()?.matmul(&b))),
-        ] {
-            for _ in 0..3 {
-                f()?;
-            }
-            let r = 10;
-            let t = Instant::now();
-            for _ in 0..r {
-                f()?;
-            }
-            let dt = t.elapsed().as_secs_f64() / r as f64;
-            print!("{n} {k} {m} {name} {:.1}  ", 2.0 * (n * k * m) as f64 / dt / 1e9);
+        ];
+        for (name, f) in &products {
+            print!("{n} {k} {m} {name} {:.1}  ", 2.0 * (n * k * m) as f64 / time(f.as_ref())? / 1e9);
         }
         println!();
     }
-    // Attention of the tiny training step: 16 x 4 heads, t = 256, d = 64 (scores, then probs @ v), and
-    // the backward's products.
+    // Attention of the tiny training step: 16 x 4 heads, t = 256, d = 64 (scores, then probs @ v).
     let (bh, t, d) = (64, 256, 64);
     let q = Tensor::randn(0f32, 1.0, (bh, t, d), &dev)?;
     let k = Tensor::randn(0f32, 1.0, (bh, t, d), &dev)?;
     let p = Tensor::randn(0f32, 1.0, (bh, t, t), &dev)?;
-    for (name, f) in [
-        ("q@k.t", Box::new(|| q.matmul(&k.t()?)) as Box<dyn Fn() -> candle_core::Result<Tensor>>),
+    // The backward's products have these shapes too: dP = dO @ v.t, dv = P.t @ dO, dq = dS @ k,
+    // dk = dS.t @ q.
+    let products: [Product; 3] = [
+        ("q@k.t", Box::new(|| q.matmul(&k.t()?))),
         ("p@v", Box::new(|| p.matmul(&k))),
         ("p.t@v", Box::new(|| p.t()?.matmul(&k))),
-        ("p@v.t..", Box::new(|| p.matmul(&q))),
-    ] {
-        for _ in 0..3 {
-            f()?;
-        }
-        let r = 10;
-        let t0 = Instant::now();
-        for _ in 0..r {
-            f()?;
-        }
-        let dt = t0.elapsed().as_secs_f64() / r as f64;
+    ];
+    for (name, f) in &products {
+        let dt = time(f.as_ref())?;
         println!("attn {name} {:.2} ms {:.1} GFLOPS", dt * 1e3, 2.0 * (bh * t * t * d) as f64 / dt / 1e9);
     }
     Ok(())
