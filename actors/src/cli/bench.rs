@@ -72,6 +72,9 @@ pub struct ModelBenchArgs {
     /// A results JSON written by ../shared/peers/trl_bench.py (parts a,b) to compare against.
     #[arg(long)]
     peer: Option<PathBuf>,
+    /// Comma-separated sampling batch sizes (each at most 16).
+    #[arg(long, default_value = "16,1")]
+    sample_batches: String,
     /// Skip the training step (sampling only).
     #[arg(long)]
     no_train: bool,
@@ -226,7 +229,7 @@ fn train_bench(cfg: &Phi3Config, reps: Reps, dev: &Device, peak_gflops: f64) -> 
     }))
 }
 
-fn sample_bench(cfg: &Phi3Config, reps: Reps, dev: &Device) -> anyhow::Result<Value> {
+fn sample_bench(cfg: &Phi3Config, batches: &[usize], reps: Reps, dev: &Device) -> anyhow::Result<Value> {
     let model = TrainableModel::init(cfg, 0, DType::F32, dev)?.model.frozen()?;
     let mut rng = StdRng::seed_from_u64(2);
     let prompts: Vec<Vec<u32>> =
@@ -234,7 +237,7 @@ fn sample_bench(cfg: &Phi3Config, reps: Reps, dev: &Device) -> anyhow::Result<Va
     // As the peer: do_sample, temperature 1, no top-k / top-p, exactly 128 new tokens.
     let scfg = SamplingConfig { temperature: 1.0, max_new_tokens: NEW, min_new_tokens: NEW, ..Default::default() };
     let mut out = serde_json::Map::new();
-    for b in [BATCH, 1] {
+    for &b in batches {
         let mut ts = vec![];
         for i in 0..reps.warmup + reps.measured {
             let t0 = Instant::now();
@@ -273,6 +276,14 @@ fn model_bench(a: ModelBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
         )?),
         None => None,
     };
+    let batches = a
+        .sample_batches
+        .split(',')
+        .map(|b| match b.trim().parse::<usize>() {
+            Ok(b) if (1..=BATCH).contains(&b) => Ok(b),
+            _ => Err(anyhow::anyhow!("--sample-batches: `{b}` is not a batch size from 1 to {BATCH}")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let peak = fp32_peak(pool.threads());
     let peak_gflops = peak["gflops"].as_f64().unwrap_or(f64::NAN);
     let mut sizes = serde_json::Map::new();
@@ -288,7 +299,7 @@ fn model_bench(a: ModelBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
             Value::Null
         } else {
             let reps = Reps::resolve(None, a.runs, peer.as_ref(), &format!("/steps_config/{size}/b"), SAMPLE_REPS);
-            pool.install(|| sample_bench(&cfg, reps, &dev))?
+            pool.install(|| sample_bench(&cfg, &batches, reps, &dev))?
         };
         let mut entry = json!({"train": train, "sample": sample});
         if let Some(p) = &peer {

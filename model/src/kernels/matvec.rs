@@ -223,6 +223,39 @@ fn row_tiles(m: usize, eight: bool) -> impl Iterator<Item = (usize, usize)> {
     })
 }
 
+/// Asks for the cache line holding `v` to be brought into L1 ahead of its use (one vector of a
+/// panel row is one 64-byte line under AVX-512).
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch<T>(v: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of the x86-64 baseline, and a prefetch neither faults nor reads memory into
+    // the program: it is a hint to the cache, here for an address inside a live slice.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((v as *const T).cast())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
+/// Panel rows per block for `m` rows: [`KB`] when there is more than one row tile, else the whole
+/// panel in one block, without prefetches (measured: one tile streaming the whole panel runs 7–9%
+/// faster at batch 1 on the model than blocked and prefetched).
+fn block_rows(m: usize, k: usize) -> usize {
+    if m > 8 {
+        KB
+    } else {
+        k.max(1)
+    }
+}
+
+/// Panel rows (`kk`) per block. Every row tile runs over one block before the next block is read, so
+/// the tiles after the first find it in L1 (128 rows × 128 B = 16 KiB) instead of streaming the panel
+/// again. The first tile also prefetches the next block, line by line as it goes, so that block
+/// arrives while this one is computed instead of each load waiting on memory. The accumulators
+/// go to memory between blocks: one load and one store per vector every 128 rows.
+const KB: usize = 128;
+
 impl WithSimd for Panel<'_, u32> {
     type Output = ();
 
@@ -237,19 +270,46 @@ impl WithSimd for Panel<'_, u32> {
 }
 
 impl Panel<'_, u32> {
-    /// Rows in tiles of 8, 4, 2 and 1; `VQ` u32 vectors per panel row (`VQ * lanes == NP / 2`).
+    /// Rows in tiles of 8, 4, 2 and 1, block by block; `VQ` u32 vectors per panel row
+    /// (`VQ * lanes == NP / 2`).
     #[inline(always)]
     fn tiles<S: Simd, const VQ: usize>(self, simd: S) {
         let Panel { x, panel, k, out } = self;
         let w = S::as_simd_u32s(panel).0;
-        // 8 rows x 2 vectors = 16 accumulators under AVX-512; AVX2 has half the registers.
-        for (i0, mr) in row_tiles(out.len() / NP, VQ == 1) {
-            let (x, o) = (&x[i0 * k..(i0 + mr) * k], &mut out[i0 * NP..(i0 + mr) * NP]);
-            match mr {
-                8 => bf16_tile::<S, 8, VQ>(simd, x, w, o),
-                4 => bf16_tile::<S, 4, VQ>(simd, x, w, o),
-                2 => bf16_tile::<S, 2, VQ>(simd, x, w, o),
-                _ => bf16_tile::<S, 1, VQ>(simd, x, w, o),
+        let m = out.len() / NP;
+        // Per row: VQ vectors of even columns and VQ of odd ones, interleaved into `out` at the end.
+        let mut acc = vec![simd.splat_f32s(0.0); m * VQ * 2];
+        let kb = block_rows(m, k);
+        for k0 in (0..k).step_by(kb) {
+            let wb = &w[k0 * VQ..(k0 + kb).min(k) * VQ];
+            let mut next = if kb < k { &w[(k0 + kb).min(k) * VQ..(k0 + 2 * kb).min(k) * VQ] } else { &[] };
+            // 8 rows x 2 vectors = 16 accumulators under AVX-512; AVX2 has half the registers.
+            for (i0, mr) in row_tiles(m, VQ == 1) {
+                let (x, a) = (&x[i0 * k..(i0 + mr) * k], &mut acc[i0 * VQ * 2..(i0 + mr) * VQ * 2]);
+                // Only the first tile prefetches, and it has 4 or 8 rows when there is more than one.
+                match (mr, next.is_empty()) {
+                    (8, false) => bf16_tile::<S, 8, VQ, true>(simd, x, k, k0, wb, next, a),
+                    (8, true) => bf16_tile::<S, 8, VQ, false>(simd, x, k, k0, wb, next, a),
+                    (4, false) => bf16_tile::<S, 4, VQ, true>(simd, x, k, k0, wb, next, a),
+                    (4, true) => bf16_tile::<S, 4, VQ, false>(simd, x, k, k0, wb, next, a),
+                    (2, _) => bf16_tile::<S, 2, VQ, false>(simd, x, k, k0, wb, next, a),
+                    _ => bf16_tile::<S, 1, VQ, false>(simd, x, k, k0, wb, next, a),
+                }
+                // The first tile has asked for the next block.
+                next = &[];
+            }
+        }
+        let lanes = S::F32_LANES;
+        let mut scratch = [0f32; NP];
+        for (row, o) in acc.chunks_exact(VQ * 2).zip(out.chunks_exact_mut(NP)) {
+            // scratch[(2q + h) * lanes + j] is column 2 (q * lanes + j) + h.
+            S::as_mut_simd_f32s(&mut scratch).0[..VQ * 2].copy_from_slice(row);
+            for q in 0..VQ {
+                for h in 0..2 {
+                    for j in 0..lanes {
+                        o[2 * (q * lanes + j) + h] = scratch[(2 * q + h) * lanes + j];
+                    }
+                }
             }
         }
     }
@@ -269,18 +329,37 @@ impl Panel<'_, u32> {
 }
 
 /// [`tile`] over bf16 pairs: each loaded `u32` vector becomes the even columns (`<< 16`, as a multiply
-/// by 65536) and the odd ones (high half masked), accumulated separately and interleaved on the way out.
+/// by 65536) and the odd ones (high half masked), accumulated separately; `acc_mem` holds the
+/// accumulators between blocks (per row, `[q][h]`: vector `q`'s even columns, then its odd ones).
 #[inline(always)]
-fn bf16_tile<S: Simd, const MR: usize, const VQ: usize>(simd: S, x: &[f32], w: &[S::u32s], out: &mut [f32]) {
-    let k = w.len() / VQ;
+fn bf16_tile<S: Simd, const MR: usize, const VQ: usize, const PF: bool>(
+    simd: S,
+    x: &[f32],
+    k: usize,
+    k0: usize,
+    w: &[S::u32s],
+    next: &[S::u32s],
+    acc_mem: &mut [S::f32s],
+) {
+    let kb = w.len() / VQ;
     let zero = simd.splat_f32s(0.0);
     let (shift, high) = (simd.splat_u32s(1 << 16), simd.splat_u32s(0xFFFF_0000));
     let mut xr: [&[f32]; MR] = [&[]; MR];
     for (i, r) in xr.iter_mut().enumerate() {
-        *r = &x[i * k..][..k];
+        *r = &x[i * k + k0..][..kb];
     }
     let mut acc = [[[zero; 2]; VQ]; MR];
+    for (i, a) in acc_mem.chunks_exact(VQ * 2).enumerate() {
+        for q in 0..VQ {
+            acc[i][q] = [a[2 * q], a[2 * q + 1]];
+        }
+    }
     for (kk, wk) in w.chunks_exact(VQ).enumerate() {
+        if PF {
+            for v in next.get(kk * VQ..(kk + 1) * VQ).unwrap_or(&[]) {
+                prefetch(v);
+            }
+        }
         let mut we = [[zero; 2]; VQ];
         for q in 0..VQ {
             we[q][0] = simd.transmute_f32s_u32s(simd.mul_u32s(wk[q], shift));
@@ -295,21 +374,10 @@ fn bf16_tile<S: Simd, const MR: usize, const VQ: usize>(simd: S, x: &[f32], w: &
             }
         }
     }
-    let lanes = S::F32_LANES;
-    let mut scratch = [0f32; NP];
-    for (i, o) in out.chunks_exact_mut(NP).enumerate() {
-        // scratch[(2q + h) * lanes + j] is column 2 (q * lanes + j) + h.
-        let sv = S::as_mut_simd_f32s(&mut scratch).0;
+    for (i, a) in acc_mem.chunks_exact_mut(VQ * 2).enumerate() {
         for q in 0..VQ {
-            sv[2 * q] = acc[i][q][0];
-            sv[2 * q + 1] = acc[i][q][1];
-        }
-        for q in 0..VQ {
-            for h in 0..2 {
-                for j in 0..lanes {
-                    o[2 * (q * lanes + j) + h] = scratch[(2 * q + h) * lanes + j];
-                }
-            }
+            a[2 * q] = acc[i][q][0];
+            a[2 * q + 1] = acc[i][q][1];
         }
     }
 }
@@ -328,19 +396,31 @@ impl WithSimd for Panel<'_, f32> {
 }
 
 impl Panel<'_, f32> {
-    /// Rows in tiles of 8, 4, 2 and 1; `VP` vectors per panel row (`VP * lanes == NP`).
+    /// Rows in tiles of 8, 4, 2 and 1, block by block; `VP` vectors per panel row (`VP * lanes == NP`).
+    /// `out` (zeroed by the caller) holds the accumulators between blocks.
     #[inline(always)]
     fn tiles<S: Simd, const VP: usize>(self, simd: S) {
         let Panel { x, panel, k, out } = self;
         let w = S::as_simd_f32s(panel).0;
-        // 8 rows x 2 vectors = 16 accumulators under AVX-512; AVX2 has half the registers.
-        for (i0, mr) in row_tiles(out.len() / NP, VP <= 2) {
-            let (x, o) = (&x[i0 * k..(i0 + mr) * k], &mut out[i0 * NP..(i0 + mr) * NP]);
-            match mr {
-                8 => tile::<S, 8, VP>(simd, x, w, o),
-                4 => tile::<S, 4, VP>(simd, x, w, o),
-                2 => tile::<S, 2, VP>(simd, x, w, o),
-                _ => tile::<S, 1, VP>(simd, x, w, o),
+        let m = out.len() / NP;
+        let kb = block_rows(m, k);
+        for k0 in (0..k).step_by(kb) {
+            let wb = &w[k0 * VP..(k0 + kb).min(k) * VP];
+            let mut next = if kb < k { &w[(k0 + kb).min(k) * VP..(k0 + 2 * kb).min(k) * VP] } else { &[] };
+            // 8 rows x 2 vectors = 16 accumulators under AVX-512; AVX2 has half the registers.
+            for (i0, mr) in row_tiles(m, VP <= 2) {
+                let (x, o) = (&x[i0 * k..(i0 + mr) * k], &mut out[i0 * NP..(i0 + mr) * NP]);
+                // Only the first tile prefetches, and it has 4 or 8 rows when there is more than one.
+                match (mr, next.is_empty()) {
+                    (8, false) => tile::<S, 8, VP, true>(simd, x, k, k0, wb, next, o),
+                    (8, true) => tile::<S, 8, VP, false>(simd, x, k, k0, wb, next, o),
+                    (4, false) => tile::<S, 4, VP, true>(simd, x, k, k0, wb, next, o),
+                    (4, true) => tile::<S, 4, VP, false>(simd, x, k, k0, wb, next, o),
+                    (2, _) => tile::<S, 2, VP, false>(simd, x, k, k0, wb, next, o),
+                    _ => tile::<S, 1, VP, false>(simd, x, k, k0, wb, next, o),
+                }
+                // The first tile has asked for the next block.
+                next = &[];
             }
         }
     }
@@ -358,19 +438,36 @@ impl Panel<'_, f32> {
     }
 }
 
-/// `MR` rows of `x` (`MR * k`, row-major) against a panel (`k * VP` vectors) into `out` (`MR * NP`):
-/// `MR * VP` vector accumulators; each weight vector loaded once and used by `MR` rows, each input
-/// value broadcast once and used by `VP` vectors.
+/// `MR` rows of `x` (`MR` rows `k` wide, row-major) against the panel rows `k0..` in `w` (`VP`
+/// vectors each), added into `out` (`MR * NP`): `MR * VP` vector accumulators; each weight vector
+/// loaded once and used by `MR` rows, each input value broadcast once and used by `VP` vectors.
+/// With `PF`, the lines of `next` (the following block) are prefetched along the way.
 #[inline(always)]
-fn tile<S: Simd, const MR: usize, const VP: usize>(simd: S, x: &[f32], w: &[S::f32s], out: &mut [f32]) {
-    let k = w.len() / VP;
+fn tile<S: Simd, const MR: usize, const VP: usize, const PF: bool>(
+    simd: S,
+    x: &[f32],
+    k: usize,
+    k0: usize,
+    w: &[S::f32s],
+    next: &[S::f32s],
+    out: &mut [f32],
+) {
+    let kb = w.len() / VP;
     let zero = simd.splat_f32s(0.0);
     let mut xr: [&[f32]; MR] = [&[]; MR];
     for (i, r) in xr.iter_mut().enumerate() {
-        *r = &x[i * k..][..k];
+        *r = &x[i * k + k0..][..kb];
     }
     let mut acc = [[zero; VP]; MR];
+    for (i, o) in out.chunks_exact(NP).enumerate() {
+        acc[i].copy_from_slice(&S::as_simd_f32s(o).0[..VP]);
+    }
     for (kk, wk) in w.chunks_exact(VP).enumerate() {
+        if PF {
+            for v in next.get(kk * VP..(kk + 1) * VP).unwrap_or(&[]) {
+                prefetch(v);
+            }
+        }
         for i in 0..MR {
             let a = simd.splat_f32s(xr[i][kk]);
             for v in 0..VP {
@@ -477,8 +574,9 @@ mod tests {
     #[test]
     fn packed_weight_matches_matmul_with_padding() -> Result<()> {
         let dev = Device::Cpu;
-        // n not a multiple of the panel width, odd k, one and several panels, every row-tile size.
-        for (m, n, k) in [(1, 45, 77), (3, 70, 32), (7, 4, 16), (16, 33, 100)] {
+        // n not a multiple of the panel width, odd k, one and several panels, every row-tile size, and
+        // k over several blocks of panel rows with a short last one.
+        for (m, n, k) in [(1, 45, 77), (3, 70, 32), (7, 4, 16), (16, 33, 100), (13, 70, 300), (1, 32, 257)] {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
             let p = PackedWeight::from_tensor(&w)?;
@@ -497,7 +595,7 @@ mod tests {
     #[test]
     fn bf16_packed_weight_matches_matmul_with_bf16_rounded_weights() -> Result<()> {
         let dev = Device::Cpu;
-        for (m, n, k) in [(1, 45, 77), (3, 70, 32), (8, 64, 16), (16, 33, 100), (11, 96, 5)] {
+        for (m, n, k) in [(1, 45, 77), (3, 70, 32), (8, 64, 16), (16, 33, 100), (11, 96, 5), (15, 40, 300)] {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
             let p = PackedWeight::from_tensor_with(&w, DecodeWeights::Bf16)?;
