@@ -5,10 +5,47 @@
 //! e.g. `-- 2048x512,512x2048 1,16 48`. WEIGHTS (default 16) weights of each shape are cycled so they
 //! come from beyond the caches, as in a decoding step (16 x 4 MB fits this machine's L3, 48 x 4 MB does
 //! not); each figure is the best of 15 passes. Runs on the rayon pool the
-//! model uses (`RAYON_NUM_THREADS`).
+//! model uses (`RAYON_NUM_THREADS`). First it prints the machine's ceiling for a decoding step that
+//! streams its weights from memory: the read bandwidth of a vectorized sum over 1 GiB on that pool.
 use candle_core::{Device, Result, Tensor};
 use phi4r_model::kernels::{packed_matmul, PackedWeight};
+use pulp::{Simd, WithSimd};
+use rayon::prelude::*;
 use std::time::Instant;
+
+/// Sums a slice with the widest vectors pulp finds (the loop compiles for AVX-512 / AVX2).
+struct Sum<'a>(&'a [f32]);
+
+impl WithSimd for Sum<'_> {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> f32 {
+        let (head, tail) = S::as_simd_f32s(self.0);
+        let mut acc = [simd.splat_f32s(0.0); 4];
+        for c in head.chunks_exact(4) {
+            for (a, &x) in acc.iter_mut().zip(c) {
+                *a = simd.add_f32s(*a, x);
+            }
+        }
+        let v = acc.iter().fold(simd.splat_f32s(0.0), |s, &a| simd.add_f32s(s, a));
+        simd.reduce_sum_f32s(v) + tail.iter().sum::<f32>()
+    }
+}
+
+/// GB/s of a parallel vectorized read of 1 GiB, best of 5.
+fn read_bandwidth() -> f64 {
+    let v = vec![1f32; 256 << 20];
+    let arch = pulp::Arch::new();
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s: f32 = v.par_chunks(1 << 16).map(|c| arch.dispatch(Sum(c))).sum();
+        best = best.min(t.elapsed().as_secs_f64());
+        std::hint::black_box(s);
+    }
+    (v.len() * 4) as f64 / best / 1e9
+}
 
 fn list<T>(arg: Option<String>, default: &str, parse: impl Fn(&str) -> Option<T>) -> Vec<T> {
     let s = arg.unwrap_or_else(|| default.to_string());
@@ -37,6 +74,7 @@ fn run() -> Result<()> {
     let rows = list(args.next(), "1,4,16", |v| v.parse::<usize>().ok());
     let weights: usize = args.next().map_or(Ok(16), |v| v.parse()).map_err(candle_core::Error::wrap)?;
     let dev = Device::Cpu;
+    println!("memory read bandwidth: {:.1} GB/s ({} threads)", read_bandwidth(), rayon::current_num_threads());
     for (n, k) in shapes {
         let ws: Vec<Tensor> =
             (0..weights.max(1)).map(|_| Tensor::randn(0f32, 1.0, (n, k), &dev)).collect::<Result<_>>()?;

@@ -33,6 +33,9 @@ fn main() -> Result<()> {
         // Weight gradients: dW = dy.t @ x, reducing over the 4,096 tokens.
         (768, 4096, 256),
         (1024, 4096, 256),
+        (1536, 4096, 512),
+        (4096, 4096, 512),
+        (512, 4096, 2048),
     ] {
         let a = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
         let b = Tensor::randn(0f32, 1.0, (k, m), &dev)?;
