@@ -57,8 +57,9 @@ impl AdamW {
         let slots = vars
             .into_iter()
             .map(|(name, var)| {
-                let zeros = var.zeros_like()?;
-                Ok(Slot { decay: var.rank() >= 2, exp_avg: zeros.clone(), exp_avg_sq: zeros, name, var })
+                // Two storages: the fused update reads both moments at once.
+                let (exp_avg, exp_avg_sq) = (var.zeros_like()?, var.zeros_like()?);
+                Ok(Slot { decay: var.rank() >= 2, exp_avg, exp_avg_sq, name, var })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(AdamW { slots, cfg, step: 0 })

@@ -157,19 +157,20 @@ mod tests {
         let dev = Device::Cpu;
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
         // 6 batches (split over the 2 threads), 3 (one gemm at a time, parallel inside), with a
-        // transposed rhs as attention's `q @ k.t()`, also as a 4-d (b, heads) batch.
-        for (b, m, k, n) in [(6, 5, 7, 3), (3, 33, 17, 9), (8, 1, 4, 2)] {
+        // transposed rhs as attention's `q @ k.t()`, also as a 4-d (b, heads) batch; and empty outputs.
+        let values = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+        for (b, m, k, n) in [(6, 5, 7, 3), (3, 33, 17, 9), (8, 1, 4, 2), (4, 0, 3, 5)] {
             let x = Tensor::randn(0f32, 1.0, (b, m, k), &dev)?;
             let y = Tensor::randn(0f32, 1.0, (b, n, k), &dev)?;
             let got = pool.install(|| x.matmul(&y.t()?))?;
             let want = Tensor::cat(&(0..b).map(|i| x.get(i)?.matmul(&y.get(i)?.t()?)).collect::<Result<Vec<_>>>()?, 0)?
                 .reshape((b, m, n))?;
-            let d = (&got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert_eq!(d, 0.0, "b {b}: differs by {d}");
+            assert_eq!(got.dims(), &[b, m, n]);
+            assert_eq!(values(&got)?, values(&want)?, "({b}, {m}, {k}, {n})");
             if b % 2 == 0 {
                 let x4 = x.reshape((2, b / 2, m, k))?;
                 let got4 = pool.install(|| x4.matmul(&y.reshape((2, b / 2, n, k))?.t()?))?;
-                assert_eq!((got4.reshape((b, m, n))? - &want)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+                assert_eq!(values(&got4)?, values(&want)?, "4-d ({b}, {m}, {k}, {n})");
             }
         }
         Ok(())

@@ -575,8 +575,10 @@ mod tests {
     fn packed_weight_matches_matmul_with_padding() -> Result<()> {
         let dev = Device::Cpu;
         // n not a multiple of the panel width, odd k, one and several panels, every row-tile size, and
-        // k over several blocks of panel rows with a short last one.
-        for (m, n, k) in [(1, 45, 77), (3, 70, 32), (7, 4, 16), (16, 33, 100), (13, 70, 300), (1, 32, 257)] {
+        // (more than 8 rows) k over several blocks of panel rows with a short last one.
+        for (m, n, k) in
+            [(1, 45, 77), (3, 70, 32), (7, 4, 16), (16, 33, 100), (13, 70, 300), (10, 33, 257), (1, 32, 257)]
+        {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
             let p = PackedWeight::from_tensor(&w)?;

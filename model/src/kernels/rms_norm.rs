@@ -48,7 +48,11 @@ fn bwd<T: Elem>(x: &[T], w: &[T], dy: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
         }
         dw
     });
-    let dw = partials.into_iter().reduce(|a, b| a.iter().zip(&b).map(|(&p, &q)| p + q).collect());
+    // Chunk order, in place: the same sums whatever the thread count.
+    let dw = partials.into_iter().reduce(|mut a, b| {
+        a.iter_mut().zip(&b).for_each(|(p, &q)| *p += q);
+        a
+    });
     (dx, dw.unwrap_or_else(|| vec![T::zero(); h]))
 }
 
@@ -117,6 +121,28 @@ mod tests {
             let fused = rms_norm(x.as_tensor(), w.as_tensor(), 1e-5)?;
             let composed = crate::ops::rms_norm(x.as_tensor(), w.as_tensor(), 1e-5, Kernels::Composed)?;
             assert_same_fwd_and_grad(&fused, &composed, &probe, &[&x, &w], 1e-12, 1e-9)?;
+        }
+        Ok(())
+    }
+
+    /// The weight gradient sums per-chunk partials in chunk order, so it is bit-identical whatever the
+    /// number of threads (and however rayon happens to split the work).
+    #[test]
+    fn weight_gradient_does_not_depend_on_the_thread_count() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 2.0, (3000, 16), &dev)?)?;
+        let w = Var::from_tensor(&Tensor::randn(1f32, 0.3, 16, &dev)?)?;
+        let probe = Tensor::randn(0f32, 1.0, (3000, 16), &dev)?;
+        let grad_w = |threads: usize| -> Result<Vec<f32>> {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+            pool.install(|| {
+                let g = (rms_norm(x.as_tensor(), w.as_tensor(), 1e-5)? * &probe)?.sum_all()?.backward()?;
+                g.get(w.as_tensor()).expect("w has a gradient").to_vec1::<f32>()
+            })
+        };
+        let one = grad_w(1)?;
+        for threads in [2, 3] {
+            assert_eq!(grad_w(threads)?, one, "{threads} threads");
         }
         Ok(())
     }

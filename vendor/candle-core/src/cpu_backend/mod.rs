@@ -1543,7 +1543,7 @@ impl Map2 for MatMul {
         // rayon pool runs whole single-threaded gemms instead of all threads meeting in every small
         // one (a (256, 64) x (64, 256) product is ~40 us, comparable to the cost of splitting it).
         let pool = rayon::current_num_threads();
-        if b > 1 && pool > 1 && (b % pool == 0 || b >= 4 * pool) {
+        if b > 1 && pool > 1 && c_skip > 0 && (b % pool == 0 || b >= 4 * pool) {
             dst.par_chunks_mut(c_skip)
                 .enumerate()
                 .for_each(|(step, dst_p)| run(step, dst_p, Parallelism::None));
