@@ -22,10 +22,11 @@ for size in ${SIZES//,/ }; do
 import json, sys
 r = json.load(open(sys.argv[1]))
 for s, e in r["sizes"].items():
-    t, sm, p, q = e["train"], e["sample"], e.get("peer", {}), e.get("ratio", {})
+    t, sm, p, q, qb = e["train"], e["sample"], e.get("peer", {}), e.get("ratio", {}), e.get("ratio_best", {})
     print(f"{s}: train {t['tokens_per_s']:.0f} tok/s (peer {p.get('train_tokens_per_s') or 0:.0f}, x{q.get('train') or 0:.2f}), "
           f"sample b16 {sm['batch16']['gen_tokens_per_s']:.0f} (peer {p.get('sample_batch16_tokens_per_s') or 0:.0f}, x{q.get('sample_batch16') or 0:.2f}), "
-          f"b1 {sm['batch1']['gen_tokens_per_s']:.0f} (peer {p.get('sample_batch1_tokens_per_s') or 0:.0f}, x{q.get('sample_batch1') or 0:.2f}), mfu {t['mfu']:.3f}")
+          f"b1 {sm['batch1']['gen_tokens_per_s']:.0f} (peer {p.get('sample_batch1_tokens_per_s') or 0:.0f}, x{q.get('sample_batch1') or 0:.2f}), mfu {t['mfu']:.3f}; "
+          f"fastest repetitions: train x{qb.get('train') or 0:.2f}, b16 x{qb.get('sample_batch16') or 0:.2f}, b1 x{qb.get('sample_batch1') or 0:.2f}")
 PY
   python3 - "$OUT/phi4r-$size-bf16w.json" <<'PY'
 import json, sys
