@@ -7,7 +7,8 @@
 
 use crate::error::{Error, Result};
 use crate::grads::Grads;
-use candle_core::{DType, Device, Storage, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
+use phi4r_model::kernels::with_data;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -194,14 +195,15 @@ fn update(slot: &mut Slot, g: &Tensor, h: &Hyper) -> Result<()> {
 /// ten tensor ops, each a pass over memory and an allocation): the same arithmetic, rounded to f32 after
 /// each operation as the composed ops do.
 fn fused_update(slot: &mut Slot, g: &Tensor, h: &Hyper) -> Result<()> {
+    const OP: &str = "AdamW::step";
     let shape = slot.var.shape().clone();
     let (b1, nb1, b2, nb2) = (h.beta1 as f32, (1.0 - h.beta1) as f32, h.beta2 as f32, (1.0 - h.beta2) as f32);
     let (bc2, eps, keep, step) = (h.bc2_sqrt as f32, h.eps as f32, (1.0 - h.lr * h.decay) as f32, h.step_size as f32);
     // The four arrays are read where they are (no copies out); the three results are new vectors.
-    let (next, m, v) = with_f32(slot.var.as_tensor(), |theta| {
-        with_f32(g, |g| {
-            with_f32(&slot.exp_avg, |m| {
-                with_f32(&slot.exp_avg_sq, |v| {
+    let (next, m, v) = with_data::<f32, _>(OP, slot.var.as_tensor(), |theta| {
+        with_data(OP, g, |g: &[f32]| {
+            with_data(OP, &slot.exp_avg, |m: &[f32]| {
+                with_data(OP, &slot.exp_avg_sq, |v: &[f32]| {
                     let m: Vec<f32> = m.iter().zip(g).map(|(&mi, &gi)| mi * b1 + gi * nb1).collect();
                     let v: Vec<f32> = v.iter().zip(g).map(|(&vi, &gi)| vi * b2 + gi * gi * nb2).collect();
                     let next = theta
@@ -224,17 +226,6 @@ fn fused_update(slot: &mut Slot, g: &Tensor, h: &Hyper) -> Result<()> {
     slot.exp_avg_sq = Tensor::from_vec(v, shape.clone(), &dev)?;
     slot.var.set(&Tensor::from_vec(next, shape, &dev)?)?;
     Ok(())
-}
-
-/// Runs `f` on the f32 CPU data of `t` in place (a non-contiguous `t` is made contiguous first).
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    let bad = || Error::input("AdamW::step", "fused update of a tensor that is not f32 on the CPU");
-    let Storage::Cpu(cpu) = &*storage else { return Err(bad()) };
-    let data = cpu.as_slice::<f32>()?;
-    let (a, b) = layout.contiguous_offsets().ok_or_else(bad)?;
-    f(&data[a..b])
 }
 
 #[cfg(test)]

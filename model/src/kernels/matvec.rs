@@ -249,6 +249,29 @@ fn block_rows(m: usize, k: usize) -> usize {
     }
 }
 
+/// One row tile's turn over one block of panel rows: rows `i0..i0 + mr`, panel rows `k0..k1`, and the
+/// rows `next` of the following block it is to prefetch (empty but for the first tile of a block).
+struct TileStep {
+    i0: usize,
+    mr: usize,
+    k0: usize,
+    k1: usize,
+    next: std::ops::Range<usize>,
+}
+
+/// The order the row tiles of `m` rows (8 at a time where `eight`) run over a `k`-row panel: block by
+/// block ([`block_rows`]), every tile over a block before the next block.
+fn tile_steps(m: usize, k: usize, eight: bool) -> impl Iterator<Item = TileStep> {
+    let kb = block_rows(m, k);
+    (0..k).step_by(kb).flat_map(move |k0| {
+        let k1 = (k0 + kb).min(k);
+        row_tiles(m, eight).enumerate().map(move |(t, (i0, mr))| {
+            let next = if t == 0 && kb < k { k1..(k1 + kb).min(k) } else { k1..k1 };
+            TileStep { i0, mr, k0, k1, next }
+        })
+    })
+}
+
 /// Panel rows (`kk`) per block. Every row tile runs over one block before the next block is read, so
 /// the tiles after the first find it in L1 (128 rows × 128 B = 16 KiB) instead of streaming the panel
 /// again. The first tile also prefetches the next block, line by line as it goes, so that block
@@ -279,24 +302,18 @@ impl Panel<'_, u32> {
         let m = out.len() / NP;
         // Per row: VQ vectors of even columns and VQ of odd ones, interleaved into `out` at the end.
         let mut acc = vec![simd.splat_f32s(0.0); m * VQ * 2];
-        let kb = block_rows(m, k);
-        for k0 in (0..k).step_by(kb) {
-            let wb = &w[k0 * VQ..(k0 + kb).min(k) * VQ];
-            let mut next = if kb < k { &w[(k0 + kb).min(k) * VQ..(k0 + 2 * kb).min(k) * VQ] } else { &[] };
-            // 8 rows x 2 vectors = 16 accumulators under AVX-512; AVX2 has half the registers.
-            for (i0, mr) in row_tiles(m, VQ == 1) {
-                let (x, a) = (&x[i0 * k..(i0 + mr) * k], &mut acc[i0 * VQ * 2..(i0 + mr) * VQ * 2]);
-                // Only the first tile prefetches, and it has 4 or 8 rows when there is more than one.
-                match (mr, next.is_empty()) {
-                    (8, false) => bf16_tile::<S, 8, VQ, true>(simd, x, k, k0, wb, next, a),
-                    (8, true) => bf16_tile::<S, 8, VQ, false>(simd, x, k, k0, wb, next, a),
-                    (4, false) => bf16_tile::<S, 4, VQ, true>(simd, x, k, k0, wb, next, a),
-                    (4, true) => bf16_tile::<S, 4, VQ, false>(simd, x, k, k0, wb, next, a),
-                    (2, _) => bf16_tile::<S, 2, VQ, false>(simd, x, k, k0, wb, next, a),
-                    _ => bf16_tile::<S, 1, VQ, false>(simd, x, k, k0, wb, next, a),
-                }
-                // The first tile has asked for the next block.
-                next = &[];
+        // 8 rows x 2 vectors = 16 accumulators under AVX-512; AVX2 has half the registers.
+        for TileStep { i0, mr, k0, k1, next } in tile_steps(m, k, VQ == 1) {
+            let (x, a) = (&x[i0 * k..(i0 + mr) * k], &mut acc[i0 * VQ * 2..(i0 + mr) * VQ * 2]);
+            let (wb, next) = (&w[k0 * VQ..k1 * VQ], &w[next.start * VQ..next.end * VQ]);
+            // Only the first tile prefetches, and it has 4 or 8 rows when there is more than one.
+            match (mr, next.is_empty()) {
+                (8, false) => bf16_tile::<S, 8, VQ, true>(simd, x, k, k0, wb, next, a),
+                (8, true) => bf16_tile::<S, 8, VQ, false>(simd, x, k, k0, wb, next, a),
+                (4, false) => bf16_tile::<S, 4, VQ, true>(simd, x, k, k0, wb, next, a),
+                (4, true) => bf16_tile::<S, 4, VQ, false>(simd, x, k, k0, wb, next, a),
+                (2, _) => bf16_tile::<S, 2, VQ, false>(simd, x, k, k0, wb, next, a),
+                _ => bf16_tile::<S, 1, VQ, false>(simd, x, k, k0, wb, next, a),
             }
         }
         let lanes = S::F32_LANES;
@@ -403,24 +420,18 @@ impl Panel<'_, f32> {
         let Panel { x, panel, k, out } = self;
         let w = S::as_simd_f32s(panel).0;
         let m = out.len() / NP;
-        let kb = block_rows(m, k);
-        for k0 in (0..k).step_by(kb) {
-            let wb = &w[k0 * VP..(k0 + kb).min(k) * VP];
-            let mut next = if kb < k { &w[(k0 + kb).min(k) * VP..(k0 + 2 * kb).min(k) * VP] } else { &[] };
-            // 8 rows x 2 vectors = 16 accumulators under AVX-512; AVX2 has half the registers.
-            for (i0, mr) in row_tiles(m, VP <= 2) {
-                let (x, o) = (&x[i0 * k..(i0 + mr) * k], &mut out[i0 * NP..(i0 + mr) * NP]);
-                // Only the first tile prefetches, and it has 4 or 8 rows when there is more than one.
-                match (mr, next.is_empty()) {
-                    (8, false) => tile::<S, 8, VP, true>(simd, x, k, k0, wb, next, o),
-                    (8, true) => tile::<S, 8, VP, false>(simd, x, k, k0, wb, next, o),
-                    (4, false) => tile::<S, 4, VP, true>(simd, x, k, k0, wb, next, o),
-                    (4, true) => tile::<S, 4, VP, false>(simd, x, k, k0, wb, next, o),
-                    (2, _) => tile::<S, 2, VP, false>(simd, x, k, k0, wb, next, o),
-                    _ => tile::<S, 1, VP, false>(simd, x, k, k0, wb, next, o),
-                }
-                // The first tile has asked for the next block.
-                next = &[];
+        // 8 rows x 2 vectors = 16 accumulators under AVX-512; AVX2 has half the registers.
+        for TileStep { i0, mr, k0, k1, next } in tile_steps(m, k, VP <= 2) {
+            let (x, o) = (&x[i0 * k..(i0 + mr) * k], &mut out[i0 * NP..(i0 + mr) * NP]);
+            let (wb, next) = (&w[k0 * VP..k1 * VP], &w[next.start * VP..next.end * VP]);
+            // Only the first tile prefetches, and it has 4 or 8 rows when there is more than one.
+            match (mr, next.is_empty()) {
+                (8, false) => tile::<S, 8, VP, true>(simd, x, k, k0, wb, next, o),
+                (8, true) => tile::<S, 8, VP, false>(simd, x, k, k0, wb, next, o),
+                (4, false) => tile::<S, 4, VP, true>(simd, x, k, k0, wb, next, o),
+                (4, true) => tile::<S, 4, VP, false>(simd, x, k, k0, wb, next, o),
+                (2, _) => tile::<S, 2, VP, false>(simd, x, k, k0, wb, next, o),
+                _ => tile::<S, 1, VP, false>(simd, x, k, k0, wb, next, o),
             }
         }
     }

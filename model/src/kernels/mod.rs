@@ -85,8 +85,9 @@ pub(crate) fn contiguous<'a, T: WithDType>(op: &str, s: &'a CpuStorage, l: &Layo
 }
 
 /// Runs `f` on the contiguous CPU data of `t` in place, without copying it out into a `Vec` (a
-/// non-contiguous `t` is made contiguous first). For backward passes, which get tensors, not storages.
-pub(crate) fn with_data<T: WithDType, R>(op: &str, t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
+/// non-contiguous `t` is made contiguous first). For backward passes, which get tensors, not storages,
+/// and for the learner's fused optimizer update.
+pub fn with_data<T: WithDType, R>(op: &str, t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
     let t = t.contiguous()?;
     let (s, l) = t.storage_and_layout();
     match &*s {
