@@ -23,12 +23,14 @@
 //!   matrices, expressions in variables).
 //! - [`jsonl`]: batch annotation of `{"gold", "pred"}` lines for the CLI.
 //! - [`evalset`]: reading `shared/data/eval/*.jsonl`.
+//! - [`mod@agreement`]: agreement with the reference verdicts of other graders' test suites.
 //! - [`mod@bench`]: the throughput benchmark over MATH-500 and GSM8K.
 //! - [`error`]: [`Error`] / [`Result`] for the I/O-facing parts.
 //!
 //! Must not depend on any ML crate, on `tokio` or on `ractor`.
 #![warn(missing_docs)]
 
+pub mod agreement;
 pub mod bench;
 mod canon;
 mod choice;
@@ -49,6 +51,7 @@ mod value;
 pub mod verdict;
 pub mod verifier;
 
+pub use agreement::{agreement, AgreementReport, GraderCase, SuiteAgreement};
 pub use bench::{BenchReport, PathologicalTiming, SetReport};
 pub use config::{DegreePolicy, ExtractRule, Limits, PercentPolicy, VerifierConfig};
 pub use error::{Error, Result};
