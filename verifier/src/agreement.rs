@@ -70,6 +70,10 @@ pub struct Disagreement {
     pub suite: String,
     /// Test function and line in the source.
     pub test: String,
+    /// The gold answer.
+    pub gold: String,
+    /// The prediction.
+    pub pred: String,
     /// The reference verdict.
     pub expected: bool,
     /// Our outcome.
@@ -144,6 +148,8 @@ pub fn agreement(verifier: &Verifier, cases: &[(String, GraderCase)]) -> Agreeme
             report.disagreements.push(Disagreement {
                 suite: key,
                 test: format!("{}:{}", case.test.as_deref().unwrap_or("?"), case.line.unwrap_or(0)),
+                gold: case.gold.clone(),
+                pred: case.pred.clone(),
                 expected: case.expected,
                 outcome: verdict.outcome,
                 extracted: verdict.extracted,

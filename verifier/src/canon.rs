@@ -17,6 +17,10 @@ fn inf(sign: bool) -> Node {
 pub(crate) fn canonical(n: &Node) -> Node {
     match n {
         Node::In(_, set) => canonical(set),
+        // An equation chain `x = 5+5+1 = 7 = 11` means its last right-hand side.
+        Node::Rel(items, ops) if ops.len() >= 2 && ops.iter().all(|o| *o == RelOp::Eq) => {
+            items.last().map_or_else(|| n.clone(), canonical)
+        }
         Node::Rel(items, ops) => inequality_interval(items, ops).unwrap_or_else(|| n.clone()),
         Node::List(items) | Node::Set(items) => {
             let mut out = Vec::with_capacity(items.len());
@@ -113,6 +117,10 @@ fn inequality_interval(items: &[Node], ops: &[RelOp]) -> Option<Node> {
                 return None;
             };
             Some(Node::Tuple { open: lower(o1), close: upper(o2), items: vec![a.clone(), b.clone()] })
+        }
+        ([Node::Neg(l), r], [op]) if is_var(l) && !is_var(r) && *op != RelOp::Eq && *op != RelOp::Ne => {
+            // `-x > -1` is `x < 1`.
+            inequality_interval(&[(**l).clone(), Node::Neg(Box::new(r.clone()))], &[op.flip()])
         }
         ([l, r], [op]) if *op != RelOp::Eq && *op != RelOp::Ne => {
             let (x, v, op) = if is_var(l) && !is_var(r) {

@@ -32,7 +32,46 @@ pub(crate) fn answer_letter(norm: &str) -> Option<u8> {
     if b.len() >= 2 && b[0].is_ascii_uppercase() && matches!(b[1], b'.' | b')' | b':' | b' ') {
         return Some(b[0]);
     }
+    // `B。 不是 A`, `B不是 A`: a letter followed by CJK text or punctuation.
+    if b.len() >= 2 && b[0].is_ascii_uppercase() && !b[1].is_ascii() {
+        return Some(b[0]);
+    }
     None
+}
+
+/// The letter of a gold written as a labelled choice (`(D) Alina`, `C Cecile`, `C. x = 42`,
+/// `A Peter\nCelina bum`, or any of these after "answer is"), read from its first line.
+pub(crate) fn gold_letter_in_text(gold: &str) -> Option<u8> {
+    let g = gold.trim();
+    let g = match g.rfind("answer is") {
+        Some(p) => g[p + "answer is".len()..].trim_start_matches([' ', ':']).trim_start(),
+        None => g,
+    };
+    let line = g.lines().next()?.trim().as_bytes();
+    match line {
+        [b'(', l, b')', b' ', ..] if l.is_ascii_uppercase() => Some(*l),
+        [l, b'.' | b')', b' ', rest @ ..] if l.is_ascii_uppercase() && !rest.is_empty() => Some(*l),
+        [l, b' ', n, m, ..] if l.is_ascii_uppercase() && n.is_ascii_uppercase() && m.is_ascii_lowercase() => Some(*l),
+        _ => None,
+    }
+}
+
+/// A standalone capital letter from `A` to `highest` (not part of a word, not `I'm`): the
+/// first one of `text`, or the last one when `last`. `I` counts only when `highest` is past it.
+pub(crate) fn standalone_letter(text: &str, highest: u8, last: bool) -> Option<u8> {
+    let b = text.as_bytes();
+    let ok = |i: usize| {
+        let c = b[i];
+        let before = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'\\' || b[i - 1] == b'\'');
+        let after =
+            b.get(i + 1).is_none_or(|n| !(n.is_ascii_alphanumeric() || *n == b'\'' || *n == b'_' || *n == b'^'));
+        (b'A'..=highest).contains(&c) && (c != b'I' || highest > b'I') && before && after
+    };
+    if last {
+        (0..b.len()).rev().find(|&i| ok(i)).map(|i| b[i])
+    } else {
+        (0..b.len()).find(|&i| ok(i)).map(|i| b[i])
+    }
 }
 
 /// Fallback: the last standalone `(X)`, or the last line that starts with `X.` / `X)`.

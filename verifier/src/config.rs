@@ -29,8 +29,9 @@ pub enum ExtractRule {
     /// The whole response, when it is one line (≤ 1024 bytes, at most one prose word) that parses as math
     /// (a bare answer such as `18` or `x = \frac12`).
     WholeResponse,
-    /// The last number in the response. Not in the default order: it rewards a number that
-    /// merely appears last.
+    /// The last number in the response that is not part of a word (`1,000.99€`, `13/28`,
+    /// `4000千克`; not the `2` of `AZYUK2A`). Last in the default order: it answers prose with
+    /// no cue and no math, as the reference graders do.
     LastNumber,
 }
 
@@ -45,6 +46,7 @@ impl ExtractRule {
             ExtractRule::WholeResponse,
             ExtractRule::Bold,
             ExtractRule::MathDelimiters,
+            ExtractRule::LastNumber,
         ]
     }
 }

@@ -114,12 +114,12 @@ impl Cmp<'_> {
                 self.ordered(&flat, items)
             }
             (Rel(ga, gops), Rel(pa, pops)) => self.relations(ga, gops, pa, pops),
-            (Rel(items, ops), x) | (x, Rel(items, ops)) if !x.is_structured() => match assigned_value(items, ops) {
+            (Rel(items, ops), x) | (x, Rel(items, ops)) if !matches!(x, Rel(..)) => match assigned_value(items, ops) {
                 Some(v) => {
                     if std::ptr::eq(g, x) {
-                        self.scalars(x, v)
+                        self.compare(x, v)
                     } else {
-                        self.scalars(v, x)
+                        self.compare(v, x)
                     }
                 }
                 None => Decision::NotEqual,
@@ -159,7 +159,20 @@ impl Cmp<'_> {
     /// Multiset equality: every gold element matched to its own predicted element.
     fn unordered(&self, a: &[Node], b: &[Node]) -> Decision {
         if a.len() != b.len() {
-            return Decision::NotEqual;
+            // As sets: a repeated element (`(3,17,3,7)` listed twice) is one answer; a missing
+            // or an extra one is still wrong.
+            if a.len().max(b.len()) > self.cfg.limits.max_set_len {
+                return Decision::TooComplex;
+            }
+            let covers = |xs: &[Node], ys: &[Node], gold_first: bool| {
+                xs.iter().all(|x| {
+                    ys.iter().any(|y| {
+                        let d = if gold_first { self.compare(x, y) } else { self.compare(y, x) };
+                        d == Decision::Equal
+                    })
+                })
+            };
+            return bool_dec(covers(a, b, true) && covers(b, a, false));
         }
         if a.len() > self.cfg.limits.max_set_len {
             return Decision::TooComplex;
@@ -390,19 +403,33 @@ fn close_enough(a: &Val, b: &Val, cfg: &VerifierConfig, tolerant: bool) -> bool 
     diff <= cfg.float_rel_tol * x.abs().max(y.abs())
 }
 
-/// `x = 5` / `5 = x` → `5` (a single variable on one side, not on the other).
+/// The value an equation states when compared with a bare answer: `x = 5` / `5 = x` → `5`
+/// (a single variable on one side, not on the other); `\sqrt{4} = 2` → `2` (no variable on
+/// the left: a computation); `(p,q) = (3,2)`, `\frac{NO}{BO} = \frac{1}{\sqrt6}`, `|AB| = 1` →
+/// the right side (a label on the left: variables and no number, and a constant, non-zero
+/// right side; `2x = 10` and `x + y - 1 = 0` stay equations).
 fn assigned_value<'n>(items: &'n [Node], ops: &[RelOp]) -> Option<&'n Node> {
     if ops != [RelOp::Eq] {
         return None;
     }
-    let mentions = |n: &Node, v: &str| {
+    let names = |n: &Node| {
         let mut names = Vec::new();
         n.vars(&mut names);
-        names.iter().any(|x| x == v)
+        names
     };
+    let mentions = |n: &Node, v: &str| names(n).iter().any(|x| x == v);
+    let has_number = |n: &Node| {
+        let mut found = false;
+        n.visit(&mut |x| found |= matches!(x, Node::Num { .. }));
+        found
+    };
+    let is_zero =
+        |n: &Node| matches!(n, Node::Num { value, .. } if value == &num_rational::BigRational::from_integer(0.into()));
     match (&items[0], &items[1]) {
         (Node::Var(v), rhs) if !mentions(rhs, v) => Some(rhs),
         (lhs, Node::Var(v)) if !mentions(lhs, v) => Some(lhs),
+        (lhs, rhs) if names(lhs).is_empty() => Some(rhs),
+        (lhs, rhs) if !has_number(lhs) && names(rhs).is_empty() && !is_zero(rhs) => Some(rhs),
         _ => None,
     }
 }

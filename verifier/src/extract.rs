@@ -31,11 +31,41 @@ pub enum Extraction {
 /// assert_eq!(found, Extraction::Found { answer: "\\frac{1}{2}".into(), rule: ExtractRule::Boxed });
 /// ```
 pub fn extract(response: &str, rules: &[ExtractRule]) -> Extraction {
-    for &rule in rules {
+    extract_from(final_part(response), rules, 0)
+}
+
+/// The part of a response that holds its final answer: what stands inside the last
+/// `<answer>..</answer>` (R1-style prompts ask for it), else what stands after the last
+/// `</think>`. A response that opens `<think>` and never closes it is all reasoning: its
+/// final part is empty, so a number inside the thinking is never taken for the answer.
+pub fn final_part(response: &str) -> &str {
+    if let Some(open) = response.rfind("<answer>") {
+        let inner = &response[open + "<answer>".len()..];
+        return inner.find("</answer>").map_or(inner, |e| &inner[..e]);
+    }
+    if let Some(close) = response.rfind("</think>") {
+        return &response[close + "</think>".len()..];
+    }
+    if response.contains("<think>") {
+        return "";
+    }
+    response
+}
+
+/// [`extract`] on text already reduced by [`final_part`], trying `rules[from..]`; also
+/// returns the index of the rule that found the answer, so a caller can go on with the rules
+/// after it when that answer turns out not to be math.
+pub(crate) fn extract_from(text: &str, rules: &[ExtractRule], from: usize) -> Extraction {
+    extract_indexed(text, rules, from).0
+}
+
+/// [`extract_from`] and the index of the rule that decided.
+pub(crate) fn extract_indexed(response: &str, rules: &[ExtractRule], from: usize) -> (Extraction, usize) {
+    for (idx, &rule) in rules.iter().enumerate().skip(from) {
         let found = match rule {
             ExtractRule::Boxed => match boxed(response) {
                 Boxed::Found(a) => Some(a),
-                Boxed::Unclosed => return Extraction::Truncated,
+                Boxed::Unclosed => return (Extraction::Truncated, idx),
                 Boxed::None => None,
             },
             ExtractRule::FinalAnswerPhrase => answer_phrase(response),
@@ -49,11 +79,11 @@ pub fn extract(response: &str, rules: &[ExtractRule]) -> Extraction {
         if let Some(answer) = found {
             let trimmed = answer.trim();
             if !trimmed.is_empty() {
-                return Extraction::Found { answer: trimmed.to_string(), rule };
+                return (Extraction::Found { answer: trimmed.to_string(), rule }, idx);
             }
         }
     }
-    Extraction::NotFound
+    (Extraction::NotFound, rules.len())
 }
 
 enum Boxed {
@@ -150,9 +180,11 @@ pub(crate) fn matching_brace(s: &[u8], open: usize) -> Option<usize> {
     None
 }
 
-/// Text between two boxes that still counts as "one answer in several boxes".
+/// Text between two boxes that still counts as "one answer in several boxes": connectors,
+/// punctuation and at most one other word (`\boxed{1} papers and \boxed{2} bins`).
 fn is_connector(gap: &str) -> bool {
     let mut rest = gap;
+    let mut free_word = true;
     loop {
         rest = rest.trim_start_matches(|c: char| {
             c.is_whitespace() || matches!(c, ',' | ';' | '$' | '&' | '.' | '(' | ')' | '[' | ']')
@@ -182,7 +214,15 @@ fn is_connector(gap: &str) -> bool {
             }
         }
         if !advanced {
-            return false;
+            // One other word, next to an `and` / `or` (`papers and`).
+            let word = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+            let next = rest[word..].trim_start();
+            let joined = next.starts_with("and") || next.starts_with("or") || gap.trim_end().ends_with("and");
+            if word == 0 || !free_word || !joined {
+                return false;
+            }
+            free_word = false;
+            rest = &rest[word..];
         }
     }
 }
@@ -240,6 +280,8 @@ fn sentence(s: &str) -> &str {
     for (i, &c) in b.iter().enumerate() {
         match c {
             b'\n' => return &s[..i],
+            // `。` (U+3002, bytes E3 80 82) ends a sentence in Chinese and Japanese.
+            0xE3 if b.get(i + 1) == Some(&0x80) && b.get(i + 2) == Some(&0x82) => return &s[..i],
             b'$' => in_math = !in_math,
             b'.' if !in_math => {
                 let next = b.get(i + 1).copied();
@@ -261,13 +303,127 @@ fn clean_inline(s: &str) -> String {
     t.to_string()
 }
 
+/// Cue phrases that introduce a final answer, in the languages graders support (matched
+/// after ASCII lower-casing, so `Answer is` and `RÉPONSE:` both match).
+const CUES: &[&str] = &[
+    "answer is",
+    "answer:",
+    "answer :",
+    "réponse est",
+    "réponse :",
+    "réponse:",
+    "antwort ist",
+    "antwort lautet",
+    "antwort:",
+    "respuesta es",
+    "respuesta:",
+    "risposta è",
+    "risposta:",
+    "resposta é",
+    "resposta:",
+    "ответ:",
+    "ответ —",
+    "ответ равен",
+    "ответ будет",
+    "Ответ:",
+    "答案是",
+    "答案为",
+    "答案：",
+    "答案:",
+    "答えは",
+    "答え：",
+    "解答：",
+    "정답은",
+    "답은",
+    "정답:",
+    "답:",
+    "الإجابة هي",
+    "الجواب هو",
+    "الإجابة:",
+    "उत्तर है",
+    "उत्तर:",
+    "jibu ni",
+    "jibu:",
+];
+
 fn answer_phrase(text: &str) -> Option<String> {
-    let p = ["answer is", "Answer is", "ANSWER IS"].iter().filter_map(|n| text.rfind(n)).max()?;
-    let rest = &text[p + "answer is".len()..];
-    let rest = rest.trim_start_matches([' ', ':', '*']);
+    let lower = text.to_ascii_lowercase();
+    let (p, cue) = CUES.iter().filter_map(|c| lower.rfind(c).map(|p| (p, *c))).max_by_key(|(p, _)| *p)?;
+    let rest = &text[p + cue.len()..];
+    let rest = rest.trim_start_matches([' ', ':', '*', '：']);
     let rest = rest.strip_prefix("therefore").unwrap_or(rest);
     let ans = clean_inline(sentence(rest));
+    let ans = prose_answer(&ans);
     (!ans.is_empty()).then_some(ans)
+}
+
+/// A cue phrase followed by prose (`Janeth aura encore 220 $ à payer`, `The largest $n$ is 34`):
+/// the text without its non-ASCII words when that leaves math, else its first number. Text
+/// with fewer than two prose words is returned as it is.
+fn prose_answer(ans: &str) -> String {
+    let ascii: String;
+    let t = if ans.is_ascii() {
+        ans
+    } else {
+        ascii = ans.chars().map(|c| if c.is_ascii() { c } else { ' ' }).collect();
+        ascii.trim()
+    };
+    if prose_words(t) < 2 {
+        if t.is_empty() {
+            return ans.to_string();
+        }
+        return t.to_string();
+    }
+    match first_number(t) {
+        Some(n) => n.to_string(),
+        None => ans.to_string(),
+    }
+}
+
+/// Words of two or more ASCII letters that are not LaTeX commands, `\text{..}` arguments or
+/// math words.
+pub(crate) fn prose_words(t: &str) -> usize {
+    let b = t.as_bytes();
+    let mut words = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_alphabetic() {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            let escaped = start > 0 && b[start - 1] == b'\\';
+            if i - start >= 2 && !escaped && !is_math_word(&t[start..i]) {
+                words += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    words
+}
+
+fn is_math_word(w: &str) -> bool {
+    matches!(
+        w,
+        "pi" | "sqrt"
+            | "sin"
+            | "cos"
+            | "tan"
+            | "cot"
+            | "sec"
+            | "csc"
+            | "log"
+            | "ln"
+            | "exp"
+            | "inf"
+            | "infty"
+            | "arcsin"
+            | "arccos"
+            | "arctan"
+            | "or"
+            | "and"
+    )
 }
 
 fn gsm8k_hash(text: &str) -> Option<String> {
@@ -286,7 +442,7 @@ fn answer_line(text: &str) -> Option<String> {
                 && l.is_char_boundary(prefix.len())
                 && l[..prefix.len()].eq_ignore_ascii_case(prefix)
             {
-                let ans = clean_inline(&l[prefix.len()..]);
+                let ans = prose_answer(&clean_inline(&l[prefix.len()..]));
                 if !ans.is_empty() {
                     return Some(ans);
                 }
@@ -340,6 +496,11 @@ fn math_delimited(text: &str) -> Option<&str> {
         }
     }
     let (a, b) = best?;
+    // Inline math (`$..$`, `\(..\)`) stays on one line; display math may span lines.
+    let display = text[..a].ends_with("$$") || text[..a].ends_with("\\[");
+    if !display && text[a..b].contains('\n') {
+        return None;
+    }
     let inner = text[a..b].trim();
     (!inner.is_empty()).then_some(inner)
 }
@@ -362,6 +523,9 @@ fn last_dollar(text: &str, end: usize) -> Option<usize> {
 fn whole_response(text: &str) -> Option<&str> {
     let t = text.trim();
     if t.is_empty() || t.len() > 1024 || t.contains('\n') {
+        return None;
+    }
+    if last_dollar(t, t.len()).is_some() || t.contains("\\(") || t.contains("\\[") || t.contains("\\boxed") {
         return None;
     }
     let b = t.as_bytes();
@@ -405,20 +569,59 @@ fn whole_response(text: &str) -> Option<&str> {
     (words < 2).then_some(t.trim_end_matches('.'))
 }
 
+/// The last number of the text that is not part of a word (`AZYUK2A` holds none):
+/// digits with thousands commas and a decimal point or comma (`1,000.99`, `2,74`), a sign,
+/// and a fraction `13/28`.
 fn last_number(text: &str) -> Option<&str> {
     let s = text.as_bytes();
-    let end = s.iter().rposition(|c| c.is_ascii_digit())? + 1;
-    let mut start = end;
-    while start > 0 && (s[start - 1].is_ascii_digit() || matches!(s[start - 1], b'.' | b',')) {
+    let mut end = s.len();
+    loop {
+        let last_digit = s[..end].iter().rposition(u8::is_ascii_digit)?;
+        let (start, stop) = number_at(s, last_digit);
+        let glued = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_alphabetic());
+        if !glued(s.get(stop)) && (start == 0 || !glued(s.get(start - 1))) {
+            return Some(&text[start..stop]);
+        }
+        end = start;
+    }
+}
+
+/// The first number of the text that is not part of a word (see [`last_number`]).
+fn first_number(text: &str) -> Option<&str> {
+    let s = text.as_bytes();
+    let mut from = 0;
+    while let Some(d) = s[from..].iter().position(u8::is_ascii_digit) {
+        let (start, stop) = number_at(s, from + d);
+        let glued = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_alphabetic());
+        if !glued(s.get(stop)) && (start == 0 || !glued(s.get(start - 1))) {
+            return Some(&text[start..stop]);
+        }
+        from = stop.max(from + d + 1);
+    }
+    None
+}
+
+/// The extent of the number around the digit at `at`.
+fn number_at(s: &[u8], at: usize) -> (usize, usize) {
+    let part = |c: u8| c.is_ascii_digit() || matches!(c, b'.' | b',' | b'/');
+    let mut start = at;
+    while start > 0 && part(s[start - 1]) {
         start -= 1;
     }
-    while start < end && matches!(s[start], b'.' | b',') {
+    let mut stop = at + 1;
+    while stop < s.len() && part(s[stop]) {
+        stop += 1;
+    }
+    while start < stop && !s[start].is_ascii_digit() {
         start += 1;
+    }
+    while stop > start && !s[stop - 1].is_ascii_digit() {
+        stop -= 1;
     }
     if start > 0 && s[start - 1] == b'-' {
         start -= 1;
     }
-    Some(&text[start..end])
+    (start, stop)
 }
 
 #[cfg(test)]

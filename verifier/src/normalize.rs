@@ -60,6 +60,9 @@ const DROPPED: &[&str] = &[
 /// Normalize an extracted answer (see the module docs).
 pub fn normalize(raw: &str) -> String {
     let mut s = if raw.is_ascii() { raw.to_string() } else { map_unicode(raw) };
+    if s.contains("\\\\") {
+        s = single_escapes(&s);
+    }
     if s.contains("<<") {
         s = drop_calculator_notes(&s);
     }
@@ -80,7 +83,89 @@ pub fn normalize(raw: &str) -> String {
     }
     s = words_as_commas(&s);
     s = merge_thousands(&s);
+    s = decimal_comma(&s);
+    s = cut_approx(&s);
+    s = drop_trailing_prose(&s);
+    s = brace_set(&s);
     s.trim().to_string()
+}
+
+/// A command written with a doubled backslash (`\\frac`, `\\left(`, as in golds copied from
+/// escaped strings) is the command.
+fn single_escapes(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && b.get(i + 1) == Some(&b'\\') {
+            let letters = b[i + 2..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
+            if letters >= 2 {
+                i += 1;
+                continue;
+            }
+            out.push_str("\\\\");
+            i += 2;
+            continue;
+        }
+        let n = char_len(s, i);
+        out.push_str(&s[i..i + n]);
+        i += n;
+    }
+    out
+}
+
+/// A decimal comma: the whole answer is one number `d,dd` whose comma cannot be a thousands
+/// separator (`1000,99`, `2,74`, `0,111`; the part after the comma is not three digits, or
+/// the part before is `0` or longer than three digits). One digit after the comma (`1,2`) is
+/// a list of two numbers, and `1,000` is a thousand.
+fn decimal_comma(s: &str) -> String {
+    let body = s.strip_prefix('-').unwrap_or(s);
+    let Some((int, frac)) = body.split_once(',') else {
+        return s.to_string();
+    };
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit());
+    if !digits(int) || !digits(frac) || frac.len() < 2 {
+        return s.to_string();
+    }
+    if frac.len() != 3 || int == "0" || int.len() > 3 {
+        return s.replacen(',', ".", 1);
+    }
+    s.to_string()
+}
+
+/// `1/3 \approx 0.33` is the exact value before `\approx`.
+fn cut_approx(s: &str) -> String {
+    match s.find("\\approx") {
+        Some(p) if p > 0 && !s[..p].trim().is_empty() => s[..p].trim_end().to_string(),
+        _ => s.to_string(),
+    }
+}
+
+/// A number followed only by prose words (`17 any text`, `79 g de cire`) is the number.
+fn drop_trailing_prose(s: &str) -> String {
+    let b = s.as_bytes();
+    let num = b.iter().take_while(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'/' | b'%')).count();
+    if num == 0 || num == b.len() || b[num] != b' ' {
+        return s.to_string();
+    }
+    let rest = &s[num..];
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let prose = words.iter().all(|w| w.len() >= 2 && w.bytes().all(|c| c.is_ascii_alphabetic()));
+    if prose && !words.iter().any(|w| matches!(*w, "pi" | "sqrt" | "or" | "and" | "i")) {
+        return s[..num].to_string();
+    }
+    s.to_string()
+}
+
+/// `{2, 3, 5}` (braces without backslashes around a comma list) is the set `\{2, 3, 5\}`.
+fn brace_set(s: &str) -> String {
+    if s.starts_with('{') && s.ends_with('}') && s.contains(',') {
+        let inner = &s[1..s.len() - 1];
+        if crate::extract::matching_brace(s.as_bytes(), 0) == Some(s.len() - 1) && !inner.contains('{') {
+            return format!("\\{{{inner}\\}}");
+        }
+    }
+    s.to_string()
 }
 
 /// GSM8K's calculator annotations `<<48/2=24>>` carry no answer.
@@ -120,6 +205,11 @@ fn map_unicode(s: &str) -> String {
             '±' => out.push_str("\\pm "),
             '∈' => out.push_str("\\in "),
             '\u{a0}' | '\u{2009}' | '\u{202f}' => out.push(' '),
+            '€' | '£' | '¥' => {}
+            '²' => out.push_str("^2"),
+            '³' => out.push_str("^3"),
+            '≈' => out.push_str("\\approx "),
+            '。' | '，' => out.push(' '),
             _ => out.push(c),
         }
     }
@@ -196,6 +286,11 @@ fn rewrite_commands(s: &str) -> String {
                     "dfrac" | "tfrac" | "cfrac" => out.push_str("\\frac"),
                     "dbinom" | "tbinom" => out.push_str("\\binom"),
                     "quad" | "qquad" => out.push(' '),
+                    // `\quadx_{2}`: a spacing command glued to the next name.
+                    n if n.starts_with("qquad") || n.starts_with("quad") => {
+                        out.push(' ');
+                        out.push_str(n.trim_start_matches('q').trim_start_matches("uad"));
+                    }
                     "lvert" | "rvert" | "vert" | "mid" => out.push('|'),
                     "lbrace" => out.push_str("\\{"),
                     "rbrace" => out.push_str("\\}"),
@@ -301,10 +396,10 @@ fn bare_circ(s: &str) -> String {
 
 /// ` or ` / ` and ` between answers become a comma.
 fn words_as_commas(s: &str) -> String {
-    if !s.contains(" or ") && !s.contains(" and ") {
+    if !s.contains(" or ") && !s.contains(" and ") && !s.contains(")or(") {
         return s.to_string();
     }
-    s.replace(" or ", ", ").replace(" and ", ", ")
+    s.replace(" or ", ", ").replace(" and ", ", ").replace(")or(", "), (")
 }
 
 /// `1,000,000` → `1000000` outside brackets; `1 000` when the whole answer is one number.
@@ -347,7 +442,7 @@ fn merge_thousands(s: &str) -> String {
                 k += 4;
                 groups += 1;
             }
-            if (1..=3).contains(&lead) && groups > 0 {
+            if (1..=3).contains(&lead) && groups > 0 && b[i] != b'0' {
                 for &d in &b[i..k] {
                     if d != b',' {
                         out.push(d as char);
@@ -448,7 +543,11 @@ mod tests {
         assert_eq!(n("3, 5"), "3, 5");
         assert_eq!(n("1,-2"), "1,-2");
         assert_eq!(n("(1,000)"), "(1,000)");
-        assert_eq!(n("1,23"), "1,23");
+        // A comma that cannot group thousands is a decimal comma (documented choice).
+        assert_eq!(n("1,23"), "1.23");
+        assert_eq!(n("1000,99"), "1000.99");
+        assert_eq!(n("0,111"), "0.111");
+        assert_eq!(n("1,2"), "1,2");
     }
 
     #[test]

@@ -223,6 +223,10 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 RelOp::Eq
             }
+            b'!' if self.s.get(self.pos + 1) == Some(&b'=') => {
+                self.pos += 2;
+                RelOp::Ne
+            }
             b'<' => {
                 self.pos += 1;
                 if self.eat(b'=') {

@@ -104,7 +104,9 @@ pub(crate) fn strip_trailing_units(s: &str) -> String {
             && body.is_char_boundary(body.len() - w.len())
             && body[body.len() - w.len()..].eq_ignore_ascii_case(w)
     };
-    for (word, sign) in [("degrees", "^\\circ"), ("degree", "^\\circ"), ("percent", "%")] {
+    for (word, sign) in
+        [("degrees", "^\\circ"), ("degree", "^\\circ"), ("percentage", "%"), ("percent", "%"), ("pct", "%")]
+    {
         if power.is_empty() && lower_tail(word) {
             let rest = &body[..body.len() - word.len()];
             if rest.ends_with(|c: char| !c.is_ascii_alphabetic()) {

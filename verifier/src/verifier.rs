@@ -1,9 +1,11 @@
 //! [`Verifier`]: extraction, normalization, parsing and comparison put together.
 
-use crate::choice::{answer_letter, gold_letter, letter_in_text};
+use std::borrow::Cow;
+
+use crate::choice::{answer_letter, gold_letter, gold_letter_in_text, letter_in_text, standalone_letter};
 use crate::config::{ExtractRule, VerifierConfig};
 use crate::equiv::{Cmp, Decision};
-use crate::extract::{extract, Extraction};
+use crate::extract::{extract, extract_indexed, final_part, prose_words, Extraction};
 use crate::normalize::normalize;
 use crate::parse::{parse, ParseError};
 use crate::verdict::{Outcome, Verdict};
@@ -47,89 +49,154 @@ impl Verifier {
     /// unless [`VerifierConfig::grade_truncated_answers`] is off.
     pub fn verify_with(&self, gold: &str, response: &str, truncated: bool) -> Verdict {
         let limits = &self.config.limits;
-        if response.len() > limits.max_response_bytes {
+        if response.len() > limits.max_response_bytes || gold.len() > limits.max_response_bytes {
             return Verdict::new(Outcome::TooComplex, None);
         }
-        let gold = gold_answer(gold);
+        if let Some(letter) = gold_letter_in_text(gold) {
+            return self.verify_choice(letter, response, truncated);
+        }
+        let gold = self.gold_answer(gold);
         if gold.len() > limits.max_answer_bytes {
             return Verdict::new(Outcome::TooComplex, None);
         }
-        let gold_norm = normalize(gold);
+        let gold_norm = normalize(&gold);
         if let Some(letter) = gold_letter(&gold_norm) {
             return self.verify_choice(letter, response, truncated);
         }
-        match extract(response, &self.config.extraction) {
-            Extraction::Truncated => Verdict::new(Outcome::Truncated, None),
-            Extraction::NotFound => Verdict::new(if truncated { Outcome::Truncated } else { Outcome::NoAnswer }, None),
-            Extraction::Found { answer, rule } => {
-                if truncated && !self.config.grade_truncated_answers {
-                    return Verdict::new(Outcome::Truncated, Some(answer));
-                }
-                let outcome = self.compare(&gold_norm, &answer, rule);
-                let outcome = match outcome {
-                    // A bare response that is not math is no answer, not a wrong one.
-                    Some(o) => o,
-                    None if truncated => Outcome::Truncated,
-                    None => Outcome::NoAnswer,
-                };
-                let extracted = (outcome != Outcome::NoAnswer).then_some(answer);
-                Verdict::new(outcome, extracted)
+        let rules = &self.config.extraction;
+        let text = final_part(response);
+        // Rules in priority order; an answer that is not math (prose after a cue, a bold
+        // heading) gives way to the next rule, except a boxed one. The first answer found
+        // decides when none is math.
+        let mut first: Option<(Outcome, String)> = None;
+        let mut from = 0;
+        while from < rules.len() {
+            let (found, idx) = extract_indexed(text, rules, from);
+            let (answer, rule) = match found {
+                Extraction::Truncated => return Verdict::new(Outcome::Truncated, None),
+                Extraction::NotFound => break,
+                Extraction::Found { answer, rule } => (answer, rule),
+            };
+            if truncated && !self.config.grade_truncated_answers {
+                return Verdict::new(Outcome::Truncated, Some(answer));
             }
+            let (outcome, is_math) = self.compare(&gold_norm, &answer, rule);
+            if is_math || rule == ExtractRule::Boxed {
+                return finish(outcome.unwrap_or(Outcome::NoAnswer), answer, truncated);
+            }
+            if first.is_none() {
+                if let Some(o) = outcome {
+                    first = Some((o, answer));
+                }
+            }
+            from = idx + 1;
+        }
+        match first {
+            Some((outcome, answer)) => finish(outcome, answer, truncated),
+            None if truncated => Verdict::new(Outcome::Truncated, None),
+            None => Verdict::new(Outcome::NoAnswer, None),
         }
     }
 
-    /// Compare a normalized gold with a raw extracted answer. `None` when a whole-response
-    /// extraction turns out not to be an answer.
-    fn compare(&self, gold_norm: &str, answer: &str, rule: ExtractRule) -> Option<Outcome> {
+    /// The answer of a gold string. A bare expression (one line, no math delimiters, no box,
+    /// at most one prose word) is used whole; otherwise the gold goes through the same
+    /// extraction as a response (`$9$`, `\boxed{..}.\end{align*}`, a whole solution whose
+    /// answer is its last box, `answer is 0.6666667`). A gold in which nothing is found is
+    /// used whole.
+    fn gold_answer<'g>(&self, gold: &'g str) -> Cow<'g, str> {
+        let g = gold.trim();
+        if let Some(inner) = g.strip_prefix("\\boxed{").and_then(|r| r.strip_suffix('}')) {
+            if !inner.contains("\\boxed") {
+                return Cow::Borrowed(inner);
+            }
+        }
+        let delimited = g.contains('$')
+            || g.contains("\\(")
+            || g.contains("\\[")
+            || g.contains("\\boxed")
+            || g.contains("\\fbox")
+            || g.contains("####");
+        if !delimited && !g.contains('\n') && prose_words(g) < 2 {
+            return Cow::Borrowed(g);
+        }
+        match extract(g, &self.config.extraction) {
+            Extraction::Found { answer, rule } if rule != ExtractRule::LastNumber || !delimited => Cow::Owned(answer),
+            _ => Cow::Borrowed(g),
+        }
+    }
+
+    /// Compare a normalized gold with a raw extracted answer: the outcome (`None` when a
+    /// whole-response extraction turns out not to be an answer) and whether the answer was
+    /// math (or a word answer to a word gold), so that extraction need not look further.
+    fn compare(&self, gold_norm: &str, answer: &str, rule: ExtractRule) -> (Option<Outcome>, bool) {
         let limits = &self.config.limits;
         if answer.len() > limits.max_answer_bytes {
-            return Some(Outcome::TooComplex);
+            return (Some(Outcome::TooComplex), true);
         }
         let pred_norm = normalize(answer);
         if self.config.string_fast_path && pred_norm == gold_norm {
-            return Some(Outcome::Correct);
+            return (Some(Outcome::Correct), true);
         }
-        if is_text(gold_norm) || is_text(&pred_norm) {
-            return Some(outcome_of(loose_eq(gold_norm, &pred_norm)));
+        let gold_text = is_text(gold_norm);
+        if gold_text || is_text(&pred_norm) {
+            let eq = loose_eq(gold_norm, &pred_norm);
+            return (Some(outcome_of(eq)), eq || gold_text);
         }
         let pred = parse(&pred_norm, limits);
-        if rule == ExtractRule::WholeResponse && pred.is_err() {
-            return None;
-        }
         let gold = match parse(gold_norm, limits) {
             Ok(g) => g,
-            Err(ParseError::TooComplex) => return Some(Outcome::TooComplex),
-            Err(ParseError::Invalid) => return Some(outcome_of(loose_eq(gold_norm, &pred_norm))),
+            Err(ParseError::TooComplex) => return (Some(Outcome::TooComplex), true),
+            Err(ParseError::Invalid) => {
+                let eq = loose_eq(gold_norm, &pred_norm);
+                let whole_not_math = rule == ExtractRule::WholeResponse && pred.is_err() && !eq;
+                let outcome = if whole_not_math { None } else { Some(outcome_of(eq)) };
+                return (outcome, eq || pred.is_ok());
+            }
         };
         let pred = match pred {
             Ok(p) => p,
-            Err(ParseError::TooComplex) => return Some(Outcome::TooComplex),
-            Err(ParseError::Invalid) => return Some(outcome_of(loose_eq(gold_norm, &pred_norm))),
+            Err(ParseError::TooComplex) => return (Some(Outcome::TooComplex), true),
+            Err(ParseError::Invalid) => {
+                let eq = loose_eq(gold_norm, &pred_norm);
+                let outcome = if rule == ExtractRule::WholeResponse && !eq { None } else { Some(outcome_of(eq)) };
+                return (outcome, eq);
+            }
         };
-        Some(match (Cmp { cfg: &self.config }).equivalent(&gold, &pred) {
+        let outcome = match (Cmp { cfg: &self.config }).equivalent(&gold, &pred) {
             Decision::Equal => Outcome::Correct,
             Decision::NotEqual => Outcome::Wrong,
             Decision::TooComplex => Outcome::TooComplex,
-        })
+        };
+        (Some(outcome), true)
     }
 
     fn verify_choice(&self, letter: u8, response: &str, truncated: bool) -> Verdict {
-        let found = match extract(response, &self.config.extraction) {
+        let text = final_part(response);
+        let found = match extract(text, &self.config.extraction) {
             Extraction::Found { answer, .. } => Some(answer),
             Extraction::Truncated => return Verdict::new(Outcome::Truncated, None),
             Extraction::NotFound => None,
         };
-        let picked = found.as_deref().and_then(|a| answer_letter(&normalize(a))).or_else(|| letter_in_text(response));
-        match (picked, found) {
-            (Some(l), _) => {
-                let outcome = outcome_of(l == letter);
-                Verdict::new(outcome, Some((l as char).to_string()))
-            }
-            (None, Some(text)) => Verdict::new(Outcome::Wrong, Some(text)),
-            (None, None) if truncated => Verdict::new(Outcome::Truncated, None),
-            (None, None) => Verdict::new(Outcome::NoAnswer, None),
+        let highest = letter.max(b'D');
+        let picked = found
+            .as_deref()
+            .and_then(|a| answer_letter(&normalize(a)).or_else(|| standalone_letter(a, highest, false)))
+            .or_else(|| letter_in_text(text))
+            .or_else(|| standalone_letter(text, highest, true));
+        match picked {
+            Some(l) => Verdict::new(outcome_of(l == letter), Some((l as char).to_string())),
+            // A response that names no letter is no answer, not a guess.
+            None if truncated => Verdict::new(Outcome::Truncated, None),
+            None => Verdict::new(Outcome::NoAnswer, None),
         }
     }
+}
+
+/// A verdict on an extracted answer; a truncated response without an answer is truncated.
+fn finish(outcome: Outcome, answer: String, truncated: bool) -> Verdict {
+    let outcome = if outcome == Outcome::NoAnswer && truncated { Outcome::Truncated } else { outcome };
+    let extracted = (outcome != Outcome::NoAnswer).then_some(answer);
+    Verdict::new(outcome, extracted)
 }
 
 /// Verify `response` against `gold` with the default configuration.
@@ -155,15 +222,6 @@ fn outcome_of(equal: bool) -> Outcome {
     } else {
         Outcome::Wrong
     }
-}
-
-/// A gold written as `\boxed{..}` is unwrapped.
-fn gold_answer(gold: &str) -> &str {
-    let g = gold.trim();
-    if let Some(inner) = g.strip_prefix("\\boxed{").and_then(|r| r.strip_suffix('}')) {
-        return inner;
-    }
-    g
 }
 
 /// A word answer (`east`, `Evelyn`, `no solution`): letters and spaces, a word of ≥ 3 letters.

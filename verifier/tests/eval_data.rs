@@ -103,7 +103,8 @@ fn every_gold_verifies_against_itself_and_not_a_random_other() {
             let j = if j == i { (i + 1) % n } else { j };
             let other = &records[j];
             let v = verify(g, &format!("so the answer is \\boxed{{{}}}.", other.answer));
-            if v.outcome != Outcome::Wrong {
+            // A response that names no letter to a letter gold is no answer, not a collision.
+            if !matches!(v.outcome, Outcome::Wrong | Outcome::NoAnswer) {
                 if other.answer.trim() == g.trim() {
                     *same.entry(name).or_default() += 1;
                 } else {
@@ -151,7 +152,7 @@ fn math500_distinct_golds_are_distinguished() {
     for (i, a) in golds.iter().enumerate() {
         for b in &golds[i + 1..] {
             let v = verify(a, b);
-            if v.outcome != Outcome::Wrong {
+            if !matches!(v.outcome, Outcome::Wrong | Outcome::NoAnswer) {
                 equal.push((a.to_string(), b.to_string(), v.outcome));
             }
         }
