@@ -194,8 +194,8 @@ impl Actor for LearnerActor {
                     StageBatch::Lm(b) => l.train_step(&b).map(|e| (e, None)),
                     StageBatch::Pairs(p) => l.dpo_step(&p).map(|e| (e.step, Some(e.dpo))),
                 };
-                if step.epoch_end {
-                    l.end_epoch();
+                if ev.is_ok() {
+                    l.record_data_cursor(step.cursor);
                 }
                 let ckpt = match (&ev, l.checkpoint_due()) {
                     (Ok(_), true) => Some(l.save_checkpoint(&out)),
@@ -207,6 +207,14 @@ impl Actor for LearnerActor {
         let (ev, ckpt, finished) = result;
         if let Some(c) = ckpt {
             st.checkpoint = Some(c?);
+        }
+        if let (Ok((ev, _)), Some(hang)) = (&ev, hang_after_step()) {
+            if ev.step == hang {
+                // Test hook (PHI4R_TEST_HANG_AFTER_STEP): stay alive, doing nothing, until killed, so a
+                // test can SIGKILL the process at a known point after a checkpoint.
+                eprintln!("PHI4R_TEST_HANG_AFTER_STEP: hanging after step {hang} until killed");
+                std::future::pending::<()>().await;
+            }
         }
         match ev.map(|(e, d)| Outcome::Step(e, d)).unwrap_or_else(|e: LearnerError| Outcome::Failed(e.to_string())) {
             Outcome::Step(ev, dpo) => {
@@ -226,4 +234,10 @@ impl Actor for LearnerActor {
         }
         Ok(())
     }
+}
+
+/// `PHI4R_TEST_HANG_AFTER_STEP=N`: after step N (and its checkpoint, if one is due) the learner hangs
+/// until the process is killed. For the tests that prove resume after a SIGKILL; unset in normal use.
+fn hang_after_step() -> Option<u64> {
+    std::env::var("PHI4R_TEST_HANG_AFTER_STEP").ok().and_then(|v| v.parse().ok())
 }

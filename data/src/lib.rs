@@ -10,8 +10,8 @@
 //! - [`schema`] and [`jsonl`]: the record types users already have (TRL's formats) and a streaming
 //!   reader whose errors name file, line and field ([`JsonlReader`]).
 //! - [`chat`]: the chat template (Phi-4-mini's by default) and tokenization with loss masks.
-//! - [`packing`] (stage 1) and [`batching`] (stage 2): fixed-length packed rows with document boundaries;
-//!   length-bucketed padded batches. [`next_token_targets`] says how masks align with targets.
+//! - [`packing`] (stage 1) and [`batching`]: fixed-length packed rows with document boundaries; the
+//!   seeded, length-bucketed order in which a stage serves its items each epoch ([`epoch_order`]). [`next_token_targets`] says how masks align with targets.
 //!
 //! Depends on `phi4r-model` (tokenizer, atomic writes) and `phi4r-verifier` only; everything is
 //! synchronous and deterministic (RNGs are seeded and passed in).
@@ -32,7 +32,7 @@ pub mod teacher;
 pub mod words;
 
 pub use arith::{render_step, Op, Slip};
-pub use batching::{pad_batch, Batch, BatchConfig, Batcher};
+pub use batching::{epoch_order, epoch_seed};
 pub use chat::{prompt_ids, tokenize_example, tokenize_messages, ChatTemplate, TokenizedExample};
 pub use error::{Error, Result};
 pub use jsonl::{read_jsonl, write_jsonl, JsonlReader, Loaded};

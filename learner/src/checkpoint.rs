@@ -9,7 +9,8 @@
 //!     tokenizer.json       when the learner has one
 //!     optimizer.safetensors  AdamW moments (exp_avg.NAME, exp_avg_sq.NAME) and step count
 //!     train_state.json     step, data cursor (epoch, position), seed, bad-step counts
-//!     stage.toml           the stage config the run used
+//!     stage.toml           the stage config the run used (compared on resume)
+//!     inputs.json          fingerprints of the data, tokenizer and reference (compared on resume)
 //!     ref_logps.json       DPO only: the cached reference log-probs per pair
 //! ```
 //!
@@ -28,6 +29,8 @@ pub const STATE_FILE: &str = "train_state.json";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// The stage config.
 pub const STAGE_CONFIG_FILE: &str = "stage.toml";
+/// Fingerprints of what the stage trains on ([`crate::RunInputs`]).
+pub const INPUTS_FILE: &str = "inputs.json";
 /// DPO reference log-probs.
 pub const REF_LOGPS_FILE: &str = "ref_logps.json";
 

@@ -53,6 +53,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// `--resume` would continue a checkpoint with a different config or different inputs.
+    #[error("checkpoint {} was written by a different run; refusing to resume (pass --force-resume to accept):\n  {}", dir.display(), changes.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    ResumeMismatch {
+        /// The checkpoint folder.
+        dir: PathBuf,
+        /// Each difference.
+        changes: Vec<crate::inputs::Change>,
+    },
     /// File-system error with the path involved.
     #[error("{}: {source}", path.display())]
     Io {

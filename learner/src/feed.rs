@@ -1,19 +1,18 @@
 //! Static stage data → optimizer-step batches: the JSONL of a stage is tokenized with the chat template,
 //! packed (mid) or length-bucketed (sft, dpo), and served in a seeded per-epoch order from a resumable
-//! [`DataCursor`]. The dataset actor owns one `StageFeed`; a checkpoint's cursor seeks it back exactly.
+//! [`DataCursor`]. The dataset actor owns one `StageFeed`, the one owner of the cursor and of the epoch
+//! order; each step carries the cursor after it to the learner, and a checkpoint's cursor seeks the feed
+//! back exactly.
 
 use crate::batch::{LmBatch, PairBatch, PairId};
 use crate::config::{Stage, StageConfig};
 use crate::error::{Error, Result};
 use crate::state::DataCursor;
 use phi4r_data::{
-    pack, tokenize_example, ChatTemplate, JsonlReader, Overflow, PackedRow, Preference, PromptCompletion,
+    epoch_order, pack, tokenize_example, ChatTemplate, JsonlReader, Overflow, PackedRow, Preference, PromptCompletion,
     TokenizedExample,
 };
 use phi4r_model::Tokenizer;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use serde::Serialize;
 use std::path::Path;
 
@@ -33,8 +32,9 @@ pub struct FeedStep {
     pub batch: StageBatch,
     /// Items (rows, examples, pairs) in this step.
     pub items: usize,
-    /// Whether this step ends an epoch.
-    pub epoch_end: bool,
+    /// Where the data stands after this step: the learner records it in its state (and so in the next
+    /// checkpoint) when the step is taken. The feed is the one owner of the cursor and the epoch order.
+    pub cursor: DataCursor,
 }
 
 /// What loading a stage file did.
@@ -173,22 +173,14 @@ impl StageFeed {
     }
 
     /// Moves to `cursor` (as saved in a checkpoint): the epoch's order is a pure function of the seed and
-    /// the epoch, so resuming serves exactly the items a straight run would have.
+    /// the epoch ([`phi4r_data::epoch_order`]), so resuming serves exactly the items a straight run would
+    /// have.
     pub fn seek(&mut self, cursor: DataCursor) {
-        let n = self.items_per_epoch();
-        let mut order: Vec<usize> = (0..n).collect();
-        let mut rng =
-            StdRng::seed_from_u64(self.seed ^ cursor.epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        order.shuffle(&mut rng);
-        // Length bucketing for unpacked stages: sort within windows of 8 steps so each micro-batch pads
-        // to similar lengths, then keep the windows' order random.
-        if !matches!(self.items, Items::Rows(_)) {
-            let window = self.batch_size * 8;
-            for chunk in order.chunks_mut(window.max(1)) {
-                chunk.sort_by_key(|&i| std::cmp::Reverse(self.len_of(i)));
-            }
-        }
-        self.order = order;
+        let lens: Vec<usize> = (0..self.items_per_epoch()).map(|i| self.len_of(i)).collect();
+        // Length bucketing for unpacked stages: windows of 8 steps, so each micro-batch pads to similar
+        // lengths; packed rows all have `seq_len` tokens.
+        let window = (!matches!(self.items, Items::Rows(_))).then_some(self.batch_size * 8);
+        self.order = epoch_order(&lens, window, self.seed, cursor.epoch);
         self.cursor = cursor;
     }
 
@@ -241,13 +233,12 @@ impl StageFeed {
                     .collect::<Result<_>>()?,
             ),
         };
-        let epoch_end = end >= n;
-        if epoch_end {
+        if end >= n {
             self.seek(DataCursor { epoch: self.cursor.epoch + 1, position: 0 });
         } else {
             self.cursor.position = end as u64;
         }
-        Ok(Some(FeedStep { batch, items: idx.len(), epoch_end }))
+        Ok(Some(FeedStep { batch, items: idx.len(), cursor: self.cursor }))
     }
 }
 
@@ -287,10 +278,13 @@ mod tests {
         let mut steps = vec![];
         while let Some(s) = feed.next_step().expect("step") {
             seen += s.items;
-            steps.push((feed.cursor(), s.items, s.epoch_end));
+            assert_eq!(s.cursor, feed.cursor(), "the step carries the cursor after it");
+            steps.push((s.cursor, s.items));
         }
         assert_eq!(seen, 46);
-        assert_eq!(steps.iter().filter(|s| s.2).count(), 2);
+        let epoch_ends = steps.iter().filter(|s| s.0.position == 0).count();
+        assert_eq!(epoch_ends, 2, "{steps:?}");
+        assert_eq!(steps.last().map(|s| s.0), Some(DataCursor { epoch: 2, position: 0 }));
         // Resume from the cursor after step 2 and get the same following batch.
         let (mut a, _) = StageFeed::load(&path, &cfg, &tok, &ChatTemplate::default(), false).expect("load");
         a.next_step().expect("step");

@@ -4,15 +4,16 @@
 
 use crate::batch::{LmBatch, PairBatch};
 use crate::checkpoint::{
-    latest_checkpoint, write_checkpoint, OPTIMIZER_FILE, REF_LOGPS_FILE, STAGE_CONFIG_FILE, STATE_FILE,
+    latest_checkpoint, write_checkpoint, INPUTS_FILE, OPTIMIZER_FILE, REF_LOGPS_FILE, STAGE_CONFIG_FILE, STATE_FILE,
 };
 use crate::config::{Stage, StageConfig};
 use crate::error::{Error, Result};
 use crate::grads::{clip_grad_norm, is_finite_step, Grads};
+use crate::inputs::RunInputs;
 use crate::optim::AdamW;
 use crate::reference::RefCache;
 use crate::schedule::LrSchedule;
-use crate::state::TrainState;
+use crate::state::{DataCursor, TrainState};
 use crate::step::{dpo_step, lm_step};
 use candle_core::{DType, Device, Var};
 use phi4r_model::{write_atomic, Phi3, Tokenizer, TrainableModel};
@@ -83,6 +84,7 @@ pub struct Learner {
     reference: Option<Phi3>,
     ref_cache: RefCache,
     tokenizer: Option<Tokenizer>,
+    inputs: Option<RunInputs>,
 }
 
 /// What the micro-batches of a step added up to, before the update decision.
@@ -112,6 +114,7 @@ impl Learner {
             reference: None,
             ref_cache: RefCache::default(),
             tokenizer: None,
+            inputs: None,
         })
     }
 
@@ -119,6 +122,13 @@ impl Learner {
     /// `model.frozen()` before the first step).
     pub fn with_reference(mut self, reference: Phi3) -> Self {
         self.reference = Some(reference);
+        self
+    }
+
+    /// Records `inputs` (fingerprints of data, tokenizer, reference) in every checkpoint, so a later
+    /// `--resume` can check it continues the same run ([`crate::resume_changes`]).
+    pub fn with_inputs(mut self, inputs: RunInputs) -> Self {
+        self.inputs = Some(inputs);
         self
     }
 
@@ -131,7 +141,8 @@ impl Learner {
     /// Resumes from `path` (a checkpoint folder, or an output folder whose `latest` is used): weights,
     /// optimizer moments, schedule clock, data cursor, bad-step counts and cached reference log-probs are
     /// restored exactly. `config` must be for the same stage; a DPO reference must be set again with
-    /// [`Learner::with_reference`] if pairs not seen before will come.
+    /// [`Learner::with_reference`] if pairs not seen before will come. Whether `config` and the run's
+    /// inputs are the checkpoint's is the caller's check ([`crate::resume_changes`]).
     pub fn resume(path: &Path, config: StageConfig, dtype: DType, device: &Device) -> Result<Self> {
         let dir = latest_checkpoint(path)?.ok_or_else(|| Error::checkpoint(path, "no complete checkpoint found"))?;
         let state: TrainState = read_json(&dir.join(STATE_FILE))?;
@@ -237,10 +248,10 @@ impl Learner {
         self.ref_cache.fill(self.reference.as_ref(), pairs)
     }
 
-    /// Moves the data cursor to the start of the next epoch.
-    pub fn end_epoch(&mut self) {
-        self.state.cursor.epoch += 1;
-        self.state.cursor.position = 0;
+    /// Records where the data stands after the step just taken, as its one owner (the [`crate::StageFeed`])
+    /// reported it with the step's batches: the next checkpoint saves it, and a resumed feed seeks to it.
+    pub fn record_data_cursor(&mut self, cursor: DataCursor) {
+        self.state.cursor = cursor;
     }
 
     /// Whether the step just taken is a multiple of `checkpoint_every`.
@@ -262,6 +273,9 @@ impl Learner {
             write_atomic(&dir.join(OPTIMIZER_FILE), &self.optimizer.state_bytes()?)?;
             let stage = toml::to_string(&self.config).map_err(|e| Error::checkpoint(dir, e.to_string()))?;
             write_atomic(&dir.join(STAGE_CONFIG_FILE), stage.as_bytes())?;
+            if let Some(inputs) = &self.inputs {
+                write_json(&dir.join(INPUTS_FILE), inputs)?;
+            }
             if !self.ref_cache.is_empty() {
                 write_json(&dir.join(REF_LOGPS_FILE), &self.ref_cache)?;
             }
@@ -339,7 +353,6 @@ impl Learner {
         }
         let s = &mut self.state;
         s.step += 1;
-        s.cursor.position += acc.sequences as u64;
         s.tokens_seen += acc.tokens as u64;
         if good {
             s.bad_steps_in_row = 0;

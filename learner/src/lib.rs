@@ -12,18 +12,24 @@
 //! - [`lm_step`] / [`dpo_step`] (`step`): one micro-batch's forward + backward → [`StepOutput`].
 //! - [`Learner`] (`learner`): owns model, optimizer, schedule, [`TrainState`] and the DPO reference with its
 //!   [`RefCache`]; `train_step` / `dpo_step` return [`StepEvent`]s; bad steps are skipped and counted.
-//! - [`checkpoint`]: atomic step folders (HF weights + optimizer + state), `latest`, exact resume.
+//! - [`bench`]: the learner's real step timed for `bench model`.
+//! - [`checkpoint`]: atomic step folders (HF weights + optimizer + state), `latest`, exact resume;
+//!   [`inputs`]: fingerprints of the data, tokenizer and reference, and [`resume_changes`], the guard
+//!   that refuses to resume a checkpoint into a different run.
+//! - [`StageFeed`] (`feed`): a stage's data in its seeded epoch order, the one owner of the data cursor.
 //!
 //! Depends on `phi4r-model` only among phi4r crates, and never on tokio, ractor or a logger: stats leave
 //! as typed events.
 #![warn(missing_docs)]
 
 mod batch;
+pub mod bench;
 pub mod checkpoint;
 mod config;
 mod error;
 pub mod feed;
 pub mod grads;
+pub mod inputs;
 mod learner;
 pub mod loss;
 mod optim;
@@ -38,6 +44,7 @@ pub use config::{stage_file, Stage, StageConfig};
 pub use error::{Error, Result};
 pub use feed::{FeedReport, FeedStep, StageBatch, StageFeed};
 pub use grads::{clip_grad_norm, is_finite_step, Grads};
+pub use inputs::{resume_changes, Change, FileFingerprint, RunInputs};
 pub use learner::{DpoStats, DpoStepEvent, Learner, StepEvent};
 pub use loss::{dpo_loss, lm_loss, sequence_logps, DpoOutput};
 pub use optim::{AdamW, AdamWConfig};

@@ -2,8 +2,6 @@
 //! everything besides model and optimizer that exact resume needs.
 
 use crate::config::Stage;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 /// Where the data stream stands: the caller resumes its stream here.
@@ -26,10 +24,11 @@ pub struct TrainState {
     pub step: u64,
     /// Steps the schedule spans.
     pub total_steps: u64,
-    /// The data cursor after the last step.
+    /// The data cursor after the last step, as the feed (its one owner, [`crate::StageFeed`]) reported it
+    /// with the step: saved here so a resumed feed can seek back to it.
     pub cursor: DataCursor,
-    /// Seed of the stage's random draws. The RNG state is a pure function of `(seed, epoch)`
-    /// ([`TrainState::epoch_rng`]), so there is no generator state to save.
+    /// Seed of the stage's random draws. The epoch order is a pure function of `(seed, epoch)`
+    /// ([`phi4r_data::epoch_order`]), so there is no generator state to save.
     pub seed: u64,
     /// Non-finite steps since the last good one.
     pub bad_steps_in_row: usize,
@@ -52,34 +51,5 @@ impl TrainState {
             bad_steps_total: 0,
             tokens_seen: 0,
         }
-    }
-
-    /// The generator for epoch `cursor.epoch` (e.g. to shuffle that epoch's data): the same for a resumed
-    /// run as for a straight one.
-    pub fn epoch_rng(&self) -> StdRng {
-        StdRng::seed_from_u64(splitmix64(self.seed ^ splitmix64(self.cursor.epoch)))
-    }
-}
-
-/// SplitMix64's finalizer: decorrelates nearby seeds.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::Rng;
-
-    #[test]
-    fn epoch_rng_depends_on_seed_and_epoch_only() {
-        let mut a = TrainState::new(Stage::Mid, 10, 7);
-        let b = a.clone();
-        assert_eq!(a.epoch_rng().random::<u64>(), b.epoch_rng().random::<u64>());
-        a.cursor.epoch = 1;
-        assert_ne!(a.epoch_rng().random::<u64>(), b.epoch_rng().random::<u64>());
     }
 }

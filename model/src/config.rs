@@ -172,6 +172,26 @@ impl Phi3Config {
         v * h + self.num_hidden_layers * per_layer + h + head
     }
 
+    /// Forward FLOPs of one `(b, t)` batch: 2 per multiply-add of every matmul (projections, MLP,
+    /// `lm_head`), attention scores and their weighted sum computed densely (`2 · 2 · l · heads · head_dim
+    /// · t²` per row). A training step (forward + backward) is about 3× this.
+    ///
+    /// ```
+    /// let c = phi4r_model::Phi3Config::tiny();
+    /// // Linear in the batch, and more than linear in t (attention).
+    /// assert_eq!(c.forward_flops(2, 64), 2.0 * c.forward_flops(1, 64));
+    /// assert!(c.forward_flops(1, 128) > 2.0 * c.forward_flops(1, 64));
+    /// ```
+    pub fn forward_flops(&self, b: usize, t: usize) -> f64 {
+        let (h, i, l) = (self.hidden_size as f64, self.intermediate_size as f64, self.num_hidden_layers as f64);
+        let attn_width = (self.num_attention_heads * self.head_dim()) as f64;
+        let attn_proj = h * self.qkv_dim() as f64 + attn_width * h;
+        let mlp = h * 2.0 * i + i * h;
+        let per_token = 2.0 * (l * (attn_proj + mlp) + h * self.vocab_size as f64);
+        let attn_scores = 2.0 * 2.0 * l * attn_width * t as f64 * t as f64;
+        (b * t) as f64 * per_token + b as f64 * attn_scores
+    }
+
     /// Checks every field we rely on; the error names the field.
     pub fn validate(&self) -> Result<()> {
         let positive = [
@@ -500,6 +520,16 @@ mod tests {
         // Phi-4-mini has 3.84B parameters.
         let n = phi4.num_params() as f64 / 1e9;
         assert!((3.7..3.9).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn forward_flops_match_a_hand_count() {
+        // vocab 10, hidden 4, 1 layer, 2 heads (head_dim 2, qkv width 12), intermediate 8:
+        // projections 4·12 + 4·4 = 64, MLP 4·16 + 8·4 = 96, lm_head 4·10 = 40 multiply-adds per token,
+        // so 2·200 = 400 FLOPs per token; attention 2·2·1·4·t² = 16·t² per row. b=1, t=3: 1200 + 144.
+        let c = Phi3Config::base(10, 4, 1, 2, 8);
+        assert_eq!(c.forward_flops(1, 3), 1344.0);
+        assert_eq!(c.forward_flops(2, 3), 2688.0);
     }
 
     #[test]

@@ -193,4 +193,12 @@ mod tests {
         let e = generate(&m, &[vec![1, 99]], &cfg, &StopRule::default()).unwrap_err().to_string();
         assert!(e.contains("token id 99"), "{e}");
     }
+
+    #[test]
+    fn finish_reasons_serialize_as_the_json_users_read() -> anyhow::Result<()> {
+        assert_eq!(serde_json::to_string(&FinishReason::Eos)?, r#""eos""#);
+        assert_eq!(serde_json::to_string(&FinishReason::Length)?, r#""length""#);
+        assert_eq!(serde_json::to_string(&FinishReason::Stop("\n\n".into()))?, r#"{"stop":"\n\n"}"#);
+        Ok(())
+    }
 }

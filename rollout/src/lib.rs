@@ -5,14 +5,19 @@
 //! - [`generate`] (`generate`): left-padded batches, stop at EOS ids or stop strings, per-sequence
 //!   [`FinishReason`], seeded per-row random streams.
 //!
-//! Depends on `phi4r-model` only; knows nothing of actors.
+//! - [`evaluate`] (`eval`): held-out accuracy per tier with Wilson intervals (`phi4r-actors eval`).
+//!
+//! Depends on `phi4r-model`, `phi4r-data` (chat template, problem records) and `phi4r-verifier` (grading
+//! in `eval`); knows nothing of actors.
 #![warn(missing_docs)]
 
 mod error;
+pub mod eval;
 mod generate;
 mod sampling;
 
 pub use error::{Error, Result};
+pub use eval::{evaluate, select_per_tier, tally, wilson, EvalConfig, EvalReport, Graded, TierResult};
 pub use generate::{generate, FinishReason, Generation, StopRule};
 pub use sampling::{sample, Sampled, SamplingConfig, TemperatureSchedule};
 

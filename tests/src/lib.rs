@@ -1,36 +1,63 @@
-//! Helpers for phi4r's end-to-end tests (in `tests/tests/`), which run the `phi4r-actors` binary.
+//! Helpers for phi4r's end-to-end tests, which run the `phi4r-actors` binary as a user would. The tests
+//! themselves live in `actors/tests/`: cargo builds a package's binary before its integration tests and
+//! names it in `CARGO_BIN_EXE_phi4r-actors`, so a test always runs the binary of the code under test
+//! (never a stale one left in `target/`). Each test file calls [`use_binary!`] once.
 #![warn(missing_docs)]
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, Output};
 
-/// Path of the `phi4r-actors` binary built next to the running test (same profile).
-///
-/// `cargo test --workspace` builds it, since it is the binary of a workspace member under test.
-pub fn bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    // target/<profile>/deps/<test> -> target/<profile>/phi4r-actors
-    let dir = exe.parent().and_then(|d| d.parent()).expect("test binary lives in target/<profile>/deps");
-    let p = dir.join(format!("phi4r-actors{}", std::env::consts::EXE_SUFFIX));
-    assert!(p.exists(), "{} is missing: run the tests with `cargo test --workspace`", p.display());
-    p
+/// Defines `bin()`, `run(args)`, `run_ok(args)` and `run_err(args)` in the calling test file, bound to
+/// the `phi4r-actors` binary cargo built for it (`env!` expands in the caller, an integration test of
+/// `phi4r-actors`).
+#[macro_export]
+macro_rules! use_binary {
+    () => {
+        /// The `phi4r-actors` binary cargo built for this test.
+        #[allow(dead_code)]
+        fn bin() -> &'static std::path::Path {
+            std::path::Path::new(env!("CARGO_BIN_EXE_phi4r-actors"))
+        }
+        /// Runs the binary with `args`.
+        #[allow(dead_code)]
+        fn run(args: &[&str]) -> std::process::Output {
+            $crate::run_with(bin(), args)
+        }
+        /// Runs the binary, asserts success, returns stdout.
+        #[allow(dead_code)]
+        fn run_ok(args: &[&str]) -> String {
+            $crate::ok_with(bin(), args)
+        }
+        /// Runs the binary, asserts failure, returns stderr.
+        #[allow(dead_code)]
+        fn run_err(args: &[&str]) -> String {
+            $crate::err_with(bin(), args)
+        }
+    };
 }
 
-/// Runs the binary with `args` and returns its output.
-pub fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).env("RAYON_NUM_THREADS", "2").output().expect("the binary starts")
+/// The command for `bin` with `args`, on 2 compute threads (what CI has).
+pub fn command(bin: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args).env("RAYON_NUM_THREADS", "2");
+    c
 }
 
-/// Runs the binary, asserts success, and returns stdout.
-pub fn run_ok(args: &[&str]) -> String {
-    let out = run(args);
+/// Runs `bin` with `args` and returns its output.
+pub fn run_with(bin: &Path, args: &[&str]) -> Output {
+    command(bin, args).output().expect("the binary starts")
+}
+
+/// Runs `bin`, asserts success, and returns stdout.
+pub fn ok_with(bin: &Path, args: &[&str]) -> String {
+    let out = run_with(bin, args);
     assert!(out.status.success(), "phi4r-actors {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("stdout is UTF-8")
 }
 
-/// Runs the binary, asserts failure, and returns stderr.
-pub fn run_err(args: &[&str]) -> String {
-    let out = run(args);
+/// Runs `bin`, asserts failure, and returns stderr.
+pub fn err_with(bin: &Path, args: &[&str]) -> String {
+    let out = run_with(bin, args);
     assert!(!out.status.success(), "phi4r-actors {args:?} should have failed");
     String::from_utf8(out.stderr).expect("stderr is UTF-8")
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use phi4r_data::ChatTemplate;
-use phi4r_learner::{latest_checkpoint, Learner, Stage, StageConfig, StageFeed};
+use phi4r_learner::{latest_checkpoint, resume_changes, Learner, RunInputs, Stage, StageConfig, StageFeed};
 use phi4r_model::TrainableModel;
 use ractor::Actor;
 use std::path::PathBuf;
@@ -44,9 +44,14 @@ pub struct StageArgs {
     /// Output folder: step checkpoints, metrics.jsonl, summary.json.
     #[arg(long)]
     out: PathBuf,
-    /// Continue from the latest checkpoint in --out.
+    /// Continue from the latest checkpoint in --out. Refused when the effective config (bookkeeping keys
+    /// aside) or the data, tokenizer or reference differ from the checkpoint's; each difference is named.
     #[arg(long)]
     resume: bool,
+    /// With --resume: continue even though the config or inputs differ from the checkpoint's (the
+    /// differences are printed; the result is no longer the straight run's).
+    #[arg(long, requires = "resume")]
+    force_resume: bool,
     /// Frozen reference model for dpo (default: --init).
     #[arg(long = "ref")]
     reference: Option<PathBuf>,
@@ -101,14 +106,28 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
         .with_context(|| format!("--data {}", a.data.display()))?;
     eprintln!("{}", serde_json::json!({"stage": stage.name(), "data": report}));
     let total = cfg.total_steps(report.items_per_epoch);
+    let reference = (stage == Stage::Dpo).then(|| a.reference.clone().unwrap_or_else(|| a.init.clone()));
+    let reference_weights = reference.as_ref().map(|r| r.join(phi4r_model::WEIGHTS_FILE));
+    let inputs = RunInputs::fingerprint(&[a.data.as_path()], &tokenizer, reference_weights.as_deref())?;
     let resumed = if a.resume { latest_checkpoint(&a.out)? } else { None };
+    if let Some(dir) = &resumed {
+        let changes = resume_changes(dir, &cfg, &inputs)?;
+        if !changes.is_empty() {
+            if !a.force_resume {
+                return Err(phi4r_learner::Error::ResumeMismatch { dir: dir.clone(), changes }.into());
+            }
+            for c in &changes {
+                eprintln!("--force-resume: {c}");
+            }
+        }
+    }
     let mut learner = match &resumed {
         Some(path) => Learner::resume(path, cfg.clone(), dtype, &dev)?,
         None => Learner::new(init, cfg.clone(), total)?.with_tokenizer(tokenizer),
-    };
-    if stage == Stage::Dpo {
-        let rpath = a.reference.clone().unwrap_or_else(|| a.init.clone());
-        learner = learner.with_reference(phi4r_model::load_frozen(&rpath, dtype, &dev)?);
+    }
+    .with_inputs(inputs);
+    if let Some(rpath) = &reference {
+        learner = learner.with_reference(phi4r_model::load_frozen(rpath, dtype, &dev)?);
     }
     let cursor = learner.state().cursor;
     let start_step = learner.state().step;

@@ -1,6 +1,6 @@
 //! `model init`, `model logits`, `model tokenize` and `generate` through the binary.
 
-use phi4r_e2e::{run_err, run_ok};
+phi4r_e2e::use_binary!();
 use serde_json::Value;
 
 #[test]
@@ -39,14 +39,17 @@ fn init_then_logits_and_generate_from_a_fresh_checkpoint() {
     };
     let a = gen("5");
     assert_eq!(a, gen("5"), "same seed, same generation");
-    let n = a["tokens"].as_array().map(Vec::len).unwrap_or(0);
-    assert!((1..=12).contains(&n));
+    let tokens: Vec<u64> = a["tokens"].as_array().expect("tokens").iter().map(|t| t.as_u64().expect("id")).collect();
+    let n = tokens.len();
     assert_eq!(a["logprobs"].as_array().map(Vec::len), Some(n));
-    assert!(["length", "eos"].contains(&a["finish_reason"].as_str().unwrap_or("")) || a["finish_reason"].is_object());
+    // No stop strings, a random model: this seeded run ends on the length limit (the serialization of
+    // the other finishes is tested in phi4r-rollout).
+    assert_eq!(a["finish_reason"], "length");
+    assert_eq!(n, 12, "a length finish has max_new_tokens tokens");
 
     // bf16 decoding weights: the same interface, a bad value named.
     let bf16 = |value: &str| {
-        std::process::Command::new(phi4r_e2e::bin())
+        std::process::Command::new(bin())
             .args(["generate", "--model", o, "--prompt", "Tom has 3 apples", "--max-new-tokens", "4", "--json"])
             .env("PHI4R_DECODE_WEIGHTS", value)
             .output()

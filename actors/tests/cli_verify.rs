@@ -1,6 +1,6 @@
 //! `verify` through the binary: one pair, and a JSONL batch with a malformed line.
 
-use phi4r_e2e::{bin, run_ok};
+phi4r_e2e::use_binary!();
 use serde_json::Value;
 use std::io::Write;
 use std::process::{Command, Stdio};

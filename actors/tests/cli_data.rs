@@ -1,6 +1,6 @@
 //! `data synth` and `data check` through the binary.
 
-use phi4r_e2e::{run_err, run_ok};
+phi4r_e2e::use_binary!();
 use serde_json::Value;
 
 #[test]
