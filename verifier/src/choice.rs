@@ -63,8 +63,11 @@ pub(crate) fn standalone_letter(text: &str, highest: u8, last: bool) -> Option<u
     let ok = |i: usize| {
         let c = b[i];
         let before = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'\\' || b[i - 1] == b'\'');
-        let after =
-            b.get(i + 1).is_none_or(|n| !(n.is_ascii_alphanumeric() || *n == b'\'' || *n == b'_' || *n == b'^'));
+        let after = b.get(i + 1).is_none_or(|n| {
+            !n.is_ascii()
+                || n.is_ascii_whitespace()
+                || matches!(n, b'.' | b',' | b')' | b':' | b';' | b'!' | b'?' | b'"')
+        });
         (b'A'..=highest).contains(&c) && (c != b'I' || highest > b'I') && before && after
     };
     if last {

@@ -68,6 +68,8 @@ impl Cmp<'_> {
         match (g, p) {
             (List(a) | Set(a), List(b) | Set(b)) => self.unordered(a, b),
             (List(a) | Set(a), Tuple { items: b, .. }) => self.unordered(a, b),
+            // `(1,3)` vs `{1,3}`: the set as written, in order (Math-Verify's verdicts).
+            (Tuple { items: a, .. }, Set(b)) => self.ordered(a, b),
             (List(a) | Set(a), x) | (x, List(a) | Set(a)) if a.len() == 1 && !matches!(x, List(_) | Set(_)) => {
                 self.compare_pair(&a[0], x, std::ptr::eq(g, x))
             }
@@ -428,7 +430,7 @@ fn assigned_value<'n>(items: &'n [Node], ops: &[RelOp]) -> Option<&'n Node> {
     match (&items[0], &items[1]) {
         (Node::Var(v), rhs) if !mentions(rhs, v) => Some(rhs),
         (lhs, Node::Var(v)) if !mentions(lhs, v) => Some(lhs),
-        (lhs, rhs) if names(lhs).is_empty() => Some(rhs),
+        (lhs, rhs) if names(lhs).is_empty() && names(rhs).is_empty() => Some(rhs),
         (lhs, rhs) if !has_number(lhs) && names(rhs).is_empty() && !is_zero(rhs) => Some(rhs),
         _ => None,
     }

@@ -39,6 +39,9 @@ pub fn extract(response: &str, rules: &[ExtractRule]) -> Extraction {
 /// `</think>`. A response that opens `<think>` and never closes it is all reasoning: its
 /// final part is empty, so a number inside the thinking is never taken for the answer.
 pub fn final_part(response: &str) -> &str {
+    if !response.as_bytes().contains(&b'<') {
+        return response;
+    }
     if let Some(open) = response.rfind("<answer>") {
         let inner = &response[open + "<answer>".len()..];
         return inner.find("</answer>").map_or(inner, |e| &inner[..e]);
@@ -61,7 +64,21 @@ pub(crate) fn extract_from(text: &str, rules: &[ExtractRule], from: usize) -> Ex
 
 /// [`extract_from`] and the index of the rule that decided.
 pub(crate) fn extract_indexed(response: &str, rules: &[ExtractRule], from: usize) -> (Extraction, usize) {
+    // One fast byte search each decides whether the rules that need `\`, `$`, `#` or `*`
+    // have anything to look at (a long response without them costs no substring scans).
+    let has = |c: char| response.contains(c);
+    let (backslash, dollar, hash, star) = (has('\\'), has('$'), has('#'), has('*'));
     for (idx, &rule) in rules.iter().enumerate().skip(from) {
+        let absent = match rule {
+            ExtractRule::Boxed => !backslash,
+            ExtractRule::MathDelimiters => !backslash && !dollar,
+            ExtractRule::Gsm8kHash => !hash,
+            ExtractRule::Bold => !star,
+            _ => false,
+        };
+        if absent {
+            continue;
+        }
         let found = match rule {
             ExtractRule::Boxed => match boxed(response) {
                 Boxed::Found(a) => Some(a),
@@ -74,6 +91,7 @@ pub(crate) fn extract_indexed(response: &str, rules: &[ExtractRule], from: usize
             ExtractRule::Bold => bold(response).map(str::to_string),
             ExtractRule::MathDelimiters => math_delimited(response).map(str::to_string),
             ExtractRule::WholeResponse => whole_response(response).map(str::to_string),
+            ExtractRule::LastNumber if refused_inline_math(response) => None,
             ExtractRule::LastNumber => last_number(response).map(str::to_string),
         };
         if let Some(answer) = found {
@@ -182,7 +200,7 @@ pub(crate) fn matching_brace(s: &[u8], open: usize) -> Option<usize> {
 
 /// Text between two boxes that still counts as "one answer in several boxes": connectors,
 /// punctuation and at most one other word (`\boxed{1} papers and \boxed{2} bins`).
-fn is_connector(gap: &str) -> bool {
+pub(crate) fn is_connector(gap: &str) -> bool {
     let mut rest = gap;
     let mut free_word = true;
     loop {
@@ -237,6 +255,12 @@ fn boxed(text: &str) -> Boxed {
         Ok(None) => return Boxed::None,
         Ok(Some(arg)) => arg,
     };
+    // "The final answer is $10,455$" stated after the last box (an intermediate `\boxed{255}`)
+    // is the answer: the phrase rule reads it.
+    let tail = text[last.2..].to_ascii_lowercase();
+    if tail.contains("final answer is") && !tail.contains("final answer is $\\boxed") {
+        return Boxed::None;
+    }
     // Earlier boxes on the same line, joined when only connectors separate them.
     let line_start = text[..last_start].rfind('\n').map_or(0, |p| p + 1);
     let mut parts: Vec<(usize, usize, usize, usize)> = Vec::new(); // (cmd start, content start, content end, end)
@@ -298,13 +322,13 @@ fn sentence(s: &str) -> &str {
 }
 
 fn clean_inline(s: &str) -> String {
-    let t = s.trim().trim_start_matches([':', '*', ' ']).trim_end_matches(['*', ' ']);
+    let t = s.trim().trim_start_matches([':', '*', ' ', '"']).trim_end_matches(['*', ' ', '"']);
     let t = t.trim_end_matches(['.', ' ']);
     t.to_string()
 }
 
 /// Cue phrases that introduce a final answer, in the languages graders support (matched
-/// after ASCII lower-casing, so `Answer is` and `RÉPONSE:` both match).
+/// ASCII case-insensitively, so `Answer is` and `RéPONSE:` both match). At most 64.
 const CUES: &[&str] = &[
     "answer is",
     "answer:",
@@ -346,9 +370,30 @@ const CUES: &[&str] = &[
     "jibu:",
 ];
 
+/// The last cue phrase of the text (ASCII case-insensitive): one backward pass that tries the
+/// cues only where a cue's first letter stands, so a 1 MB response costs about a millisecond.
+fn last_cue(text: &str) -> Option<(usize, &'static str)> {
+    let b = text.as_bytes();
+    // For each first byte, the cues (bit k = CUES[k]) that start with it.
+    let mut by_first = [0u64; 256];
+    for (k, c) in CUES.iter().enumerate() {
+        by_first[usize::from(c.as_bytes()[0].to_ascii_lowercase())] |= 1 << k;
+    }
+    (0..b.len()).rev().find_map(|i| {
+        let mut bits = by_first[usize::from(b[i].to_ascii_lowercase())];
+        while bits != 0 {
+            let c = CUES[bits.trailing_zeros() as usize];
+            bits &= bits - 1;
+            if b.len() - i >= c.len() && b[i..i + c.len()].eq_ignore_ascii_case(c.as_bytes()) {
+                return Some((i, c));
+            }
+        }
+        None
+    })
+}
+
 fn answer_phrase(text: &str) -> Option<String> {
-    let lower = text.to_ascii_lowercase();
-    let (p, cue) = CUES.iter().filter_map(|c| lower.rfind(c).map(|p| (p, *c))).max_by_key(|(p, _)| *p)?;
+    let (p, cue) = last_cue(text)?;
     let rest = &text[p + cue.len()..];
     let rest = rest.trim_start_matches([' ', ':', '*', '：']);
     let rest = rest.strip_prefix("therefore").unwrap_or(rest);
@@ -505,6 +550,16 @@ fn math_delimited(text: &str) -> Option<&str> {
     (!inner.is_empty()).then_some(inner)
 }
 
+/// The last math span is inline (`$..$`, `\(..\)`) and spans lines: a grader that requires
+/// the answer on its line refuses it, and no number inside it counts either.
+fn refused_inline_math(text: &str) -> bool {
+    let Some(c) = last_dollar(text, text.len()) else {
+        return text.rfind("\\)").zip(text.rfind("\\(")).is_some_and(|(c, o)| o < c && text[o..c].contains('\n'));
+    };
+    let double = c > 0 && text.as_bytes()[c - 1] == b'$';
+    !double && last_dollar(text, c).is_some_and(|o| text[o..c].contains('\n'))
+}
+
 /// The last `$` before `end` that is not escaped as `\$`.
 fn last_dollar(text: &str, end: usize) -> Option<usize> {
     let s = text.as_bytes();
@@ -579,7 +634,10 @@ fn last_number(text: &str) -> Option<&str> {
         let last_digit = s[..end].iter().rposition(u8::is_ascii_digit)?;
         let (start, stop) = number_at(s, last_digit);
         let glued = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_alphabetic());
-        if !glued(s.get(stop)) && (start == 0 || !glued(s.get(start - 1))) {
+        // A short lower-case unit may follow (`1,000.99m²`, `5kg`); a letter before never.
+        let unit = s[stop..].iter().take_while(|c| c.is_ascii_lowercase()).count();
+        let after_ok = !glued(s.get(stop)) || (unit <= 2 && !glued(s.get(stop + unit)));
+        if after_ok && (start == 0 || !glued(s.get(start - 1))) {
             return Some(&text[start..stop]);
         }
         end = start;

@@ -67,7 +67,7 @@ pub fn normalize(raw: &str) -> String {
         s = drop_calculator_notes(&s);
     }
     s = rewrite_commands(&s);
-    s = s.replace("{,}", "");
+    s = s.replace(" {, }", "").replace("{, }", "").replace("{,}", "");
     s = collapse_spaces(&s);
     loop {
         let before = s.len();
@@ -87,7 +87,31 @@ pub fn normalize(raw: &str) -> String {
     s = cut_approx(&s);
     s = drop_trailing_prose(&s);
     s = brace_set(&s);
+    if s.contains(':') {
+        s = ratio_as_division(&s);
+    }
     s.trim().to_string()
+}
+
+/// A ratio `7:32` (`S_{MBCN}:S = 7:32`, `V_1:V_2 = 11:21`) is a quotient. A colon that does
+/// not stand between two values (`\{x : x > 0\}`, `:=`) is left alone.
+fn ratio_as_division(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    for (i, ch) in s.char_indices() {
+        if ch == ':' {
+            let prev = b[..i].iter().rev().find(|c| **c != b' ');
+            let next = b[i + 1..].iter().find(|c| **c != b' ');
+            let value_end = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'}' | b')');
+            let value_start = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'\\' | b'(' | b'{');
+            if prev.is_some_and(value_end) && next.is_some_and(value_start) && !s.contains("\\{") {
+                out.push('/');
+                continue;
+            }
+        }
+        out.push(ch);
+    }
+    out
 }
 
 /// A command written with a doubled backslash (`\\frac`, `\\left(`, as in golds copied from
@@ -133,10 +157,20 @@ fn decimal_comma(s: &str) -> String {
     s.to_string()
 }
 
-/// `1/3 \approx 0.33` is the exact value before `\approx`.
+/// `1/3 \approx 0.33` is the exact value before `\approx`; `x \approx 11` (a lone name before
+/// it) is the value after it.
 fn cut_approx(s: &str) -> String {
     match s.find("\\approx") {
-        Some(p) if p > 0 && !s[..p].trim().is_empty() => s[..p].trim_end().to_string(),
+        Some(p) if p > 0 && !s[..p].trim().is_empty() => {
+            let before = s[..p].trim();
+            let name = before.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && before.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'{' | b'}'));
+            if name {
+                s[p + "\\approx".len()..].trim().to_string()
+            } else {
+                before.to_string()
+            }
+        }
         _ => s.to_string(),
     }
 }

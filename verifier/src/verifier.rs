@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use crate::choice::{answer_letter, gold_letter, gold_letter_in_text, letter_in_text, standalone_letter};
 use crate::config::{ExtractRule, VerifierConfig};
 use crate::equiv::{Cmp, Decision};
-use crate::extract::{extract, extract_indexed, final_part, prose_words, Extraction};
+use crate::extract::{extract, extract_indexed, final_part, matching_brace, prose_words, Extraction};
 use crate::normalize::normalize;
 use crate::parse::{parse, ParseError};
 use crate::verdict::{Outcome, Verdict};
@@ -106,7 +106,8 @@ impl Verifier {
     fn gold_answer<'g>(&self, gold: &'g str) -> Cow<'g, str> {
         let g = gold.trim();
         if let Some(inner) = g.strip_prefix("\\boxed{").and_then(|r| r.strip_suffix('}')) {
-            if !inner.contains("\\boxed") {
+            let closes_at_end = matching_brace(g.as_bytes(), "\\boxed".len()) == Some(g.len() - 1);
+            if closes_at_end && !inner.contains("\\boxed") {
                 return Cow::Borrowed(inner);
             }
         }
@@ -118,6 +119,9 @@ impl Verifier {
             || g.contains("####");
         if !delimited && !g.contains('\n') && prose_words(g) < 2 {
             return Cow::Borrowed(g);
+        }
+        if let Some(joined) = joined_math_spans(g) {
+            return Cow::Owned(joined);
         }
         match extract(g, &self.config.extraction) {
             Extraction::Found { answer, rule } if rule != ExtractRule::LastNumber || !delimited => Cow::Owned(answer),
@@ -142,8 +146,8 @@ impl Verifier {
             let eq = loose_eq(gold_norm, &pred_norm);
             return (Some(outcome_of(eq)), eq || gold_text);
         }
-        let pred = parse(&pred_norm, limits);
-        let gold = match parse(gold_norm, limits) {
+        let pred = parse_or_last_side(&pred_norm, limits);
+        let gold = match parse_or_last_side(gold_norm, limits) {
             Ok(g) => g,
             Err(ParseError::TooComplex) => return (Some(Outcome::TooComplex), true),
             Err(ParseError::Invalid) => {
@@ -221,6 +225,40 @@ fn outcome_of(equal: bool) -> Outcome {
         Outcome::Correct
     } else {
         Outcome::Wrong
+    }
+}
+
+/// Parse; when the text does not parse but holds `=`, its last side (`\lim_{x \to 0}
+/// \frac{\sin x}{x} = 1`, `17 \bmod 5 = 2`, `1 = \zzz = x = 0`).
+fn parse_or_last_side(s: &str, limits: &crate::config::Limits) -> Result<crate::expr::Node, ParseError> {
+    match parse(s, limits) {
+        Err(ParseError::Invalid) => match s.rfind('=') {
+            Some(p) if p + 1 < s.len() => parse(s[p + 1..].trim(), limits),
+            _ => Err(ParseError::Invalid),
+        },
+        other => other,
+    }
+}
+
+/// A gold made only of math spans joined by connectors (`$1$ and $2$ and $3$`, `$21,16$ or
+/// $11$`) is the list of their contents.
+fn joined_math_spans(g: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    let mut rest = g;
+    loop {
+        let open = rest.find('$')?;
+        if !crate::extract::is_connector(&rest[..open]) || rest[open..].starts_with("$$") {
+            return None;
+        }
+        let close = rest[open + 1..].find('$')? + open + 1;
+        parts.push(rest[open + 1..close].trim());
+        rest = &rest[close + 1..];
+        if !rest.contains('$') {
+            if !crate::extract::is_connector(rest) || parts.len() < 2 {
+                return None;
+            }
+            return Some(parts.join(", "));
+        }
     }
 }
 

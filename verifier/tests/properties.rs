@@ -1,5 +1,6 @@
-//! Property tests: `verify(x, x)` for generated expressions; no input panics; pathological
-//! inputs end with a decided outcome or too complex (timing lives in the benchmark).
+//! Property tests: `verify(x, x)` for generated expressions; a number against itself written
+//! another way is correct and against a different number wrong; reasoning tags never leak an
+//! answer; no input panics (timing lives in the benchmark).
 
 use phi4r_verifier::{verify, verify_with, Outcome};
 use proptest::prelude::*;
@@ -60,6 +61,65 @@ proptest! {
     }
 
     #[test]
+    fn a_number_equals_itself_written_another_way(n in 0u64..10_000_000, d in 1u64..50) {
+        let g = n.to_string();
+        for form in [
+            format!("{n}.0"),
+            format!("\\frac{{{}}}{{{d}}}", n * d),
+            format!("$ {n} $"),
+            format!("<think>maybe {} or {}</think>\n\\boxed{{{n}}}", n + 1, n + 2),
+            format!("<answer>{n}</answer>"),
+            format!("The answer is {n}."),
+            format!("La réponse est {n}."),
+            format!("答案是{n}。"),
+        ] {
+            let v = verify(&g, &form);
+            prop_assert_eq!(v.outcome, Outcome::Correct, "{} vs {}", g, form);
+        }
+        // Thousands separators in the response, the gold plain.
+        if n >= 1000 {
+            let s = n.to_string();
+            let head = s.len() % 3;
+            let mut grouped = s[..head].to_string();
+            for (k, c) in s[head..].chars().enumerate() {
+                if k % 3 == 0 && !grouped.is_empty() {
+                    grouped.push(',');
+                }
+                grouped.push(c);
+            }
+            prop_assert_eq!(verify(&g, &format!("\\boxed{{{grouped}}}")).outcome, Outcome::Correct, "{}", grouped);
+        }
+    }
+
+    #[test]
+    fn a_different_integer_is_wrong(n in 0u64..10_000_000, k in 1u64..1000) {
+        let g = n.to_string();
+        for m in [n + k, n.saturating_sub(k).max(1) - 1] {
+            if m == n {
+                continue;
+            }
+            for form in [format!("\\boxed{{{m}}}"), format!("{m}"), format!("The answer is {m}."), format!("$x = {m}$")] {
+                let v = verify(&g, &form);
+                prop_assert_eq!(v.outcome, Outcome::Wrong, "{} vs {}", g, form);
+            }
+        }
+    }
+
+    #[test]
+    fn decimal_comma_equals_decimal_point(a in 0u64..100_000, b in 0u32..100) {
+        let gold = format!("{a}.{b:02}");
+        prop_assert_eq!(verify(&gold, &format!("{a},{b:02}")).outcome, Outcome::Correct, "{}", gold);
+    }
+
+    #[test]
+    fn an_answer_only_inside_the_thinking_is_no_answer(n in 0u64..1000) {
+        let v = verify(&n.to_string(), &format!("<think>so it is \\boxed{{{n}}}</think>I am not sure."));
+        prop_assert_eq!(v.outcome, Outcome::NoAnswer);
+        let v = verify(&n.to_string(), &format!("<think>the answer is {n}"));
+        prop_assert_eq!(v.outcome, Outcome::NoAnswer);
+    }
+
+    #[test]
     fn pathological_towers_and_factorials_are_bounded(a in 2u32..20, b in 2u32..20, bangs in 1usize..5) {
         let tower = format!("{a}^{{{b}^{{{a}^{{{b}^{{{a}}}}}}}}}");
         let v = verify(&tower, &format!("\\boxed{{{tower} + 1}}"));
@@ -70,13 +130,12 @@ proptest! {
     }
 }
 
+/// Only proves that the pathological inputs end (any outcome but `truncated`) without a panic;
+/// their times are in the benchmark.
 #[test]
-fn pathological_cases_of_the_issue_end_decided_or_too_complex() {
+fn pathological_cases_of_the_issue_never_panic() {
     for (name, gold, response) in phi4r_verifier::bench::pathological_cases() {
         let v = verify(&gold, &response);
-        assert!(
-            matches!(v.outcome, Outcome::TooComplex | Outcome::Wrong | Outcome::Correct | Outcome::NoAnswer),
-            "{name}: {v:?}"
-        );
+        assert_ne!(v.outcome, Outcome::Truncated, "{name}: {v:?}");
     }
 }
