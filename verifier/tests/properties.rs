@@ -139,3 +139,26 @@ fn pathological_cases_of_the_issue_never_panic() {
         assert_ne!(v.outcome, Outcome::Truncated, "{name}: {v:?}");
     }
 }
+
+/// The fuzz target's checks on every input of its seed corpus (`fuzz/corpus/extract_parse`),
+/// so the corpus is exercised without cargo-fuzz.
+#[test]
+fn fuzz_corpus_inputs_keep_the_fuzz_targets_invariants() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/extract_parse");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let data = std::fs::read(entry?.path())?;
+        let Ok(text) = std::str::from_utf8(&data) else {
+            continue;
+        };
+        let (gold, response) = text.split_once('\0').unwrap_or((text, text));
+        let v = verify(gold, response);
+        assert_eq!(v.correct, v.outcome == Outcome::Correct);
+        let w = verify_with(response, gold, true);
+        assert_eq!(w.correct, w.outcome == Outcome::Correct);
+        assert_ne!(w.outcome, Outcome::NoAnswer, "{text:?}");
+        n += 1;
+    }
+    assert!(n >= 30, "corpus has {n} inputs");
+    Ok(())
+}
