@@ -91,7 +91,7 @@ pub(crate) fn extract_indexed(response: &str, rules: &[ExtractRule], from: usize
             ExtractRule::Bold => bold(response).map(str::to_string),
             ExtractRule::MathDelimiters => math_delimited(response).map(str::to_string),
             ExtractRule::WholeResponse => whole_response(response).map(str::to_string),
-            ExtractRule::LastNumber if refused_inline_math(response) => None,
+            ExtractRule::LastNumber if (dollar || backslash) && refused_inline_math(response) => None,
             ExtractRule::LastNumber => last_number(response).map(str::to_string),
         };
         if let Some(answer) = found {
