@@ -12,7 +12,7 @@
 //! - [`lm_step`] / [`dpo_step`] (`step`): one micro-batch's forward + backward → [`StepOutput`].
 //! - [`Learner`] (`learner`): owns model, optimizer, schedule, [`TrainState`] and the DPO reference with its
 //!   [`RefCache`]; `train_step` / `dpo_step` return [`StepEvent`]s; bad steps are skipped and counted.
-//! - [`bench`]: the learner's real step timed for `bench model`.
+//! - [`bench`](mod@bench): the learner's real step timed for `bench model`.
 //! - [`checkpoint`]: atomic step folders (HF weights + optimizer + state), `latest`, exact resume;
 //!   [`inputs`]: fingerprints of the data, tokenizer and reference, and [`resume_changes`], the guard
 //!   that refuses to resume a checkpoint into a different run.

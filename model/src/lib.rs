@@ -8,7 +8,7 @@
 //! - [`Tokenizer`] (`tokenizer`): any `tokenizer.json`, and offline byte-level BPE training.
 //! - [`ops`]: differentiable (training) and fused (frozen) kernels; [`loss`]: token log-probs and
 //!   masked cross-entropy; [`ComputePool`] (`threads`): per-role rayon pools.
-//! - [`bench`]: the machine's fp32 peak, the PyTorch peer's results file and ratio helpers for
+//! - [`bench`](mod@bench): the machine's fp32 peak, the PyTorch peer's results file and ratio helpers for
 //!   `bench model`; the FLOP model is [`Phi3Config::forward_flops`].
 //!
 //! Depends on no other phi4r crate.

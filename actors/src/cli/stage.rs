@@ -29,7 +29,7 @@ pub struct StageArgs {
     /// Which stage.
     #[arg(value_enum)]
     stage: StageName,
-    /// Stage config (TOML; default: configs/stages/<stage>.toml).
+    /// Stage config (TOML; default: configs/stages/STAGE.toml).
     #[arg(long)]
     config: Option<PathBuf>,
     /// A profile of the config to apply (e.g. `cpu`).

@@ -95,7 +95,7 @@ enum Panels {
     Bf16(Vec<u32>),
 }
 
-/// A frozen weight `(n, k)` rearranged once for decoding into panels of [`NP`] output columns, each
+/// A frozen weight `(n, k)` rearranged once for decoding into panels of `NP` (32) output columns, each
 /// stored `k`-major (`w[j0..j0 + NP][kk]` contiguous for each `kk`; `n` padded to a multiple of `NP`
 /// with zeros). A tile of rows then reads one contiguous stream that the hardware prefetcher follows,
 /// and multiplies each loaded weight vector by a broadcast input value: no horizontal sums and no
