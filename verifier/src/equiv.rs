@@ -468,6 +468,44 @@ mod tests {
     }
 
     #[test]
+    fn ranges_of_values_and_absolute_values() {
+        assert_eq!(dec("0<f(x)<1", "(0,1)"), Decision::Equal);
+        assert_eq!(dec("0<f(x)<1", "[0,1]"), Decision::NotEqual);
+        assert_eq!(
+            dec("1 \\le |z| \\le \\frac{3}{2}", "z \\in [-\\frac{3}{2}, -1] \\cup [1, \\frac{3}{2}]"),
+            Decision::Equal
+        );
+        assert_eq!(dec("1 \\le |z| \\le \\frac{3}{2}", "[1, \\frac{3}{2}]"), Decision::NotEqual);
+        assert_eq!(dec("1 < |z| \\le 2", "[-2, -1) \\cup (1, 2]"), Decision::Equal);
+        assert_eq!(dec("|x| < 3", "(-3, 3)"), Decision::Equal);
+        assert_eq!(dec("0 \\le |x| \\le 3", "[-3, 3]"), Decision::Equal);
+        // Only a name applied to a variable: `0 < 2x < 1` is not `(0, 1)`.
+        assert_eq!(dec("0<2x<1", "(0,1)"), Decision::NotEqual);
+    }
+
+    #[test]
+    fn matrix_arithmetic_is_evaluated() {
+        let m = |s: &str| format!("\\begin{{pmatrix}}{s}\\end{{pmatrix}}");
+        let sum = format!("{} + {}", m("1 & 2 \\\\ 3 & 4"), m("5 & 6 \\\\ 7 & 8"));
+        assert_eq!(dec(&m("6 & 8 \\\\ 10 & 12"), &sum), Decision::Equal);
+        assert_eq!(dec(&m("6 & 8 \\\\ 10 & 13"), &sum), Decision::NotEqual);
+        let prod = format!("{} {}", m("1 & 2 \\\\ 3 & 4"), m("0 & 1 \\\\ 1 & 0"));
+        assert_eq!(dec(&m("2 & 1 \\\\ 4 & 3"), &prod), Decision::Equal);
+        assert_eq!(dec(&m("3 & 4 \\\\ 1 & 2"), &prod), Decision::NotEqual);
+        assert_eq!(dec(&m("2 & 4 \\\\ 6 & 8"), &format!("2{}", m("1 & 2 \\\\ 3 & 4"))), Decision::Equal);
+        assert_eq!(dec(&m("-1 & -2"), &format!("-{}", m("1 & 2"))), Decision::Equal);
+        // Shapes that do not fit are not a matrix.
+        let bad = format!("{} + {}", m("1 & 2"), m("1 \\\\ 2"));
+        assert_eq!(dec(&m("2 & 4"), &bad), Decision::NotEqual);
+    }
+
+    #[test]
+    fn semicolons_separate_coordinates() {
+        assert_eq!(dec("(0;-2;6),(4;0;0)", "(4, 0, 0), (0, -2, 6)"), Decision::Equal);
+        assert_eq!(dec("(0;-2;6)", "(0, 2, 6)"), Decision::NotEqual);
+    }
+
+    #[test]
     fn equations_up_to_a_factor() {
         assert_eq!(dec("y = 2x + 3", "2x+3 = y"), Decision::Equal);
         assert_eq!(dec("y = 2x + 3", "2y = 4x+6"), Decision::Equal);

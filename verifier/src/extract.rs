@@ -324,6 +324,12 @@ fn sentence(s: &str) -> &str {
 fn clean_inline(s: &str) -> String {
     let t = s.trim().trim_start_matches([':', '*', ' ', '"']).trim_end_matches(['*', ' ', '"']);
     let t = t.trim_end_matches(['.', ' ']);
+    // A quote written escaped (`is \"$12$ and $13$\".`) quotes the answer too.
+    // (The closing `"` is trimmed above, which leaves its backslash.)
+    let t = match t.strip_prefix("\\\"") {
+        Some(inner) => inner.strip_suffix('\\').unwrap_or(inner).trim(),
+        None => t,
+    };
     t.to_string()
 }
 
@@ -730,6 +736,10 @@ mod tests {
     fn final_answer_phrase() {
         assert_eq!(found("Final Answer: The final answer is $42$. I hope it is correct.").as_deref(), Some("$42$"));
         assert_eq!(found("Thus the answer is 3.5.").as_deref(), Some("3.5"));
+        assert_eq!(
+            found("Final Answer: The final answer is \\\"$12 $ and $13 $\\\". I hope it is correct.").as_deref(),
+            Some("$12 $ and $13 $")
+        );
     }
 
     #[test]

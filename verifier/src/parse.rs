@@ -497,7 +497,8 @@ impl<'a> Parser<'a> {
 
     fn comma_items(&mut self) -> PResult<Vec<Node>> {
         let mut items = vec![self.union()?];
-        while self.eat(b',') {
+        // `(0;-2;6)`: semicolons separate the coordinates as commas do.
+        while self.eat(b',') || self.eat(b';') {
             items.push(self.union()?);
         }
         Ok(items)
