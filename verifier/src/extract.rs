@@ -205,7 +205,7 @@ pub(crate) fn is_connector(gap: &str) -> bool {
     let mut free_word = true;
     loop {
         rest = rest.trim_start_matches(|c: char| {
-            c.is_whitespace() || matches!(c, ',' | ';' | '$' | '&' | '.' | '(' | ')' | '[' | ']')
+            c.is_whitespace() || matches!(c, ',' | ';' | '$' | '&' | '.' | '(' | ')' | '[' | ']' | '}')
         });
         if rest.is_empty() {
             return true;
@@ -220,6 +220,7 @@ pub(crate) fn is_connector(gap: &str) -> bool {
             "\\text{ or }",
             "\\quad",
             "\\qquad",
+            "\\text{",
             "\\(",
             "\\)",
             "\\,",
@@ -232,6 +233,21 @@ pub(crate) fn is_connector(gap: &str) -> bool {
             }
         }
         if !advanced {
+            // A label for the next box: `\boxed{..} \) and \( y_2 = \boxed{..}`.
+            let b = rest.as_bytes();
+            let name = b.iter().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'{' | b'}')).count();
+            if name > 0 && b[0].is_ascii_alphabetic() && name <= 8 {
+                let after = rest[name..].trim_start();
+                if let Some(r) = after.strip_prefix('=') {
+                    rest = r;
+                    continue;
+                }
+            }
+            // `for part (a)`: which part of the question the next box answers.
+            if let Some(r) = strip_part_label(rest) {
+                rest = r;
+                continue;
+            }
             // One other word, next to an `and` / `or` (`papers and`).
             let word = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
             let next = rest[word..].trim_start();
@@ -243,6 +259,86 @@ pub(crate) fn is_connector(gap: &str) -> bool {
             rest = &rest[word..];
         }
     }
+}
+
+/// `for part (a)`, `part b`, `for (ii)` at the start of `s`: the rest after it.
+fn strip_part_label(s: &str) -> Option<&str> {
+    let mut rest = s;
+    let mut words = 0;
+    let mut part = false;
+    for word in ["for ", "part "] {
+        if let Some(r) = rest.strip_prefix(word) {
+            rest = r.trim_start();
+            words += 1;
+            part |= word == "part ";
+        }
+    }
+    if words == 0 {
+        return None;
+    }
+    let inner = rest.strip_prefix('(');
+    let body = inner.unwrap_or(rest);
+    let label = body.bytes().take_while(u8::is_ascii_alphanumeric).count();
+    if label == 0 || label > 3 {
+        return None;
+    }
+    let after = &body[label..];
+    match inner {
+        Some(_) => after.strip_prefix(')'),
+        // Without parentheses only after `part` (`for x` is prose).
+        None if part => Some(after),
+        None => None,
+    }
+}
+
+/// Whether the text before `at` on its line leaves a math span open (`$`, `$$`, `\(`, `\[`).
+fn inside_math(line: &str) -> bool {
+    let b = line.as_bytes();
+    let mut open = false;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if matches!(b.get(i + 1), Some(b'(' | b'[')) => {
+                open = true;
+                i += 1;
+            }
+            b'\\' if matches!(b.get(i + 1), Some(b')' | b']')) => {
+                open = false;
+                i += 1;
+            }
+            b'\\' => i += 1,
+            b'$' => {
+                if b.get(i + 1) == Some(&b'$') {
+                    i += 1;
+                }
+                open = !open;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    open
+}
+
+/// Two boxes inside one math span (`$\boxed{35} ++ \boxed{4}$`,
+/// `$$\boxed{(3,3)} \text{ for part (a) and } \boxed{(1,1)}$$`) are one answer when they stand
+/// close (under 10 bytes apart) or a separator (`and`, `or`, `,`, `;`) stands within 70 bytes
+/// between them, as Math-Verify joins them.
+fn same_span_join(line_before: &str, gap: &str) -> bool {
+    if gap.len() >= 70 || gap.contains(['$', '\n']) || gap.contains("\\)") || gap.contains("\\]") {
+        return false;
+    }
+    if !inside_math(line_before) {
+        return false;
+    }
+    if gap.len() < 10 {
+        return true;
+    }
+    let lower = gap.to_ascii_lowercase();
+    if lower.contains("answer") {
+        return false;
+    }
+    gap.contains([',', ';']) || lower.split(|c: char| !c.is_ascii_alphabetic()).any(|w| w == "and" || w == "or")
 }
 
 fn boxed(text: &str) -> Boxed {
@@ -285,7 +381,7 @@ fn boxed(text: &str) -> Boxed {
     let mut first = parts.len() - 1;
     while first > 0 {
         let gap = &text[parts[first - 1].3..parts[first].0];
-        if !is_connector(gap) {
+        if !is_connector(gap) && !same_span_join(&text[line_start..parts[first - 1].0], gap) {
             break;
         }
         first -= 1;
@@ -723,6 +819,19 @@ mod tests {
         assert_eq!(found("Solutions: $\\boxed{3}$ and $\\boxed{5}$.").as_deref(), Some("3, 5"));
         // An intermediate box on the same line but separated by prose is not joined.
         assert_eq!(found("we get \\boxed{2} for x, so the answer is \\boxed{5}").as_deref(), Some("5"));
+        // Boxes in one math span: close together, or a separator between them (as Math-Verify).
+        assert_eq!(found("$\\boxed{35} ++++++ \\boxed{4}$").as_deref(), Some("35, 4"));
+        assert_eq!(
+            found("$$\\boxed{(3, 3)} \\text{ for part (a) and } \\boxed{(1, 1)}$$").as_deref(),
+            Some("(3, 3), (1, 1)")
+        );
+        assert_eq!(found("$\\boxed{2} \\text{ is wrong; the answer is } \\boxed{5}$").as_deref(), Some("5"));
+        assert_eq!(found("so \\boxed{35} ++++++ \\boxed{4}").as_deref(), Some("4"));
+        // A label before the next box: `y_1 = \boxed{..}` and `y_2 = \boxed{..}`.
+        assert_eq!(
+            found("\\( y_1 = \\boxed{x + 1} \\) and \\( y_2 = \\boxed{x - 2} \\)").as_deref(),
+            Some("x + 1, x - 2")
+        );
         // Boxes on earlier lines are not joined.
         assert_eq!(found("\\boxed{2}\nthen \\boxed{5}").as_deref(), Some("5"));
     }
