@@ -503,6 +503,11 @@ mod tests {
     fn semicolons_separate_coordinates() {
         assert_eq!(dec("(0;-2;6),(4;0;0)", "(4, 0, 0), (0, -2, 6)"), Decision::Equal);
         assert_eq!(dec("(0;-2;6)", "(0, 2, 6)"), Decision::NotEqual);
+        // One solution per `;`-separated group of assignments.
+        assert_eq!(dec("p=5,q=2;p=7,q=2", "(5,2),(7,2)"), Decision::Equal);
+        assert_eq!(dec("p=5,q=2;p=7,q=2", "(7,2),(5,2)"), Decision::Equal);
+        assert_eq!(dec("p=5,q=2;p=7,q=2", "(2,5),(7,2)"), Decision::NotEqual);
+        assert_eq!(dec("p=5,q=2;p=7,q=2", "(5,2)"), Decision::NotEqual);
     }
 
     #[test]

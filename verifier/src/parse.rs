@@ -179,13 +179,28 @@ impl<'a> Parser<'a> {
     fn top(&mut self) -> PResult<Node> {
         self.enter()?;
         let mut items = vec![self.union()?];
-        while self.eat(b',') || self.eat(b';') {
+        // Where each `;` stands: before item `k`.
+        let mut semis = Vec::new();
+        loop {
+            let semi = if self.eat(b',') {
+                false
+            } else if self.eat(b';') {
+                true
+            } else {
+                break;
+            };
             if matches!(self.peek(), None | Some(b'}')) {
                 break;
+            }
+            if semi {
+                semis.push(items.len());
             }
             items.push(self.union()?);
         }
         self.leave();
+        if let Some(systems) = solution_systems(&items, &semis) {
+            return self.node(systems);
+        }
         if items.len() == 1 {
             Ok(items.pop().unwrap_or(Node::List(Vec::new())))
         } else {
@@ -503,6 +518,46 @@ impl<'a> Parser<'a> {
         }
         Ok(items)
     }
+}
+
+/// `p=5,q=2;p=7,q=2`: solutions written as assignments, one solution per `;`-separated
+/// group, all groups naming the same variables in the same order → the list of tuples
+/// `(5,2), (7,2)`.
+fn solution_systems(items: &[Node], semis: &[usize]) -> Option<Node> {
+    if semis.is_empty() {
+        return None;
+    }
+    let assignment = |n: &Node| match n {
+        Node::Rel(sides, ops) if ops.as_slice() == [RelOp::Eq] => match sides.as_slice() {
+            [Node::Var(name), value] => {
+                let mut names = Vec::new();
+                value.vars(&mut names);
+                names.is_empty().then(|| (name.clone(), value.clone()))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(semis);
+    bounds.push(items.len());
+    let mut names: Option<Vec<String>> = None;
+    let mut solutions = Vec::new();
+    for w in bounds.windows(2) {
+        let group = items.get(w[0]..w[1])?;
+        if group.len() < 2 {
+            return None;
+        }
+        let (these, values): (Vec<String>, Vec<Node>) =
+            group.iter().map(assignment).collect::<Option<Vec<_>>>()?.into_iter().unzip();
+        match &names {
+            Some(n) if *n != these => return None,
+            Some(_) => {}
+            None => names = Some(these),
+        }
+        solutions.push(Node::Tuple { open: b'(', close: b')', items: values });
+    }
+    Some(Node::List(solutions))
 }
 
 fn int_node(v: i64) -> Node {
