@@ -89,7 +89,20 @@ pub(crate) fn extract_indexed(response: &str, rules: &[ExtractRule], from: usize
             ExtractRule::Gsm8kHash => gsm8k_hash(response),
             ExtractRule::AnswerLine => answer_line(response),
             ExtractRule::Bold => bold(response).map(str::to_string),
-            ExtractRule::MathDelimiters => math_delimited(response).map(str::to_string),
+            ExtractRule::MathDelimiters => match math_delimited_at(response) {
+                // A conclusion in a later sentence, after the last formula, states the answer as
+                // a number (`… $d = \frac{90}{n}$. … Therefore, there are 12 sequences.`):
+                // the number wins, as the rightmost match wins in Math-Verify.
+                Some((_, end)) if rules[idx..].contains(&ExtractRule::LastNumber) => {
+                    match number_in_later_sentence(response, end) {
+                        Some(n) => {
+                            return (Extraction::Found { answer: n.to_string(), rule: ExtractRule::LastNumber }, idx)
+                        }
+                        None => math_delimited(response).map(str::to_string),
+                    }
+                }
+                _ => math_delimited(response).map(str::to_string),
+            },
             ExtractRule::WholeResponse => whole_response(response).map(str::to_string),
             ExtractRule::LastNumber if (dollar || backslash) && refused_inline_math(response) => None,
             ExtractRule::LastNumber => last_number(response).map(str::to_string),
@@ -616,6 +629,35 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .then(|| &s[prefix.len()..])
 }
 
+/// The last number of `text` after byte `after` when a sentence ends between them (a period
+/// and a space or newline, or a newline).
+fn number_in_later_sentence(text: &str, after: usize) -> Option<&str> {
+    let tail = text.get(after..)?;
+    let n = last_number(tail)?;
+    let start = n.as_ptr() as usize - tail.as_ptr() as usize;
+    let between = &tail[..start];
+    let ends_sentence = between.contains(". ") || between.contains(".\n") || between.contains('\n');
+    ends_sentence.then_some(n)
+}
+
+/// [`math_delimited`]'s content range and the end of its closing delimiter.
+fn math_delimited_at(text: &str) -> Option<(&str, usize)> {
+    let inner = math_delimited(text)?;
+    let start = inner.as_ptr() as usize - text.as_ptr() as usize;
+    let end = start + inner.len();
+    // Past the closing delimiter (`$`, `$$`, `\)`, `\]`), whitespace first.
+    let rest = &text[end..];
+    let rest_trim = rest.trim_start();
+    let mut close = end + (rest.len() - rest_trim.len());
+    for d in ["$$", "$", "\\)", "\\]"] {
+        if rest_trim.starts_with(d) {
+            close += d.len();
+            break;
+        }
+    }
+    Some((inner, close))
+}
+
 /// The last `$..$`, `$$..$$`, `\(..\)` or `\[..\]`, whichever closes last. Scans back
 /// from the end, so its cost is the distance from the end, not the response length.
 fn math_delimited(text: &str) -> Option<&str> {
@@ -863,6 +905,10 @@ mod tests {
         assert_eq!(found("compute it: we get \\(x = 4\\) in total").as_deref(), Some("x = 4"));
         assert_eq!(found("We compute things and get $1$ and then $2+2$ overall").as_deref(), Some("2+2"));
         assert_eq!(found("display \\[ \\frac12 \\] as result").as_deref(), Some("\\frac12"));
+        // A number in a later sentence than the last formula concludes.
+        assert_eq!(found("so $d = \\frac{90}{n}$. Therefore there are 12 sequences.").as_deref(), Some("12"));
+        // In the same sentence it does not.
+        assert_eq!(found("the chance is $\\frac{1}{6}$ since a die has 6 faces").as_deref(), Some("\\frac{1}{6}"));
     }
 
     #[test]
