@@ -6,7 +6,8 @@
 //! be at least the recorded floor and false positives at most the recorded ceiling
 //! (`fixtures/agreement_floor.json`): Math-Verify's own figures on the same rows (default
 //! configuration, measured by `scripts/mathverify_agreement.py`), except for the suites whose row
-//! carries a note (Math-Verify's suite, where we are still below it, and one deliberate disagreement).
+//! carries a note (Math-Verify's suite, where floor and ceiling are our own figures, and one deliberate
+//! disagreement).
 //! Set `PHI4R_AGREEMENT_VERBOSE=1` to print every disagreement.
 
 use std::collections::BTreeMap;
