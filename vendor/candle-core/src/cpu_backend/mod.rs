@@ -1451,6 +1451,7 @@ impl Map2 for MatMul {
         rhs_l: &Layout,
     ) -> Result<Vec<T>> {
         use gemm::{gemm, Parallelism};
+        use std::mem::MaybeUninit;
 
         match T::DTYPE {
             DType::F16 | DType::F32 | DType::F64 => {}
@@ -1480,18 +1481,16 @@ impl Map2 for MatMul {
 
         // phi4r patch: gemm below runs with read_dst = false and writes every element of dst, so dst
         // need not be zeroed first (the memset cost ~5% of a training step once freed pages are reused).
-        let mut dst = if k == 0 {
-            vec![T::zero(); b * m * n]
-        } else {
-            let mut dst = Vec::with_capacity(b * m * n);
-            // SAFETY: for k > 0 the gemm calls below (one per batch, covering all b * m * n elements)
-            // overwrite dst without reading it (read_dst = false) before anything else reads it.
-            #[allow(clippy::uninit_vec)]
-            unsafe {
-                dst.set_len(b * m * n)
-            };
-            dst
-        };
+        // It writes into the spare capacity (`MaybeUninit<T>`, never read before it is written), and
+        // the length is set only once every element has been written.
+        let len = b * m * n;
+        let mut dst: Vec<T> = Vec::with_capacity(len);
+        let out = &mut dst.spare_capacity_mut()[..len];
+        if k == 0 {
+            // gemm zeroes dst itself when k == 0 and read_dst = false, but keep upstream's zeros
+            // explicit for this degenerate case.
+            out.fill(MaybeUninit::new(T::zero()));
+        }
         let num_threads = crate::utils::get_num_threads();
         let parallelism = if num_threads > 1 {
             Parallelism::Rayon(num_threads)
@@ -1512,7 +1511,7 @@ impl Map2 for MatMul {
             // over itself, so a stride-zero batch on lhs goes through the loop below.
             (b, m, n, k)
         };
-        let run = |step: usize, dst_p: &mut [T], parallelism: Parallelism| {
+        let run = |step: usize, dst_p: &mut [MaybeUninit<T>], parallelism: Parallelism| {
             let lhs_p = &lhs[step * a_skip..];
             let rhs_p = &rhs[step * b_skip..];
             unsafe {
@@ -1520,7 +1519,7 @@ impl Map2 for MatMul {
                     /* m: usize = */ m,
                     /* n: usize = */ n,
                     /* k: usize = */ k,
-                    /* dst: *mut T = */ dst_p.as_mut_ptr(),
+                    /* dst: *mut T = */ dst_p.as_mut_ptr().cast::<T>(),
                     /* dst_cs: isize = */ dst_cs as isize,
                     /* dst_rs: isize = */ dst_rs as isize,
                     /* read_dst: bool = */ false,
@@ -1544,14 +1543,21 @@ impl Map2 for MatMul {
         // one (a (256, 64) x (64, 256) product is ~40 us, comparable to the cost of splitting it).
         let pool = rayon::current_num_threads();
         if b > 1 && pool > 1 && c_skip > 0 && (b % pool == 0 || b >= 4 * pool) {
-            dst.par_chunks_mut(c_skip)
+            out.par_chunks_mut(c_skip)
                 .enumerate()
                 .for_each(|(step, dst_p)| run(step, dst_p, Parallelism::None));
         } else {
             for step in 0..b {
-                run(step, &mut dst[step * c_skip..], parallelism);
+                run(step, &mut out[step * c_skip..], parallelism);
             }
         }
+        // SAFETY: all `len` elements of the spare capacity are initialized: zero-filled above when
+        // k == 0; otherwise written by gemm, which with read_dst = false stores every element of its
+        // (m, n) destination without loading it (gemm-common sets alpha to zero and its kernels
+        // take the store-only path), and the gemms cover the whole buffer: one (m, n) block at
+        // step * c_skip = step * m * n for each of the b batches, or a single (b * m, n) product
+        // when the batches of lhs were folded into its rows above.
+        unsafe { dst.set_len(len) };
         Ok(dst)
     }
 
