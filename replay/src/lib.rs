@@ -4,8 +4,33 @@
 //! `max_staleness = 0` is synchronous on-policy training.
 //!
 //! Plain synchronous logic: the replay actor (stage 4) owns a [`Buffer`]. Depends on `phi4r-rollout`
-//! for [`PolicyVersion`] only.
+//! for [`PolicyVersion`] and [`phi4r_rollout::FinishReason`] only.
+//!
+//! Stage 4's payloads and its stability measures (built, not wired into an actor yet):
+//! - [`Prompt`], [`ScoredCompletion`], [`Group`] (`types`): what travels from the prompt source through the
+//!   generators and verifiers, with the [`PromptId`] and [`RewardPolicyId`] newtypes.
+//! - [`filter`]: the no-signal filter (all rewards equal: DAPO's dynamic sampling) and the length filter
+//!   (prompt optimization: drop a group whose completion lengths' coefficient of variation exceeds a
+//!   threshold), pure functions returning a [`FilterDecision`] with a [`DropReason`].
+//! - [`Balancer`] (`balance`, `select`): filters groups, keeps the batch's share of positive completions
+//!   inside a band by choosing among pending groups, reports a [`Shortfall`] so the prompt source
+//!   oversamples ([`Balancer::prompts_to_request`]), and never starves (a full pool releases its closest
+//!   batch); [`EasyMemory`] (`easy`) holds the all-correct prompts so they are not drawn again.
 #![warn(missing_docs)]
+
+mod balance;
+mod easy;
+pub mod error;
+pub mod filter;
+mod select;
+mod types;
+
+pub use balance::{Admission, BalanceConfig, BalanceStats, Balancer, Batch, BatchOrShortfall, Shortfall};
+pub use easy::EasyMemory;
+pub use error::Error;
+pub use filter::{DropReason, FilterConfig, FilterCounts, FilterDecision};
+pub use select::{select, GroupCounts, Selection};
+pub use types::{Group, Prompt, PromptId, RewardPolicyId, ScoredCompletion};
 
 use phi4r_rollout::PolicyVersion;
 use std::collections::VecDeque;

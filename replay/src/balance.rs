@@ -1,0 +1,274 @@
+//! The [`Balancer`]: stage 4's reward re-balancing and prompt optimization over scored groups.
+//!
+//! Every group goes through the filters ([`crate::filter`]); kept groups wait in a bounded pending pool,
+//! oldest first. [`Balancer::next_batch`] takes `batch_groups` of them whose share of positive completions
+//! lies inside `[positive_share_min, positive_share_max]` ([`crate::select`]), or reports what is missing
+//! ([`Shortfall`]) so the prompt source oversamples. It never starves: once the pool is full it releases
+//! the closest batch it has, flagged out of band, so training cannot stall on an unreachable band.
+//! All-correct prompts are remembered in an [`EasyMemory`] so they are not drawn again.
+
+use crate::easy::EasyMemory;
+use crate::error::{Error, Result};
+use crate::filter::{filter_group, DropReason, FilterConfig, FilterCounts, FilterDecision};
+use crate::select::{select, GroupCounts};
+use crate::types::Group;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// Configuration of the balancer; every measure is on by default.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BalanceConfig {
+    /// Groups (prompts) per training batch.
+    pub batch_groups: usize,
+    /// Keep the batch's positive share inside the band (off: the oldest `batch_groups` groups).
+    pub rebalance: bool,
+    /// Lowest share of positive completions in a batch.
+    pub positive_share_min: f32,
+    /// Highest share of positive completions in a batch.
+    pub positive_share_max: f32,
+    /// Kept groups held while waiting for a batch (at least `batch_groups`); a full pool refuses more and
+    /// releases its closest batch even when out of band.
+    pub max_pending_groups: usize,
+    /// Remember all-correct prompts so the prompt source skips them.
+    pub remember_easy: bool,
+    /// Largest oversampling factor [`Balancer::prompts_to_request`] applies for the filters' drop rate.
+    pub max_oversample: f32,
+    /// The group filters.
+    pub filter: FilterConfig,
+}
+
+impl Default for BalanceConfig {
+    fn default() -> Self {
+        BalanceConfig {
+            batch_groups: 8,
+            rebalance: true,
+            positive_share_min: 0.3,
+            positive_share_max: 0.7,
+            max_pending_groups: 32,
+            remember_easy: true,
+            max_oversample: 4.0,
+            filter: FilterConfig::default(),
+        }
+    }
+}
+
+impl BalanceConfig {
+    /// Checks ranges and combinations; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_groups == 0 {
+            return Err(Error::config("batch_groups", "must be at least 1"));
+        }
+        if self.max_pending_groups < self.batch_groups {
+            return Err(Error::config(
+                "max_pending_groups",
+                format!("{} is below batch_groups = {}", self.max_pending_groups, self.batch_groups),
+            ));
+        }
+        for (key, v) in
+            [("positive_share_min", self.positive_share_min), ("positive_share_max", self.positive_share_max)]
+        {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::config(key, format!("must lie in [0, 1], got {v}")));
+            }
+        }
+        if self.positive_share_min > self.positive_share_max {
+            return Err(Error::config(
+                "positive_share_min",
+                format!("{} exceeds positive_share_max = {}", self.positive_share_min, self.positive_share_max),
+            ));
+        }
+        if !(self.max_oversample >= 1.0 && self.max_oversample.is_finite()) {
+            return Err(Error::config(
+                "max_oversample",
+                format!("must be finite and >= 1, got {}", self.max_oversample),
+            ));
+        }
+        self.filter.validate("filter.")
+    }
+}
+
+/// What happened to a group handed to [`Balancer::push`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// It passed the filters and waits for a batch.
+    Kept,
+    /// A filter dropped it.
+    Dropped(DropReason),
+    /// It passed the filters but the pending pool is full: it is handed back (take a batch first).
+    Refused(Group),
+}
+
+/// A training batch of groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// Exactly `batch_groups` groups, oldest first.
+    pub groups: Vec<Group>,
+    /// Share of positive completions in the batch.
+    pub positive_share: f32,
+    /// Whether the share is inside the band (false only when a full pool had to release a batch).
+    pub in_band: bool,
+}
+
+/// What the balancer lacks to produce a batch; the prompt source answers by drawing more prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "need", rename_all = "snake_case")]
+pub enum Shortfall {
+    /// Fewer kept groups than a batch holds.
+    Groups {
+        /// Kept groups held.
+        pending: usize,
+        /// How many more are needed.
+        missing: usize,
+    },
+    /// Enough groups, but every choice found is below the band: groups with more correct answers needed.
+    MorePositive {
+        /// The closest share found.
+        best_share: f32,
+    },
+    /// Enough groups, but every choice found is above the band: harder prompts needed.
+    MoreNegative {
+        /// The closest share found.
+        best_share: f32,
+    },
+}
+
+/// The result of [`Balancer::next_batch`]: one type, whichever way it goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum BatchOrShortfall {
+    /// A full batch.
+    Batch(Batch),
+    /// No batch yet, and why.
+    Shortfall(Shortfall),
+}
+
+/// Counters of a balancer (one metric each).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct BalanceStats {
+    /// Filter decisions.
+    pub filter: FilterCounts,
+    /// Kept groups handed back because the pool was full.
+    pub refused: u64,
+    /// Batches produced.
+    pub batches: u64,
+    /// Of those, batches released out of band by a full pool.
+    pub batches_out_of_band: u64,
+    /// Shortfalls reported.
+    pub shortfalls: u64,
+    /// Positive share of the last batch.
+    pub last_positive_share: Option<f32>,
+}
+
+/// Filters scored groups, holds the kept ones and assembles balanced batches. Deterministic.
+#[derive(Debug, Clone)]
+pub struct Balancer {
+    cfg: BalanceConfig,
+    pending: VecDeque<Group>,
+    easy: EasyMemory,
+    stats: BalanceStats,
+}
+
+impl Balancer {
+    /// A balancer with an empty pool and `easy` as the memory of too-easy prompts (restored from a
+    /// checkpoint, or empty). Validates `cfg`.
+    pub fn new(cfg: BalanceConfig, easy: EasyMemory) -> Result<Self> {
+        cfg.validate()?;
+        Ok(Balancer { cfg, pending: VecDeque::new(), easy, stats: BalanceStats::default() })
+    }
+
+    /// Filters `group`; a kept one joins the pool unless the pool is full.
+    pub fn push(&mut self, group: Group) -> Admission {
+        let decision = filter_group(&group, &self.cfg.filter);
+        self.stats.filter.record(&decision);
+        match decision {
+            FilterDecision::Drop(reason) => {
+                if self.cfg.remember_easy && reason == (DropReason::NoSignal { all_correct: true }) {
+                    self.easy.insert(group.prompt.id);
+                }
+                Admission::Dropped(reason)
+            }
+            FilterDecision::Keep if self.pending.len() >= self.cfg.max_pending_groups => {
+                self.stats.refused += 1;
+                Admission::Refused(group)
+            }
+            FilterDecision::Keep => {
+                self.pending.push_back(group);
+                Admission::Kept
+            }
+        }
+    }
+
+    /// A batch of `batch_groups` kept groups inside the positive-share band, the closest one when the pool
+    /// is full, or the shortfall.
+    pub fn next_batch(&mut self) -> BatchOrShortfall {
+        let counts: Vec<GroupCounts> = self
+            .pending
+            .iter()
+            .map(|g| GroupCounts { positives: g.positives(), completions: g.completions.len() })
+            .collect();
+        let (lo, hi) =
+            if self.cfg.rebalance { (self.cfg.positive_share_min, self.cfg.positive_share_max) } else { (0.0, 1.0) };
+        let Some(sel) = select(&counts, self.cfg.batch_groups, lo, hi) else {
+            self.stats.shortfalls += 1;
+            let pending = self.pending.len();
+            return BatchOrShortfall::Shortfall(Shortfall::Groups {
+                pending,
+                missing: self.cfg.batch_groups - pending,
+            });
+        };
+        if !sel.in_band && self.pending.len() < self.cfg.max_pending_groups {
+            self.stats.shortfalls += 1;
+            let best_share = sel.positive_share;
+            return BatchOrShortfall::Shortfall(if best_share < lo {
+                Shortfall::MorePositive { best_share }
+            } else {
+                Shortfall::MoreNegative { best_share }
+            });
+        }
+        // Remove the chosen indices from the back so earlier indices stay valid, then restore order.
+        let mut groups: Vec<Group> = sel.chosen.iter().rev().filter_map(|&i| self.pending.remove(i)).collect();
+        groups.reverse();
+        self.stats.batches += 1;
+        self.stats.batches_out_of_band += u64::from(!sel.in_band);
+        self.stats.last_positive_share = Some(sel.positive_share);
+        BatchOrShortfall::Batch(Batch { groups, positive_share: sel.positive_share, in_band: sel.in_band })
+    }
+
+    /// How many prompts to draw now so the next batch can fill: the missing groups (at least one when the
+    /// pool is short of a batch or out of band) scaled by the observed drop rate of the filters, capped at
+    /// `max_oversample` times. 0 when the pool is full.
+    pub fn prompts_to_request(&self) -> usize {
+        let room = self.cfg.max_pending_groups - self.pending.len();
+        if room == 0 {
+            return 0;
+        }
+        let missing = self.cfg.batch_groups.saturating_sub(self.pending.len()).max(1);
+        let f = self.stats.filter;
+        let keep_rate = if f.seen() == 0 { 1.0 } else { f.kept as f32 / f.seen() as f32 };
+        let factor = (1.0 / keep_rate.max(f32::MIN_POSITIVE)).min(self.cfg.max_oversample);
+        ((missing as f32 * factor).ceil() as usize).max(1)
+    }
+
+    /// The memory of too-easy prompts (the prompt source skips them; save it with the checkpoint).
+    pub fn easy(&self) -> &EasyMemory {
+        &self.easy
+    }
+
+    /// Kept groups waiting for a batch.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> BalanceStats {
+        self.stats
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BalanceConfig {
+        &self.cfg
+    }
+}
+
+#[cfg(test)]
+mod tests;
