@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::VerifierConfig;
 use crate::error::Result;
@@ -135,4 +135,74 @@ fn pathological() -> Vec<PathologicalTiming> {
             PathologicalTiming { case, micros: worst.as_secs_f64() * 1e6, outcome }
         })
         .collect()
+}
+/// Math-Verify's figures on one set (a value of `scripts/mathverify_bench.py`'s JSON object, keyed by the
+/// set's name).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PeerSet {
+    /// Verifications per second on one thread.
+    pub verifications_per_s: f64,
+}
+
+/// Speed beside Math-Verify's, per set of `report` that the peer file (`name → PeerSet`) also has.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpeedRatio {
+    /// The set.
+    pub name: String,
+    /// Ours, verifications per second.
+    pub phi4r: f64,
+    /// Math-Verify's.
+    pub math_verify: f64,
+    /// Ours over Math-Verify's.
+    pub ratio: f64,
+}
+
+/// The ratios of `report`'s sets to the peer's (sets the peer lacks, or with no positive rate, are left
+/// out). `peer` is the parsed JSON of `scripts/mathverify_bench.py`.
+pub fn speed_ratios(
+    report: &BenchReport,
+    peer: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Vec<SpeedRatio> {
+    report
+        .sets
+        .iter()
+        .filter_map(|set| {
+            let theirs: PeerSet = serde_json::from_value(peer.get(&set.name)?.clone()).ok()?;
+            (theirs.verifications_per_s > 0.0).then(|| SpeedRatio {
+                name: set.name.clone(),
+                phi4r: set.verifications_per_sec,
+                math_verify: theirs.verifications_per_s,
+                ratio: set.verifications_per_sec / theirs.verifications_per_s,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speed_ratios_pair_sets_by_name_and_skip_what_the_peer_lacks() {
+        let set = |name: &str, v: f64| SetReport {
+            name: name.into(),
+            count: 1,
+            verifications_per_sec: v,
+            full_parse_per_sec: v,
+            wrong_pairs_per_sec: v,
+            agreement: 1.0,
+        };
+        let report = BenchReport {
+            threads: 1,
+            sets: vec![set("math500", 600.0), set("gsm8k_test", 900.0)],
+            pathological: vec![],
+        };
+        let peer: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_str(
+            r#"{"math500": {"count": 500, "verifications_per_s": 2.0, "agreement": 1.0}, "other": {"verifications_per_s": 1.0}}"#,
+        )
+        .expect("JSON");
+        let r = speed_ratios(&report, &peer);
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].name.as_str(), r[0].ratio), ("math500", 300.0));
+    }
 }

@@ -30,25 +30,31 @@ pub struct VerifierBenchArgs {
     /// Math-Verify's figures on the same data (JSON from scripts/mathverify_bench.py) to compare against.
     #[arg(long)]
     peer: Option<PathBuf>,
+    /// Folder of the graders' ported test suites (`graders/`, `rl/`): agreement per suite is reported
+    /// beside speed.
+    #[arg(long, default_value = "verifier/tests/fixtures")]
+    agreement_dir: PathBuf,
 }
 
 fn verifier_bench(a: VerifierBenchArgs) -> anyhow::Result<()> {
     let report = phi4r_verifier::bench::run(&a.eval_dir)?;
     let mut v = serde_json::to_value(&report)?;
     if let Some(p) = &a.peer {
-        let peer: Value = serde_json::from_str(
-            &std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("--peer {}: {e}", p.display()))?,
-        )?;
-        let mut ratios = serde_json::Map::new();
-        for set in &report.sets {
-            let theirs = peer.pointer(&format!("/{}/verifications_per_s", set.name)).and_then(Value::as_f64);
-            if let Some(t) = theirs.filter(|t| *t > 0.0) {
-                ratios.insert(set.name.clone(), json!({"phi4r": set.verifications_per_sec, "math_verify": t, "ratio": set.verifications_per_sec / t}));
-            }
+        let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("--peer {}: {e}", p.display()))?;
+        let peer: std::collections::BTreeMap<String, Value> =
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("--peer {}: {e}", p.display()))?;
+        let ratios = phi4r_verifier::bench::speed_ratios(&report, &peer);
+        let mut by_set = serde_json::Map::new();
+        for r in &ratios {
+            by_set.insert(r.name.clone(), serde_json::to_value(r)?);
         }
-        v["peer"] = peer;
-        v["ratio"] = Value::Object(ratios);
+        v["ratio"] = Value::Object(by_set);
+        v["peer"] = serde_json::to_value(&peer)?;
     }
+    let cases = phi4r_verifier::agreement::load_groups(&a.agreement_dir, &["graders", "rl"])
+        .map_err(|e| anyhow::anyhow!("--agreement-dir {}: {e}", a.agreement_dir.display()))?;
+    let agreement = phi4r_verifier::agreement::agreement(&phi4r_verifier::Verifier::default(), &cases);
+    v["agreement"] = json!({"suites": agreement.suites, "groups": agreement.groups});
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
 }
