@@ -17,6 +17,10 @@
 //!   [`inputs`]: fingerprints of the data, tokenizer and reference, and [`resume_changes`], the guard
 //!   that refuses to resume a checkpoint into a different run.
 //! - [`StageFeed`] (`feed`): a stage's data in its seeded epoch order, the one owner of the data cursor.
+//! - [`rl`]: stage 4's math, built and tested but not wired into the [`Learner`] yet —
+//!   [`grpo_advantages`] (GRPO / Dr. GRPO), [`gae`] (PPO), [`k3_kl`], [`clipped_surrogate`] with
+//!   clip-higher and the [`LossAgg`] choices, [`truncated_is_weights`], [`value_loss_clipped`] and DAPO's
+//!   [`overlong_penalty`]; each with a golden test against the TRL / verl / OpenRLHF formula.
 //!
 //! Depends on `phi4r-model` only among phi4r crates, and never on tokio, ractor or a logger: stats leave
 //! as typed events.
@@ -34,6 +38,7 @@ mod learner;
 pub mod loss;
 mod optim;
 mod reference;
+pub mod rl;
 mod schedule;
 mod state;
 mod step;
@@ -49,6 +54,11 @@ pub use learner::{DpoStats, DpoStepEvent, Learner, StepEvent};
 pub use loss::{dpo_loss, lm_loss, sequence_logps, DpoOutput};
 pub use optim::{AdamW, AdamWConfig};
 pub use reference::{batch_logps, RefCache, RefLogps};
+pub use rl::{
+    aggregate, clipped_surrogate, gae, grpo_advantages, k3_kl, outcome_rewards, overlong_penalty, truncated_is_weights,
+    value_loss_clipped, whiten, AdvNorm, Clip, IsWeights, LossAgg, Overlong, OverlongOutcome, PolicyLossOutput,
+    ValueLossOutput,
+};
 pub use schedule::{Decay, LrSchedule};
 pub use state::{DataCursor, TrainState};
 pub use step::{dpo_step, lm_step, DpoMicroStats, LmStats, StepOutput};
