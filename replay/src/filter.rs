@@ -222,11 +222,15 @@ mod tests {
         // A group with both a positive and a non-positive reward and equal lengths is always kept.
         #[test]
         fn never_drops_a_mixed_reward_group_of_uniform_length(
-            rewards in proptest::collection::vec(prop_oneof![Just(1.0f32), Just(-1.0f32)], 2..16),
+            rest in proptest::collection::vec(prop_oneof![Just(1.0f32), Just(-1.0f32)], 0..14),
+            rotate in 0usize..16,
             len in 0usize..4096,
             max_cv in 0.0f32..2.0,
         ) {
-            prop_assume!(rewards.iter().any(|&r| r > 0.0) && rewards.iter().any(|&r| r <= 0.0));
+            // One correct and one wrong completion, the rest anything, in any position.
+            let mut rewards = [vec![1.0, -1.0], rest].concat();
+            let k = rotate % rewards.len();
+            rewards.rotate_left(k);
             let lengths = vec![len; rewards.len()];
             let cfg = FilterConfig { max_length_cv: max_cv, ..FilterConfig::default() };
             prop_assert_eq!(decide(&rewards, &lengths, &cfg), FilterDecision::Keep);
