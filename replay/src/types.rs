@@ -151,4 +151,21 @@ mod tests {
         assert_eq!(g.positives(), 1);
         assert_eq!(g.oldest_version(), Some(PolicyVersion(0)));
     }
+
+    // A group is as stale as its stalest completion: with bound 1 at version 3, a group holding a
+    // version-1 completion is dropped by the buffer even though its other completion is fresh.
+    #[test]
+    fn a_group_is_as_stale_as_its_oldest_completion() {
+        let mut old = group(1, &[(1.0, 4), (-1.0, 4)]);
+        old.completions[0].policy_version = PolicyVersion(3);
+        old.completions[1].policy_version = PolicyVersion(1);
+        let mut fresh = group(2, &[(1.0, 4), (-1.0, 4)]);
+        fresh.completions.iter_mut().for_each(|c| c.policy_version = PolicyVersion(2));
+        let mut buf = crate::Buffer::new(4, 1);
+        buf.push(old).expect("room");
+        buf.push(fresh).expect("room");
+        let served = buf.take_fresh(PolicyVersion(3), 4);
+        assert_eq!(served.iter().map(|g| g.prompt.id).collect::<Vec<_>>(), vec![PromptId(2)]);
+        assert_eq!(buf.stats().dropped_stale, 1);
+    }
 }
