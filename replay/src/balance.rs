@@ -234,9 +234,9 @@ impl Balancer {
         BatchOrShortfall::Batch(Batch { groups, positive_share: sel.positive_share, in_band: sel.in_band })
     }
 
-    /// How many prompts to draw now so the next batch can fill: the missing groups (at least one when the
-    /// pool is short of a batch or out of band) scaled by the observed drop rate of the filters, capped at
-    /// `max_oversample` times. 0 when the pool is full.
+    /// How many prompts to draw after a [`Shortfall`]: the groups missing from a batch (at least one, for
+    /// a pool that holds enough groups but out of band) scaled by the inverse of the filters' observed
+    /// keep rate, at most `max_oversample` times. 0 when the pool is full (take a batch instead).
     pub fn prompts_to_request(&self) -> usize {
         let room = self.cfg.max_pending_groups - self.pending.len();
         if room == 0 {
