@@ -95,4 +95,13 @@ fn bad_input_gets_a_clear_error() {
     assert!(e.contains("hidden_size") && e.contains("num_attention_heads = 3"), "{e}");
     let e = run_err(&["model", "logits", "--model", "/nonexistent/ckpt", "--ids", "1"]);
     assert!(e.contains("/nonexistent/ckpt/config.json"), "{e}");
+    // A device that cannot be had says why; a malformed one names itself and the forms.
+    let e = run_err(&["model", "logits", "--model", o, "--ids", "1", "--device", "gpu"]);
+    assert!(e.contains("gpu") && e.contains("cpu, cuda, cuda:N or auto"), "{e}");
+    if !cfg!(feature = "cuda") {
+        let e = run_err(&["generate", "--model", o, "--prompt", "hi", "--device", "cuda:1"]);
+        assert!(e.contains("device `cuda:1`: this build has no CUDA support"), "{e}");
+    }
+    let e = run_err(&["model", "logits", "--model", o, "--ids", "1", "--device", "cpu"]);
+    assert!(e.contains("hidden_size"), "cpu is accepted; the (broken) checkpoint is the error: {e}");
 }

@@ -49,6 +49,14 @@ pub enum Error {
         /// `vocab_size` of the model config.
         model_vocab: usize,
     },
+    /// A device request (`--device`) cannot be met or parsed.
+    #[error("device `{spec}`: {reason}")]
+    Device {
+        /// The request as given.
+        spec: String,
+        /// Why it cannot be met.
+        reason: String,
+    },
     /// Shapes of inputs handed to a model function do not agree.
     #[error("bad input to {op}: {reason}")]
     Input {

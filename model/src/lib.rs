@@ -5,6 +5,7 @@
 //!   ([`AttentionLayout`]) and decoding over an explicit [`KvCache`].
 //! - [`TrainableModel`] / [`load_frozen`] / [`save`] (`checkpoint`): Hugging Face checkpoint folders,
 //!   written atomically.
+//! - [`DeviceSpec`] (`device`): `cpu`, `cuda:N` or `auto`, with errors that say why CUDA is missing.
 //! - [`Tokenizer`] (`tokenizer`): any `tokenizer.json`, and offline byte-level BPE training.
 //! - [`ops`]: differentiable (training) and fused (frozen) kernels; [`loss`]: token log-probs and
 //!   masked cross-entropy; [`ComputePool`] (`threads`): per-role rayon pools.
@@ -18,6 +19,7 @@ mod atomic;
 pub mod bench;
 mod checkpoint;
 mod config;
+mod device;
 mod error;
 pub mod kernels;
 mod kv_cache;
@@ -36,6 +38,7 @@ pub use checkpoint::{
     WEIGHTS_FILE,
 };
 pub use config::{LongRope, Phi3Config, Preset};
+pub use device::DeviceSpec;
 pub use error::{Error, Result};
 pub use kv_cache::KvCache;
 pub use layout::AttentionLayout;

@@ -17,6 +17,11 @@ pub struct Cli {
     /// Compute threads for tensor work (default: RAYON_NUM_THREADS, else the available cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Device of the tensor work: cpu, cuda, cuda:N, or auto (GPU 0 when this build has CUDA and the
+    /// machine a GPU, else the CPU). CUDA without the `cuda` build feature, or without that GPU, is an
+    /// error that says which.
+    #[arg(long, global = true, default_value = "auto")]
+    device: phi4r_model::DeviceSpec,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +50,7 @@ enum Command {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let threads = cli.threads.unwrap_or_else(phi4r_model::default_threads);
+    let _ = DEVICE.set(cli.device);
     let pool = phi4r_model::ComputePool::new("compute", threads)?;
     match cli.command {
         Command::Model(cmd) => pool.install(|| model::run(cmd)),
@@ -68,6 +74,11 @@ pub(crate) fn parse_dtype(s: &str) -> anyhow::Result<candle_core::DType> {
 }
 
 /// The device: CUDA when built with the `cuda` feature and a GPU is present, else CPU.
+/// The `--device` of this run (set once in [`run`]).
+static DEVICE: std::sync::OnceLock<phi4r_model::DeviceSpec> = std::sync::OnceLock::new();
+
+/// Opens the run's `--device`.
 pub(crate) fn device() -> anyhow::Result<candle_core::Device> {
-    Ok(candle_core::Device::cuda_if_available(0)?)
+    let spec = DEVICE.get().copied().unwrap_or_default();
+    Ok(spec.open()?)
 }

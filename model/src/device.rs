@@ -1,0 +1,114 @@
+//! Where a role's tensors live: `--device cpu|cuda|cuda:N|auto` ([`DeviceSpec`]). A request for CUDA
+//! says plainly why it cannot be met: a build without the `cuda` feature, or a machine without that GPU.
+
+use crate::error::{Error, Result};
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A device request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DeviceSpec {
+    /// GPU 0 when this build has CUDA and the machine a GPU, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// CUDA device `N` (`cuda` is `cuda:0`).
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad =
+            || Error::Device { spec: s.to_string(), reason: "not a device: use cpu, cuda, cuda:N or auto".into() };
+        match s.trim() {
+            "auto" => Ok(DeviceSpec::Auto),
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            other => {
+                let n = other.strip_prefix("cuda:").ok_or_else(bad)?;
+                n.parse().map(DeviceSpec::Cuda).map_err(|_| bad())
+            }
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Auto => write!(f, "auto"),
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl TryFrom<String> for DeviceSpec {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<DeviceSpec> for String {
+    fn from(d: DeviceSpec) -> String {
+        d.to_string()
+    }
+}
+
+impl DeviceSpec {
+    /// Opens the device. CUDA in a build without the `cuda` feature, or a GPU the machine does not have,
+    /// is an error that says which.
+    pub fn open(self) -> Result<Device> {
+        match self {
+            DeviceSpec::Cpu => Ok(Device::Cpu),
+            DeviceSpec::Auto => Ok(Device::cuda_if_available(0)?),
+            DeviceSpec::Cuda(n) => {
+                if !candle_core::utils::cuda_is_available() {
+                    return Err(Error::Device {
+                        spec: self.to_string(),
+                        reason: "this build has no CUDA support: rebuild with `--features cuda`".into(),
+                    });
+                }
+                Device::new_cuda(n).map_err(|e| Error::Device {
+                    spec: self.to_string(),
+                    reason: format!("this machine has no such GPU ({e})"),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form_and_names_a_bad_one() {
+        assert_eq!("cpu".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cpu));
+        assert_eq!("cuda".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cuda(0)));
+        assert_eq!("cuda:3".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cuda(3)));
+        assert_eq!("auto".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Auto));
+        for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1", "metal"] {
+            let e = bad.parse::<DeviceSpec>().expect_err("rejected").to_string();
+            assert!(e.contains(bad) && e.contains("cpu, cuda, cuda:N or auto"), "{e}");
+        }
+        assert_eq!(DeviceSpec::Cuda(2).to_string(), "cuda:2");
+    }
+
+    #[test]
+    fn cpu_opens_and_cuda_without_the_feature_says_so() {
+        assert!(matches!(DeviceSpec::Cpu.open(), Ok(Device::Cpu)));
+        if !candle_core::utils::cuda_is_available() {
+            let e = DeviceSpec::Cuda(0).open().expect_err("no CUDA here").to_string();
+            assert!(e.contains("no CUDA support") && e.contains("--features cuda"), "{e}");
+            assert!(matches!(DeviceSpec::Auto.open(), Ok(Device::Cpu)), "auto falls back to the CPU");
+        }
+    }
+}
