@@ -1,4 +1,4 @@
-//! Stage configs (`configs/stages/{mid,sft,dpo}.toml`): the seed recipe's GPU-scale defaults at the top
+//! Stage configs (`configs/stages/{mid,sft,dpo,rl}.toml`): the seed recipe's GPU-scale defaults at the top
 //! level and named profiles (`[profiles.cpu]`) that override some keys for smaller machines.
 //!
 //! Loading starts from [`StageConfig::seed`] for the file's `stage`, overlays the file's keys, then the
@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::optim::AdamWConfig;
+use crate::rl::RlConfig;
 use crate::schedule::{Decay, LrSchedule};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ pub enum Stage {
     Sft,
     /// Stage 3: DPO on (correct, incorrect) rollout pairs against a frozen reference.
     Dpo,
+    /// Stage 4: RLVR (GRPO) on sampled, verified groups, anchored to a frozen reference ([`RlConfig`]).
+    Rl,
 }
 
 impl Stage {
@@ -35,6 +38,7 @@ impl Stage {
             Stage::Mid => "mid",
             Stage::Sft => "sft",
             Stage::Dpo => "dpo",
+            Stage::Rl => "rl",
         }
     }
 }
@@ -82,8 +86,13 @@ pub struct StageConfig {
     pub keep_checkpoints: usize,
     /// Consecutive non-finite steps that stop the stage.
     pub max_bad_steps: usize,
-    /// Seed of every random draw of the stage (data order per epoch).
+    /// Seed of every random draw of the stage (data order per epoch; rl: prompt draws and sampling).
     pub seed: u64,
+    /// Stage 4 (`rl`) only: group size, sampling, algorithm, KL, filters and balance (`[rl]`). For rl,
+    /// `max_steps` is the number of steps, `micro_batch` counts completions per forward/backward, and
+    /// `batch_size` / `epochs` are unused.
+    #[serde(default)]
+    pub rl: RlConfig,
 }
 
 impl Default for StageConfig {
@@ -117,11 +126,24 @@ impl StageConfig {
             keep_checkpoints: 2,
             max_bad_steps: 5,
             seed: 42,
+            rl: RlConfig::default(),
         };
         match stage {
             Stage::Mid => base,
             Stage::Sft => StageConfig { seq_len: 20_480, micro_batch: 1, ..base },
             Stage::Dpo => StageConfig { lr: 5e-7, epochs: 1, micro_batch: 1, ..base },
+            // verl / DAPO run GRPO at a constant learning rate without warmup.
+            Stage::Rl => StageConfig {
+                seq_len: 25_600,
+                micro_batch: 1,
+                lr: 5e-7,
+                epochs: 1,
+                max_steps: Some(1_000),
+                warmup_ratio: 0.0,
+                decay: Decay::Constant,
+                checkpoint_every: 50,
+                ..base
+            },
         }
     }
 
@@ -150,14 +172,14 @@ impl StageConfig {
             Some(_) => return Err(err("profiles", None, "must be a table of tables ([profiles.NAME])".into())),
         };
         let stage: Stage = match file.get("stage") {
-            None => return Err(err("stage", None, "missing (one of \"mid\", \"sft\", \"dpo\")".into())),
+            None => return Err(err("stage", None, "missing (one of \"mid\", \"sft\", \"dpo\", \"rl\")".into())),
             Some(v) => {
                 v.clone().try_into().map_err(|e: toml::de::Error| err("stage", None, e.message().to_string()))?
             }
         };
         let mut merged = toml::Table::try_from(StageConfig::seed(stage))
             .map_err(|e| err("stage", None, format!("cannot build defaults: {e}")))?;
-        merged.extend(file);
+        deep_extend(&mut merged, file);
         let mut section = None;
         let mut overrides = toml::Table::new();
         if let Some(name) = profile {
@@ -175,17 +197,17 @@ impl StageConfig {
             }
             section = Some(key);
         }
-        merged.extend(overrides.clone());
+        deep_extend(&mut merged, overrides.clone());
         // Through text so toml's error carries a span we can turn back into the key.
         let merged_text = toml::to_string(&merged).map_err(|e| err("stage", None, e.to_string()))?;
         let cfg: StageConfig = toml::from_str(&merged_text).map_err(|e| {
             let key = e.span().map(|s| key_at(&merged_text, s.start)).unwrap_or_default();
-            let from_profile = overrides.contains_key(&key);
+            let from_profile = has_dotted(&overrides, &key);
             err(&key, section.as_deref().filter(|_| from_profile), e.message().to_string())
         })?;
         cfg.validate().map_err(|e| match e {
             Error::Config { key, reason, .. } => {
-                let from_profile = overrides.contains_key(&key);
+                let from_profile = has_dotted(&overrides, &key);
                 err(&key, section.as_deref().filter(|_| from_profile), reason)
             }
             other => other,
@@ -218,6 +240,16 @@ impl StageConfig {
         check(self.max_grad_norm > 0.0, "max_grad_norm", "must be > 0 (inf disables clipping)")?;
         check(finite_pos(self.beta), "beta", "must be a finite number > 0")?;
         check(self.max_bad_steps >= 1, "max_bad_steps", "must be at least 1")?;
+        if self.stage == Stage::Rl {
+            check(self.max_steps.is_some(), "max_steps", "is required for stage rl (the number of RL steps)")?;
+            self.rl.validate()?;
+            if self.rl.max_new_tokens >= self.seq_len {
+                return Err(Error::config(
+                    "rl.max_new_tokens",
+                    format!("{} leaves no room for the prompt in seq_len {}", self.rl.max_new_tokens, self.seq_len),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -265,16 +297,63 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// The key of the `key = value` line holding byte `offset`.
+/// The dotted key of the `key = value` line holding byte `offset` (prefixed by its `[table]` header).
 fn key_at(text: &str, offset: usize) -> String {
     let offset = offset.min(text.len());
     let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line = text[start..].lines().next().unwrap_or_default();
-    line.split('=').next().unwrap_or_default().trim().trim_matches('"').to_string()
+    let key = line.split('=').next().unwrap_or_default().trim().trim_matches('"').to_string();
+    let header = text[..start]
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.split(']').next()).map(|h| h.trim().to_string()));
+    match header {
+        Some(h) if !line.trim_start().starts_with('[') => format!("{h}.{key}"),
+        _ => key,
+    }
+}
+
+/// Whether `table` holds the dotted `key` (`rl.group_size`) or a table on its path.
+fn has_dotted(table: &toml::Table, key: &str) -> bool {
+    let mut t = table;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        match t.get(*part) {
+            None => return false,
+            Some(toml::Value::Table(inner)) if i + 1 < parts.len() => t = inner,
+            Some(_) => return true,
+        }
+    }
+    true
+}
+
+/// Overlays `over` on `base`, merging nested tables key by key (so `[profiles.cpu.rl]` changes only the
+/// keys it names).
+fn deep_extend(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => deep_extend(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// 1-based line of the dotted `key` (`rl.group_size`) inside `[section]` (`None`: the top level): the
+/// last part under the header of the rest.
+fn find_key_line(text: &str, section: Option<&str>, key: &str) -> Option<usize> {
+    match key.rsplit_once('.') {
+        Some((prefix, last)) => {
+            let full = section.map_or_else(|| prefix.to_string(), |s| format!("{s}.{prefix}"));
+            find_plain_key_line(text, Some(&full), last).or_else(|| find_plain_key_line(text, section, key))
+        }
+        None => find_plain_key_line(text, section, key),
+    }
 }
 
 /// 1-based line of `key = ...` inside `[section]` (`None`: the top level).
-fn find_key_line(text: &str, section: Option<&str>, key: &str) -> Option<usize> {
+fn find_plain_key_line(text: &str, section: Option<&str>, key: &str) -> Option<usize> {
     let mut current: Option<String> = None;
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -343,12 +422,51 @@ lr = 2e-3
         assert_eq!(key_and_line(missing).0, "stage");
         let no_profile = load(FILE, Some("gpu")).expect_err("no profile");
         assert_eq!(key_and_line(no_profile).0, "profiles.gpu");
-        let bad_stage = load("stage = \"rl\"\n", None).expect_err("bad stage");
+        let bad_stage = load("stage = \"ppo\"\n", None).expect_err("bad stage");
         assert_eq!(key_and_line(bad_stage), ("stage".into(), Some(1)));
         let syntax = load("stage = \"mid\"\nlr = = 1\n", None).expect_err("syntax");
         assert!(matches!(syntax, Error::ConfigSyntax { line: 2, .. }), "{syntax}");
         let shown = load(&format!("{FILE}epochs = 0\n"), Some("cpu")).expect_err("display").to_string();
         assert_eq!(shown, "mid.toml: config key `profiles.cpu.epochs` (line 11): must be at least 1");
+    }
+
+    const RL: &str = r#"
+stage = "rl"
+seq_len = 2048
+
+[rl]
+group_size = 4
+kl_coef = 0.04
+
+[rl.balance]
+batch_groups = 2
+max_pending_groups = 8
+
+[profiles.cpu]
+lr = 1e-5
+
+[profiles.cpu.rl]
+max_new_tokens = 256
+"#;
+
+    #[test]
+    fn rl_sections_merge_key_by_key_and_errors_name_nested_keys() {
+        let cpu = load(RL, Some("cpu")).expect("rl loads");
+        assert_eq!((cpu.rl.group_size, cpu.rl.kl_coef, cpu.rl.max_new_tokens), (4, 0.04, 256));
+        assert_eq!((cpu.rl.balance.batch_groups, cpu.rl.prompts_per_step), (2, RlConfig::default().prompts_per_step));
+        assert_eq!(cpu.lr, 1e-5);
+        let unknown = load(&RL.replace("kl_coef", "kl_coeff"), None).expect_err("unknown rl key");
+        assert_eq!(key_and_line(unknown), ("rl.kl_coeff".into(), Some(7)));
+        let range = load(&RL.replace("group_size = 4", "group_size = 1"), None).expect_err("bad G");
+        assert_eq!(key_and_line(range), ("rl.group_size".into(), Some(6)));
+        let in_profile =
+            load(&RL.replace("max_new_tokens = 256", "max_new_tokens = 4096"), Some("cpu")).expect_err("too long");
+        assert_eq!(key_and_line(in_profile), ("profiles.cpu.rl.max_new_tokens".into(), Some(17)));
+        let nested = load(&RL.replace("max_pending_groups = 8", "max_pending_groups = 1"), None).expect_err("pool");
+        assert_eq!(key_and_line(nested), ("rl.balance.max_pending_groups".into(), Some(11)));
+        // Every stage's config round-trips through TOML with its [rl] section (the resume guard's form).
+        let text = toml::to_string(&cpu).expect("serialize");
+        assert_eq!(toml::from_str::<StageConfig>(&text).expect("parse"), cpu);
     }
 
     #[test]
@@ -361,7 +479,7 @@ lr = 2e-3
     #[test]
     fn shipped_stage_files_parse_with_every_profile() -> Result<()> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
-        for stage in [Stage::Mid, Stage::Sft, Stage::Dpo] {
+        for stage in [Stage::Mid, Stage::Sft, Stage::Dpo, Stage::Rl] {
             let path = stage_file(&dir, stage);
             let gpu = StageConfig::load(&path, None)?;
             assert_eq!(gpu.stage, stage);

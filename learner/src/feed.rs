@@ -94,6 +94,9 @@ impl StageFeed {
         let mut report = FeedReport::default();
         let data_err = |e: phi4r_data::Error| Error::input("StageFeed::load", e.to_string());
         let items = match cfg.stage {
+            Stage::Rl => {
+                return Err(Error::input("StageFeed::load", "stage rl samples its data (phi4r_replay::PromptSource)"));
+            }
             Stage::Mid | Stage::Sft => {
                 let mut reader =
                     JsonlReader::<PromptCompletion>::open(path).map_err(data_err)?.skip_bad_lines(skip_bad_lines);

@@ -125,7 +125,7 @@ pub fn config_changes(saved: &StageConfig, now: &StageConfig) -> Result<Vec<Chan
         Ok(_) => Err(Error::input("config_changes", "a stage config serializes to a table")),
         Err(e) => Err(Error::input("config_changes", e.to_string())),
     };
-    let (a, b) = (table(saved)?, table(now)?);
+    let (a, b) = (flatten(table(saved)?), flatten(table(now)?));
     let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -135,6 +135,25 @@ pub fn config_changes(saved: &StageConfig, now: &StageConfig) -> Result<Vec<Chan
         .filter(|k| !BOOKKEEPING_KEYS.contains(&k.as_str()) && a.get(*k) != b.get(*k))
         .map(|k| Change { key: k.clone(), checkpoint: show(a.get(k)), now: show(b.get(k)) })
         .collect())
+}
+
+/// Nested tables (`[rl]`, `[rl.balance]`) as dotted keys (`rl.balance.batch_groups`), so a change names
+/// the one key that changed.
+fn flatten(table: toml::Table) -> toml::Table {
+    fn go(prefix: &str, table: toml::Table, out: &mut toml::Table) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+            match v {
+                toml::Value::Table(t) => go(&key, t, out),
+                other => {
+                    out.insert(key, other);
+                }
+            }
+        }
+    }
+    let mut out = toml::Table::new();
+    go("", table, &mut out);
+    out
 }
 
 fn input_changes(saved: &RunInputs, now: &RunInputs) -> Vec<Change> {
@@ -185,8 +204,9 @@ mod tests {
         b.seed = 7;
         b.checkpoint_every = 3;
         b.max_steps = Some(9);
+        b.rl.balance.batch_groups = 3;
         let keys: Vec<String> = config_changes(&a, &b)?.into_iter().map(|c| c.key).collect();
-        assert_eq!(keys, vec!["lr", "max_steps", "seed"]);
+        assert_eq!(keys, vec!["lr", "max_steps", "rl.balance.batch_groups", "seed"]);
         let c = config_changes(&a, &b)?.into_iter().find(|c| c.key == "max_steps").expect("max_steps");
         assert_eq!((c.checkpoint.as_str(), c.now.as_str()), ("absent", "9"));
         Ok(())

@@ -56,8 +56,8 @@ pub use optim::{AdamW, AdamWConfig};
 pub use reference::{batch_logps, RefCache, RefLogps};
 pub use rl::{
     aggregate, clipped_surrogate, gae, grpo_advantages, k3_kl, outcome_rewards, overlong_penalty, truncated_is_weights,
-    value_loss_clipped, whiten, AdvNorm, Clip, IsWeights, LossAgg, Overlong, OverlongOutcome, PolicyLossOutput,
-    ValueLossOutput,
+    value_loss_clipped, whiten, AdvNorm, Clip, IsWeights, LossAgg, Overlong, OverlongOutcome, PolicyLossOutput, RlAlgo,
+    RlConfig, ValueLossOutput,
 };
 pub use schedule::{Decay, LrSchedule};
 pub use state::{DataCursor, TrainState};

@@ -17,6 +17,7 @@
 //! (completion tokens), `g` group size.
 
 mod advantage;
+mod config;
 mod gae;
 mod kl;
 mod overlong;
@@ -24,6 +25,7 @@ mod policy_loss;
 mod value;
 
 pub use advantage::{grpo_advantages, AdvNorm};
+pub use config::{RlAlgo, RlConfig};
 pub use gae::{gae, outcome_rewards, whiten};
 pub use kl::k3_kl;
 pub use overlong::{overlong_penalty, Overlong, OverlongOutcome};

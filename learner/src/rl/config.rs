@@ -1,0 +1,148 @@
+//! Stage 4's section of the stage config (`[rl]` in `configs/stages/rl.toml`): group size, how many prompts
+//! to draw, the algorithm as a tagged choice, the KL anchor, the loss aggregation, the temperature
+//! schedule and the replay crate's filter and balance configs.
+
+use crate::error::{Error, Result};
+use crate::rl::{AdvNorm, Clip, LossAgg};
+use phi4r_replay::BalanceConfig;
+use phi4r_rollout::TemperatureSchedule;
+use serde::{Deserialize, Serialize};
+
+/// The policy-gradient algorithm and its own parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RlAlgo {
+    /// GRPO (DeepSeekMath §4.1.2): group-relative advantages, the clipped surrogate with clip-higher
+    /// (DAPO §3.1), π_old = the sampler's log-probs.
+    Grpo {
+        /// Divide a group's centered rewards by its std (GRPO); false is Dr. GRPO's `r − mean`.
+        norm_std: bool,
+        /// Lower clip ε: the ratio is clipped at `1 − eps_low`.
+        eps_low: f64,
+        /// Upper clip ε: the ratio is clipped at `1 + eps_high` (DAPO's clip-higher: 0.28).
+        eps_high: f64,
+    },
+}
+
+impl Default for RlAlgo {
+    fn default() -> Self {
+        RlAlgo::Grpo { norm_std: true, eps_low: 0.2, eps_high: 0.28 }
+    }
+}
+
+impl RlAlgo {
+    /// How advantages are normalized.
+    pub fn adv_norm(&self) -> AdvNorm {
+        match *self {
+            RlAlgo::Grpo { norm_std: true, .. } => AdvNorm::default(),
+            RlAlgo::Grpo { norm_std: false, .. } => AdvNorm::None,
+        }
+    }
+
+    /// The ratio's clip range.
+    pub fn clip(&self) -> Clip {
+        match *self {
+            RlAlgo::Grpo { eps_low, eps_high, .. } => Clip { low: eps_low, high: eps_high },
+        }
+    }
+}
+
+/// Hyper-parameters of stage 4 (RLVR). Seed defaults in [`RlConfig::default`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RlConfig {
+    /// Completions sampled per prompt (GRPO's G).
+    pub group_size: usize,
+    /// Prompts drawn in the first generation round of a step; later rounds draw what the balancer asks
+    /// for ([`phi4r_replay::Balancer::prompts_to_request`]).
+    pub prompts_per_step: usize,
+    /// Generation rounds per step at most (the first included) before training on what was kept.
+    pub max_draw_rounds: usize,
+    /// Longest completion, tokens (prompt + completion must fit `seq_len`).
+    pub max_new_tokens: usize,
+    /// The algorithm.
+    pub algo: RlAlgo,
+    /// Weight of the k3 KL to the frozen reference (0: no reference pass).
+    pub kl_coef: f64,
+    /// How per-token losses become one number.
+    pub loss_agg: LossAgg,
+    /// Sampling temperature by step (the recipe: linear 1.0 → 0.6, then 0.6).
+    pub temperature: TemperatureSchedule,
+    /// Filters and reward re-balancing (`balance.batch_groups` groups are trained per step).
+    pub balance: BalanceConfig,
+}
+
+impl Default for RlConfig {
+    fn default() -> Self {
+        RlConfig {
+            group_size: 8,
+            prompts_per_step: 64,
+            max_draw_rounds: 4,
+            max_new_tokens: 24_576,
+            algo: RlAlgo::default(),
+            kl_coef: 0.02,
+            loss_agg: LossAgg::TokenMean,
+            temperature: TemperatureSchedule::Linear { start: 1.0, end: 0.6, steps: 100 },
+            balance: BalanceConfig { batch_groups: 32, max_pending_groups: 128, ..BalanceConfig::default() },
+        }
+    }
+}
+
+impl RlConfig {
+    /// Checks ranges and combinations; errors name the key under `rl.`.
+    pub fn validate(&self) -> Result<()> {
+        let check = |ok: bool, key: &str, reason: String| if ok { Ok(()) } else { Err(Error::config(key, reason)) };
+        check(self.group_size >= 2, "rl.group_size", format!("must be at least 2, got {}", self.group_size))?;
+        check(self.prompts_per_step >= 1, "rl.prompts_per_step", "must be at least 1".into())?;
+        check(self.max_draw_rounds >= 1, "rl.max_draw_rounds", "must be at least 1".into())?;
+        check(self.max_new_tokens >= 1, "rl.max_new_tokens", "must be at least 1".into())?;
+        match self.algo {
+            RlAlgo::Grpo { eps_low, eps_high, .. } => {
+                check(
+                    eps_low.is_finite() && (0.0..1.0).contains(&eps_low),
+                    "rl.algo.eps_low",
+                    format!("must be in [0, 1), got {eps_low}"),
+                )?;
+                check(
+                    eps_high.is_finite() && eps_high >= 0.0,
+                    "rl.algo.eps_high",
+                    format!("must be a finite number >= 0, got {eps_high}"),
+                )?;
+            }
+        }
+        check(
+            self.kl_coef.is_finite() && self.kl_coef >= 0.0,
+            "rl.kl_coef",
+            format!("must be a finite number >= 0, got {}", self.kl_coef),
+        )?;
+        let temps = match self.temperature {
+            TemperatureSchedule::Constant { temperature } => vec![temperature],
+            TemperatureSchedule::Linear { start, end, .. } => vec![start, end],
+        };
+        for t in temps {
+            check(
+                t.is_finite() && t > 0.0,
+                "rl.temperature",
+                format!("must be finite and > 0 (RL samples; greedy has no group spread), got {t}"),
+            )?;
+        }
+        self.balance.validate().map_err(|e| match e {
+            phi4r_replay::Error::Config { key, reason } => Error::config(format!("rl.balance.{key}"), reason),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_rl_key() {
+        let bad = RlConfig { group_size: 1, ..RlConfig::default() };
+        assert!(matches!(bad.validate(), Err(Error::Config { key, .. }) if key == "rl.group_size"));
+        let mut bad = RlConfig::default();
+        bad.balance.filter.max_length_cv = -1.0;
+        assert!(matches!(bad.validate(), Err(Error::Config { key, .. }) if key == "rl.balance.filter.max_length_cv"));
+        assert!(RlConfig::default().validate().is_ok());
+    }
+}
