@@ -31,6 +31,8 @@ pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STAGE_CONFIG_FILE: &str = "stage.toml";
 /// Fingerprints of what the stage trains on ([`crate::RunInputs`]).
 pub const INPUTS_FILE: &str = "inputs.json";
+/// Stage 4's memory of too-easy prompts ([`phi4r_replay::EasyMemory`]).
+pub const EASY_FILE: &str = "easy.json";
 /// DPO reference log-probs.
 pub const REF_LOGPS_FILE: &str = "ref_logps.json";
 

@@ -4,7 +4,8 @@
 
 use crate::batch::{LmBatch, PairBatch};
 use crate::checkpoint::{
-    latest_checkpoint, write_checkpoint, INPUTS_FILE, OPTIMIZER_FILE, REF_LOGPS_FILE, STAGE_CONFIG_FILE, STATE_FILE,
+    latest_checkpoint, write_checkpoint, EASY_FILE, INPUTS_FILE, OPTIMIZER_FILE, REF_LOGPS_FILE, STAGE_CONFIG_FILE,
+    STATE_FILE,
 };
 use crate::config::{Stage, StageConfig};
 use crate::error::{Error, Result};
@@ -12,11 +13,13 @@ use crate::grads::{clip_grad_norm, is_finite_step, Grads};
 use crate::inputs::RunInputs;
 use crate::optim::AdamW;
 use crate::reference::RefCache;
+use crate::rl::{LossAgg, RlBatch};
 use crate::schedule::LrSchedule;
 use crate::state::{DataCursor, TrainState};
-use crate::step::{dpo_step, lm_step};
+use crate::step::{dpo_step, lm_step, rl_step};
 use candle_core::{DType, Device, Var};
 use phi4r_model::{write_atomic, Phi3, Tokenizer, TrainableModel};
+use phi4r_replay::EasyMemory;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -73,6 +76,38 @@ pub struct DpoStepEvent {
     pub dpo: DpoStats,
 }
 
+/// Stage-4 metrics of one step (token-weighted means over its completion tokens).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RlStats {
+    /// The clipped-surrogate part of the loss.
+    pub pg_loss: f64,
+    /// Mean k3 KL to the reference per completion token (0 when `kl_coef` is 0: no reference pass).
+    pub kl: f64,
+    /// Share of completion tokens whose ratio was clipped.
+    pub clip_fraction: f64,
+    /// Mean `old − new` log-prob per completion token (how far the learner's forward is from the sampler).
+    pub approx_kl: f64,
+    /// Mean policy entropy per completion token (nats).
+    pub entropy: f64,
+    /// Mean advantage over completions (about 0 for GRPO).
+    pub advantage_mean: f64,
+    /// Mean |advantage| over completions (0: nothing to learn).
+    pub advantage_abs_mean: f64,
+    /// Completions trained on.
+    pub completions: usize,
+    /// Their tokens.
+    pub completion_tokens: usize,
+}
+
+/// A stage-4 step's event and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RlStepEvent {
+    /// The common step event (`loss` is policy loss + `kl_coef` × KL).
+    pub step: StepEvent,
+    /// RL metrics.
+    pub rl: RlStats,
+}
+
 /// A training stage's state machine over optimizer steps.
 pub struct Learner {
     model: TrainableModel,
@@ -85,6 +120,7 @@ pub struct Learner {
     ref_cache: RefCache,
     tokenizer: Option<Tokenizer>,
     inputs: Option<RunInputs>,
+    easy: Option<EasyMemory>,
 }
 
 /// What the micro-batches of a step added up to, before the update decision.
@@ -115,6 +151,7 @@ impl Learner {
             ref_cache: RefCache::default(),
             tokenizer: None,
             inputs: None,
+            easy: None,
         })
     }
 
@@ -161,6 +198,10 @@ impl Learner {
         let ref_path = dir.join(REF_LOGPS_FILE);
         if ref_path.is_file() {
             learner.ref_cache = read_json(&ref_path)?;
+        }
+        let easy_path = dir.join(EASY_FILE);
+        if easy_path.is_file() {
+            learner.easy = Some(read_json(&easy_path)?);
         }
         learner.state = state;
         learner.tokenizer = tokenizer;
@@ -242,6 +283,104 @@ impl Learner {
         Ok(DpoStepEvent { step: self.finish_step(acc)?, dpo })
     }
 
+    /// One optimizer step of stage 4 over micro-batches of completions ([`RlBatch::from_groups`]): GRPO's
+    /// clipped surrogate against the sampler's log-probs plus `rl.kl_coef` × the k3 KL to the reference
+    /// ([`Learner::with_reference`], needed when `kl_coef > 0`), aggregated as `rl.loss_agg` over the
+    /// whole step (each micro loss scaled by its share), then the clip / finite check / AdamW path.
+    pub fn rl_step(&mut self, micro_batches: &[RlBatch]) -> Result<RlStepEvent> {
+        self.expect_stage("rl_step", &[Stage::Rl])?;
+        if micro_batches.iter().all(RlBatch::is_empty) {
+            return Err(Error::input("Learner::rl_step", "no completions"));
+        }
+        for b in micro_batches {
+            self.check_len("Learner::rl_step", b.lm())?;
+        }
+        let rl = self.config.rl.clone();
+        let step_tokens: usize = micro_batches.iter().map(RlBatch::completion_tokens).sum();
+        let step_rows: usize = micro_batches.iter().map(RlBatch::len).sum();
+        let mut acc = Accumulated { loss: 0.0, grads: None, tokens: 0, loss_tokens: 0, sequences: step_rows };
+        let (mut pg_loss, mut kl, mut clip, mut approx_kl, mut entropy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for batch in micro_batches.iter().filter(|b| !b.is_empty()) {
+            let share = match rl.loss_agg {
+                LossAgg::TokenMean => batch.completion_tokens() as f64 / step_tokens.max(1) as f64,
+                LossAgg::SeqMean | LossAgg::TokenSum => batch.len() as f64 / step_rows.max(1) as f64,
+            };
+            let out = rl_step(
+                &self.model.model,
+                &self.vars,
+                self.reference.as_ref(),
+                batch,
+                &rl.algo,
+                rl.kl_coef,
+                rl.loss_agg,
+                share,
+            )?;
+            let s = out.stats;
+            let w = s.completion_tokens as f64 / step_tokens.max(1) as f64;
+            acc.tokens += s.tokens;
+            acc.loss_tokens += s.completion_tokens;
+            acc.loss += s.loss;
+            pg_loss += s.pg_loss;
+            kl += w * s.kl;
+            clip += w * s.clip_fraction;
+            approx_kl += w * s.approx_kl;
+            entropy += w * s.entropy;
+            if !acc.loss.is_finite() {
+                break;
+            }
+            accumulate(&mut acc.grads, out.grads)?;
+        }
+        let advantages: Vec<f64> =
+            micro_batches.iter().flat_map(|b| b.advantages().iter().map(|&a| f64::from(a))).collect();
+        let n = advantages.len().max(1) as f64;
+        let stats = RlStats {
+            pg_loss,
+            kl,
+            clip_fraction: clip,
+            approx_kl,
+            entropy,
+            advantage_mean: advantages.iter().sum::<f64>() / n,
+            advantage_abs_mean: advantages.iter().map(|a| a.abs()).sum::<f64>() / n,
+            completions: step_rows,
+            completion_tokens: step_tokens,
+        };
+        Ok(RlStepEvent { step: self.finish_step(acc)?, rl: stats })
+    }
+
+    /// A stage-4 step that found nothing to train on (every group filtered out): the clock advances (the
+    /// policy version is the step), the weights and moments stay, and it is not a bad step.
+    pub fn idle_step(&mut self) -> Result<StepEvent> {
+        self.expect_stage("idle_step", &[Stage::Rl])?;
+        let lr = self.schedule.lr_at(self.state.step);
+        let s = &mut self.state;
+        s.step += 1;
+        Ok(StepEvent {
+            stage: self.config.stage,
+            step: s.step,
+            total_steps: s.total_steps,
+            epoch: s.cursor.epoch,
+            loss: f64::NAN,
+            lr,
+            grad_norm: f64::NAN,
+            tokens: 0,
+            loss_tokens: 0,
+            sequences: 0,
+            skipped: true,
+            bad_steps_in_row: s.bad_steps_in_row,
+        })
+    }
+
+    /// Records stage 4's memory of too-easy prompts after a step; the next checkpoint saves it
+    /// (`easy.json`) and [`Learner::resume`] restores it.
+    pub fn record_easy(&mut self, easy: EasyMemory) {
+        self.easy = Some(easy);
+    }
+
+    /// The memory of too-easy prompts recorded or restored (stage 4).
+    pub fn easy(&self) -> Option<&EasyMemory> {
+        self.easy.as_ref()
+    }
+
     /// Computes and caches the reference log-probs of `pairs` ahead of training (e.g. one pass over the
     /// dataset before the first step). Returns how many were computed.
     pub fn precompute_reference(&mut self, pairs: &PairBatch) -> Result<usize> {
@@ -278,6 +417,9 @@ impl Learner {
             }
             if !self.ref_cache.is_empty() {
                 write_json(&dir.join(REF_LOGPS_FILE), &self.ref_cache)?;
+            }
+            if let Some(easy) = &self.easy {
+                write_json(&dir.join(EASY_FILE), easy)?;
             }
             // Last: its presence marks the folder complete.
             write_json(&dir.join(STATE_FILE), &self.state)

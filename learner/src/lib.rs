@@ -50,15 +50,15 @@ pub use error::{Error, Result};
 pub use feed::{FeedReport, FeedStep, StageBatch, StageFeed};
 pub use grads::{clip_grad_norm, is_finite_step, Grads};
 pub use inputs::{resume_changes, Change, FileFingerprint, RunInputs};
-pub use learner::{DpoStats, DpoStepEvent, Learner, StepEvent};
+pub use learner::{DpoStats, DpoStepEvent, Learner, RlStats, RlStepEvent, StepEvent};
 pub use loss::{dpo_loss, lm_loss, sequence_logps, DpoOutput};
 pub use optim::{AdamW, AdamWConfig};
 pub use reference::{batch_logps, RefCache, RefLogps};
 pub use rl::{
     aggregate, clipped_surrogate, gae, grpo_advantages, k3_kl, outcome_rewards, overlong_penalty, truncated_is_weights,
     value_loss_clipped, whiten, AdvNorm, Clip, IsWeights, LossAgg, Overlong, OverlongOutcome, PolicyLossOutput, RlAlgo,
-    RlConfig, ValueLossOutput,
+    RlBatch, RlConfig, RlRow, ValueLossOutput,
 };
 pub use schedule::{Decay, LrSchedule};
 pub use state::{DataCursor, TrainState};
-pub use step::{dpo_step, lm_step, DpoMicroStats, LmStats, StepOutput};
+pub use step::{dpo_step, lm_step, rl_step, DpoMicroStats, LmStats, RlMicroStats, StepOutput};

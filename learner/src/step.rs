@@ -8,7 +8,9 @@ use crate::batch::{LmBatch, PairBatch};
 use crate::error::{Error, Result};
 use crate::grads::Grads;
 use crate::loss::{dpo_loss, lm_loss, sequence_logps};
-use candle_core::{DType, Tensor, Var};
+use crate::rl::{aggregate, clipped_surrogate, k3_kl, masked_mean_host, LossAgg, RlAlgo, RlBatch};
+use candle_core::{DType, Tensor, Var, D};
+use phi4r_model::loss::token_logps;
 use phi4r_model::Phi3;
 
 /// Gradients and statistics of one micro-batch.
@@ -112,6 +114,105 @@ pub fn dpo_step(
             loss_tokens: pairs.chosen().loss_tokens() + pairs.rejected().loss_tokens(),
         },
     })
+}
+
+/// What one stage-4 micro-batch measured (host numbers; rates are means over its completion tokens).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RlMicroStats {
+    /// This micro-batch's share of the step loss (policy loss + `kl_coef` × KL).
+    pub loss: f64,
+    /// Its share of the clipped-surrogate loss alone.
+    pub pg_loss: f64,
+    /// Mean k3 KL to the reference per completion token (0 without a reference pass).
+    pub kl: f64,
+    /// Share of completion tokens whose ratio was clipped.
+    pub clip_fraction: f64,
+    /// Mean `old − new` log-prob per completion token (ratio drift from the sampler).
+    pub approx_kl: f64,
+    /// Mean entropy of the policy per completion token (nats).
+    pub entropy: f64,
+    /// Completion tokens.
+    pub completion_tokens: usize,
+    /// Real input tokens.
+    pub tokens: usize,
+    /// Completions.
+    pub completions: usize,
+}
+
+/// One stage-4 micro-batch: the policy's per-token log-probs of the completions, GRPO's clipped surrogate
+/// against the sampler's log-probs (π_old), plus `kl_coef` × the k3 KL to `reference` (whose forward
+/// runs only when `kl_coef > 0`), aggregated by `agg` and scaled by `share` (this micro-batch's share of
+/// the step: tokens for token-mean, completions otherwise), then backward.
+///
+/// ```text
+/// # reference (TRL GRPOTrainer._compute_loss, with verl's clip-higher and agg_loss):
+/// ratio = exp(logps - old_logps); pg = max(-A * ratio, -A * clamp(ratio, 1 - eps_low, 1 + eps_high))
+/// loss = agg(pg + kl_coef * (exp(ref - logps) - (ref - logps) - 1), mask)
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn rl_step(
+    model: &Phi3,
+    vars: &[Var],
+    reference: Option<&Phi3>,
+    batch: &RlBatch,
+    algo: &RlAlgo,
+    kl_coef: f64,
+    agg: LossAgg,
+    share: f64,
+) -> Result<StepOutput<RlMicroStats>> {
+    let (b, t) = batch.lm().dims();
+    let dev = model.device();
+    let tensors = batch.lm().tensors(dev)?;
+    let logits = model.forward(&tensors.input_ids, batch.lm().layout())?;
+    let logps = token_logps(&logits, &tensors.targets)?;
+    let mask = &tensors.loss_mask;
+    let old_logps = Tensor::from_slice(batch.old_logps(), (b, t), dev)?;
+    let advantages = Tensor::from_slice(batch.advantages(), b, dev)?;
+    let pg = clipped_surrogate(&logps, &old_logps, &advantages, mask, algo.clip(), agg, None)?;
+    let (loss, kl) = if kl_coef > 0.0 {
+        let reference = reference.ok_or_else(|| {
+            Error::input("rl_step", "rl.kl_coef > 0 needs a reference model (Learner::with_reference)")
+        })?;
+        let ref_logits = reference.forward(&tensors.input_ids, batch.lm().layout())?.detach();
+        let ref_logps = token_logps(&ref_logits, &tensors.targets)?;
+        let per_token_kl = k3_kl(&logps, &ref_logps)?;
+        let kl = masked_mean_host(&per_token_kl, mask)?;
+        ((&pg.loss + (aggregate(&per_token_kl, mask, agg)? * kl_coef)?)?, kl)
+    } else {
+        (pg.loss.clone(), 0.0)
+    };
+    let loss = (loss * share)?;
+    let value = scalar(&loss)?;
+    let pg_loss = scalar(&pg.loss)? * share;
+    let entropy = masked_mean_host(&token_entropy(&logits.detach())?, mask)?;
+    let grads = Grads::from_store(&loss.backward()?, vars);
+    Ok(StepOutput {
+        grads,
+        stats: RlMicroStats {
+            loss: value,
+            pg_loss,
+            kl,
+            clip_fraction: pg.clip_fraction,
+            approx_kl: pg.approx_kl,
+            entropy,
+            completion_tokens: batch.completion_tokens(),
+            tokens: batch.lm().tokens(),
+            completions: b,
+        },
+    })
+}
+
+/// Entropy of the softmax of each row of `logits`, `−Σ p log p`.
+///
+/// # Shapes
+/// `logits`: (b, t, v) → (b, t)
+fn token_entropy(logits: &Tensor) -> Result<Tensor> {
+    let logits = logits.to_dtype(DType::F32)?;
+    let max = logits.max_keepdim(D::Minus1)?;
+    let shifted = logits.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    let logp = shifted.broadcast_sub(&lse)?;
+    Ok((logp.exp()? * &logp)?.sum(D::Minus1)?.neg()?)
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {

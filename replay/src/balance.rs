@@ -249,6 +249,12 @@ impl Balancer {
         ((missing as f32 * factor).ceil() as usize).max(1)
     }
 
+    /// Takes every kept group still waiting, oldest first, whatever its share: for a caller that stops
+    /// drawing (synchronous training at the end of its rounds) and trains on what was kept.
+    pub fn take_pending(&mut self) -> Vec<Group> {
+        self.pending.drain(..).collect()
+    }
+
     /// The memory of too-easy prompts (the prompt source skips them; save it with the checkpoint).
     pub fn easy(&self) -> &EasyMemory {
         &self.easy

@@ -16,6 +16,8 @@
 //!   inside a band by choosing among pending groups, reports a [`Shortfall`] so the prompt source
 //!   oversamples ([`Balancer::prompts_to_request`]), and never starves (a full pool releases its closest
 //!   batch); [`EasyMemory`] (`easy`) holds the all-correct prompts so they are not drawn again.
+//! - [`PromptSource`] (`source`): the prompts in a seeded permutation per step, skipping what the caller
+//!   says (too easy, already drawn this step).
 #![warn(missing_docs)]
 
 mod balance;
@@ -23,6 +25,7 @@ mod easy;
 pub mod error;
 pub mod filter;
 mod select;
+mod source;
 mod types;
 
 pub use balance::{Admission, BalanceConfig, BalanceStats, Balancer, Batch, BatchOrShortfall, Shortfall};
@@ -30,6 +33,7 @@ pub use easy::EasyMemory;
 pub use error::Error;
 pub use filter::{DropReason, FilterConfig, FilterCounts, FilterDecision};
 pub use select::{select, GroupCounts, Selection};
+pub use source::PromptSource;
 pub use types::{Group, Prompt, PromptId, RewardPolicyId, ScoredCompletion};
 
 use phi4r_rollout::PolicyVersion;

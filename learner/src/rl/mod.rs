@@ -17,6 +17,7 @@
 //! (completion tokens), `g` group size.
 
 mod advantage;
+mod batch;
 mod config;
 mod gae;
 mod kl;
@@ -25,6 +26,7 @@ mod policy_loss;
 mod value;
 
 pub use advantage::{grpo_advantages, AdvNorm};
+pub use batch::{RlBatch, RlRow};
 pub use config::{RlAlgo, RlConfig};
 pub use gae::{gae, outcome_rewards, whiten};
 pub use kl::k3_kl;
@@ -48,7 +50,7 @@ fn same_bt(op: &'static str, x: (&str, &Tensor), others: &[(&str, &Tensor)]) -> 
 }
 
 /// `Σ x·mask / Σ mask` as a host number (0 when the mask is empty): for metrics, never differentiated.
-fn masked_mean_host(x: &Tensor, mask: &Tensor) -> Result<f64> {
+pub(crate) fn masked_mean_host(x: &Tensor, mask: &Tensor) -> Result<f64> {
     let mask = mask.to_dtype(DType::F32)?;
     let den = f64::from(mask.sum_all()?.to_scalar::<f32>()?);
     if den == 0.0 {

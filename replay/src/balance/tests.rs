@@ -23,6 +23,17 @@ fn ids(batch: &Batch) -> Vec<u64> {
     batch.groups.iter().map(|g| g.prompt.id.0).collect()
 }
 
+#[test]
+fn take_pending_hands_back_every_kept_group_oldest_first() {
+    let mut b = Balancer::new(cfg(4, 8, 0.3, 0.7), EasyMemory::new()).expect("valid");
+    for id in [1, 2] {
+        assert_eq!(b.push(mixed(id, 1, 4)), Admission::Kept);
+    }
+    assert!(matches!(b.next_batch(), BatchOrShortfall::Shortfall(Shortfall::Groups { pending: 2, missing: 2 })));
+    assert_eq!(b.take_pending().iter().map(|g| g.prompt.id.0).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(b.pending(), 0);
+}
+
 // Batch of 2 groups of 4, band [0.3, 0.7]:
 //   group 1 all correct, group 2 all wrong -> dropped (no signal), prompt 1 remembered as easy;
 //   groups 3, 4 at 1/4 each -> (1 + 1) / 8 = 0.25 < 0.3 -> shortfall, more positive needed;

@@ -1,0 +1,134 @@
+//! Stage 4's learner step through the public API on a tiny model: zero advantages move nothing, the KL to
+//! an identical reference is 0, and the step's loss is the rl functions' value (by micro-batch shares).
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use phi4r_learner::rl::{aggregate, clipped_surrogate, k3_kl};
+use phi4r_learner::{Learner, LossAgg, RlAlgo, RlBatch, RlConfig, RlRow, Stage, StageConfig};
+use phi4r_model::loss::token_logps;
+use phi4r_model::{Phi3Config, TrainableModel};
+
+const VOCAB: usize = 64;
+
+fn tiny() -> Phi3Config {
+    Phi3Config {
+        vocab_size: VOCAB,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 4,
+        ..Phi3Config::tiny()
+    }
+}
+
+fn config(kl_coef: f64, loss_agg: LossAgg) -> StageConfig {
+    StageConfig {
+        seq_len: 32,
+        micro_batch: 2,
+        lr: 1e-2,
+        weight_decay: 0.0,
+        max_steps: Some(10),
+        rl: RlConfig { kl_coef, loss_agg, max_new_tokens: 16, ..RlConfig::default() },
+        ..StageConfig::seed(Stage::Rl)
+    }
+}
+
+fn learner(kl_coef: f64, loss_agg: LossAgg) -> Result<Learner> {
+    let model = TrainableModel::init(&tiny(), 3, DType::F32, &Device::Cpu)?;
+    let reference = model.model.frozen()?;
+    Ok(Learner::new(model, config(kl_coef, loss_agg), 10)?.with_reference(reference))
+}
+
+/// Four completions of two prompts, of unequal lengths.
+struct Rows {
+    prompts: Vec<Vec<u32>>,
+    completions: Vec<Vec<u32>>,
+    logps: Vec<Vec<f32>>,
+}
+
+fn rows() -> Rows {
+    Rows {
+        prompts: vec![vec![1, 2, 3], vec![1, 2, 3], vec![4, 5], vec![4, 5]],
+        completions: vec![vec![7, 8, 9], vec![10, 11], vec![12, 13, 14, 15], vec![16]],
+        logps: vec![vec![-4.0, -4.3, -4.1], vec![-4.2, -3.9], vec![-4.1, -4.2, -4.0, -4.4], vec![-4.15]],
+    }
+}
+
+fn batch(r: &Rows, advantages: &[f32], range: std::ops::Range<usize>) -> Result<RlBatch> {
+    let rows: Vec<RlRow> = range
+        .map(|i| RlRow {
+            prompt: &r.prompts[i],
+            completion: &r.completions[i],
+            sampler_logps: &r.logps[i],
+            advantage: advantages[i],
+        })
+        .collect();
+    Ok(RlBatch::new(&rows, 0)?)
+}
+
+fn weights(l: &Learner) -> Result<Vec<Vec<f32>>> {
+    l.trainable().vars().into_iter().map(|(_, v)| Ok(v.as_tensor().flatten_all()?.to_vec1::<f32>()?)).collect()
+}
+
+#[test]
+fn zero_advantages_without_kl_leave_the_weights_bit_identical() -> Result<()> {
+    let mut l = learner(0.0, LossAgg::TokenMean)?;
+    let before = weights(&l)?;
+    let r = rows();
+    let ev = l.rl_step(&[batch(&r, &[0.0; 4], 0..2)?, batch(&r, &[0.0; 4], 2..4)?])?;
+    assert!(!ev.step.skipped);
+    assert_eq!(ev.step.loss, 0.0);
+    assert_eq!((ev.rl.kl, ev.rl.advantage_abs_mean, ev.rl.completions, ev.rl.completion_tokens), (0.0, 0.0, 4, 10));
+    assert!(ev.rl.entropy > 0.0 && ev.rl.entropy <= (VOCAB as f64).ln() + 1e-6, "{}", ev.rl.entropy);
+    assert_eq!(weights(&l)?, before);
+    Ok(())
+}
+
+#[test]
+fn the_kl_to_an_identical_reference_is_zero_at_the_first_step() -> Result<()> {
+    let mut l = learner(0.04, LossAgg::TokenMean)?;
+    let r = rows();
+    let ev = l.rl_step(&[batch(&r, &[1.0, -1.0, 0.5, -0.5], 0..4)?])?;
+    assert!(ev.rl.kl.abs() < 1e-7, "kl {}", ev.rl.kl);
+    assert!(!ev.step.skipped && ev.step.grad_norm > 0.0);
+    // The policy moved, so the second step sees a positive KL.
+    let ev = l.rl_step(&[batch(&r, &[1.0, -1.0, 0.5, -0.5], 0..4)?])?;
+    assert!(ev.rl.kl > 0.0, "kl {}", ev.rl.kl);
+    Ok(())
+}
+
+// The step's loss equals the rl functions called directly on the whole batch, whatever the micro-batch
+// split: for each aggregation, two micro-batches of 2 vs the value of
+//   clipped_surrogate(logps, sampler_logps, A, mask, clip(0.2, 0.28), agg).loss
+//     + kl_coef * aggregate(k3_kl(logps, ref_logps), mask, agg)
+// with the reference a perturbed copy, so the KL is not 0.
+#[test]
+fn the_step_loss_is_the_rl_functions_value_for_every_aggregation() -> Result<()> {
+    let kl_coef = 0.1;
+    let advantages = [1.2, -0.7, 0.4, -0.9];
+    for agg in [LossAgg::TokenMean, LossAgg::SeqMean, LossAgg::TokenSum] {
+        let model = TrainableModel::init(&tiny(), 3, DType::F32, &Device::Cpu)?;
+        let reference = TrainableModel::init(&tiny(), 4, DType::F32, &Device::Cpu)?.model.frozen()?;
+        let policy = model.model.frozen()?;
+        let r = rows();
+        let whole = batch(&r, &advantages, 0..4)?;
+        let t = whole.lm().tensors(&Device::Cpu)?;
+        let (b, tt) = whole.lm().dims();
+        let logps = token_logps(&policy.forward(&t.input_ids, whole.lm().layout())?, &t.targets)?;
+        let ref_logps = token_logps(&reference.forward(&t.input_ids, whole.lm().layout())?, &t.targets)?;
+        let old = Tensor::from_slice(whole.old_logps(), (b, tt), &Device::Cpu)?;
+        let adv = Tensor::from_slice(whole.advantages(), b, &Device::Cpu)?;
+        let clip = RlAlgo::default().clip();
+        let pg = clipped_surrogate(&logps, &old, &adv, &t.loss_mask, clip, agg, None)?;
+        let kl = aggregate(&k3_kl(&logps, &ref_logps)?, &t.loss_mask, agg)?;
+        let expected = f64::from(pg.loss.to_scalar::<f32>()?) + kl_coef * f64::from(kl.to_scalar::<f32>()?);
+
+        let mut l = Learner::new(model, config(kl_coef, agg), 10)?.with_reference(reference);
+        let ev = l.rl_step(&[batch(&r, &advantages, 0..2)?, batch(&r, &advantages, 2..4)?])?;
+        assert!((ev.step.loss - expected).abs() < 1e-5, "{agg:?}: step {} vs direct {expected}", ev.step.loss);
+        assert!(ev.rl.kl > 0.0 && ev.rl.clip_fraction >= 0.0);
+        assert!((ev.rl.advantage_mean - 0.0).abs() < 1e-6);
+    }
+    Ok(())
+}
