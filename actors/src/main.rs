@@ -8,6 +8,7 @@ mod compute;
 mod dataset;
 mod learner;
 mod messages;
+mod rl_learner;
 
 use clap::Parser;
 

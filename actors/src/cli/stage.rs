@@ -1,4 +1,8 @@
-//! `phi4r-actors stage mid|sft|dpo`: one stage of the recipe as a learner actor fed by a dataset actor.
+//! `phi4r-actors stage mid|sft|dpo|rl`: one stage of the recipe as a learner actor fed by a dataset actor
+//! (stages 1–3), or, for rl, a learner actor that samples, verifies and balances its own groups each step
+//! (synchronous on-policy GRPO; `crate::rl_learner`).
+
+mod rl;
 
 use crate::compute::Compute;
 use crate::dataset::DatasetActor;
@@ -22,6 +26,8 @@ pub enum StageName {
     Sft,
     /// Stage 3: rollout DPO against a frozen reference.
     Dpo,
+    /// Stage 4: RLVR with GRPO on sampled, verified groups (needs --prompts instead of --data).
+    Rl,
 }
 
 #[derive(Debug, Args)]
@@ -36,8 +42,12 @@ pub struct StageArgs {
     #[arg(long)]
     profile: Option<String>,
     /// Training data: {"prompt","completion"} JSONL (mid, sft) or {"prompt","chosen","rejected"} (dpo).
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required_unless_present = "prompts")]
+    data: Option<PathBuf>,
+    /// Stage rl: {"problem","answer"[,"tier"]} JSONL to draw prompts from (e.g. `data synth`'s
+    /// stage4.jsonl).
+    #[arg(long, conflicts_with = "data")]
+    prompts: Option<PathBuf>,
     /// Checkpoint to start from (HF layout with tokenizer.json).
     #[arg(long)]
     init: PathBuf,
@@ -52,7 +62,7 @@ pub struct StageArgs {
     /// differences are printed; the result is no longer the straight run's).
     #[arg(long, requires = "resume")]
     force_resume: bool,
-    /// Frozen reference model for dpo (default: --init).
+    /// Frozen reference model for dpo and rl (default: --init).
     #[arg(long = "ref")]
     reference: Option<PathBuf>,
     /// Skip malformed data lines with a counted warning instead of failing.
@@ -75,11 +85,28 @@ pub struct StageArgs {
     metrics_addr: Option<std::net::SocketAddr>,
 }
 
+impl From<StageArgs> for rl::RlArgs {
+    fn from(a: StageArgs) -> Self {
+        rl::RlArgs {
+            prompts: a.prompts,
+            init: a.init,
+            out: a.out,
+            resume: a.resume,
+            force_resume: a.force_resume,
+            reference: a.reference,
+            skip_bad_lines: a.skip_bad_lines,
+            stop_after: a.stop_after,
+            metrics_addr: a.metrics_addr,
+        }
+    }
+}
+
 pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
     let stage = match a.stage {
         StageName::Mid => Stage::Mid,
         StageName::Sft => Stage::Sft,
         StageName::Dpo => Stage::Dpo,
+        StageName::Rl => Stage::Rl,
     };
     let config_path =
         a.config.clone().unwrap_or_else(|| PathBuf::from(format!("configs/stages/{}.toml", stage.name())));
@@ -97,18 +124,22 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
         cfg.lr = lr;
     }
     cfg.validate()?;
+    if stage == Stage::Rl {
+        return rl::run(a.into(), cfg, threads);
+    }
+    let data = a.data.clone().with_context(|| format!("stage {} needs --data", stage.name()))?;
     let dev = crate::cli::device()?;
     let dtype = candle_core::DType::F32;
     let init = TrainableModel::load(&a.init, dtype, &dev).with_context(|| format!("--init {}", a.init.display()))?;
     let tokenizer = phi4r_model::load_tokenizer(&a.init, init.model.config())?
         .with_context(|| format!("--init {} has no tokenizer.json", a.init.display()))?;
-    let (feed, report) = StageFeed::load(&a.data, &cfg, &tokenizer, &ChatTemplate::default(), a.skip_bad_lines)
-        .with_context(|| format!("--data {}", a.data.display()))?;
+    let (feed, report) = StageFeed::load(&data, &cfg, &tokenizer, &ChatTemplate::default(), a.skip_bad_lines)
+        .with_context(|| format!("--data {}", data.display()))?;
     eprintln!("{}", serde_json::json!({"stage": stage.name(), "data": report}));
     let total = cfg.total_steps(report.items_per_epoch);
     let reference = (stage == Stage::Dpo).then(|| a.reference.clone().unwrap_or_else(|| a.init.clone()));
     let reference_weights = reference.as_ref().map(|r| r.join(phi4r_model::WEIGHTS_FILE));
-    let inputs = RunInputs::fingerprint(&[a.data.as_path()], &tokenizer, reference_weights.as_deref())?;
+    let inputs = RunInputs::fingerprint(&[data.as_path()], &tokenizer, reference_weights.as_deref())?;
     let resumed = if a.resume { latest_checkpoint(&a.out)? } else { None };
     if let Some(dir) = &resumed {
         let changes = resume_changes(dir, &cfg, &inputs)?;

@@ -1,0 +1,137 @@
+//! `phi4r-actors stage rl`: stage 4 (GRPO) as the stage-4 learner actor over a compute thread, each step
+//! synchronous and on-policy ([`phi4r_learner::rl::rl_sync_step`]). Loads the prompts, the policy, the
+//! frozen reference and the resume guard, then hands over to [`crate::rl_learner`].
+
+use crate::compute::Compute;
+use crate::messages::LearnerMsg;
+use crate::rl_learner::{RlLearnerActor, RlLearnerArgs, RlSetup};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use phi4r_data::{prompt_ids, ChatTemplate, JsonlReader, ProblemAnswer};
+use phi4r_learner::rl::GroupSampler;
+use phi4r_learner::{latest_checkpoint, resume_changes, Learner, RunInputs, StageConfig};
+use phi4r_model::TrainableModel;
+use phi4r_replay::{Prompt, PromptId, PromptSource};
+use ractor::Actor;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Rows per generation batch (whole groups at a time).
+const GENERATION_ROWS: usize = 64;
+
+/// The flags stage rl reads (the rest of `stage`'s are for stages 1–3).
+pub struct RlArgs {
+    pub prompts: Option<PathBuf>,
+    pub init: PathBuf,
+    pub out: PathBuf,
+    pub resume: bool,
+    pub force_resume: bool,
+    pub reference: Option<PathBuf>,
+    pub skip_bad_lines: bool,
+    pub stop_after: Option<u64>,
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// The prompts of `path`, chat-templated and tokenized; a prompt that leaves no room for
+/// `max_new_tokens` in `seq_len` is skipped and counted. Ids are line numbers (1-based), so the too-easy
+/// memory stays valid across runs over the same file.
+fn load_prompts(
+    path: &std::path::Path,
+    cfg: &StageConfig,
+    tokenizer: &phi4r_model::Tokenizer,
+    skip_bad_lines: bool,
+) -> anyhow::Result<(Vec<Prompt>, usize)> {
+    let template = ChatTemplate::default();
+    let mut reader = JsonlReader::<ProblemAnswer>::open(path)?.skip_bad_lines(skip_bad_lines);
+    let (mut prompts, mut too_long) = (Vec::new(), 0);
+    for (i, rec) in reader.by_ref().enumerate() {
+        let p = rec?;
+        let ids = prompt_ids(&template, tokenizer, &p.problem)?;
+        if ids.len() + cfg.rl.max_new_tokens > cfg.seq_len {
+            too_long += 1;
+            continue;
+        }
+        prompts.push(Prompt { id: PromptId(i as u64 + 1), ids, gold: p.answer, tier: p.tier.unwrap_or(0) });
+    }
+    Ok((prompts, too_long))
+}
+
+pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
+    let prompts_path = a.prompts.clone().context("stage rl needs --prompts FILE ({\"problem\",\"answer\"} JSONL)")?;
+    let dev = crate::cli::device()?;
+    let dtype = candle_core::DType::F32;
+    let init = TrainableModel::load(&a.init, dtype, &dev).with_context(|| format!("--init {}", a.init.display()))?;
+    let tokenizer = phi4r_model::load_tokenizer(&a.init, init.model.config())?
+        .with_context(|| format!("--init {} has no tokenizer.json", a.init.display()))?;
+    let (prompts, too_long) = load_prompts(&prompts_path, &cfg, &tokenizer, a.skip_bad_lines)
+        .with_context(|| format!("--prompts {}", prompts_path.display()))?;
+    eprintln!("{}", serde_json::json!({"stage": "rl", "prompts": prompts.len(), "too_long": too_long}));
+    let source = PromptSource::new(prompts).with_context(|| format!("--prompts {}", prompts_path.display()))?;
+    let stop_ids = ChatTemplate::default().stop_ids(&tokenizer);
+    let sampler = GroupSampler::new(tokenizer.clone(), stop_ids, phi4r_verifier::Verifier::default(), GENERATION_ROWS)?;
+    let reference = a.reference.clone().unwrap_or_else(|| a.init.clone());
+    let reference_weights = reference.join(phi4r_model::WEIGHTS_FILE);
+    let inputs = RunInputs::fingerprint(&[prompts_path.as_path()], &tokenizer, Some(&reference_weights))?;
+    let resumed = if a.resume { latest_checkpoint(&a.out)? } else { None };
+    if let Some(dir) = &resumed {
+        let changes = resume_changes(dir, &cfg, &inputs)?;
+        if !changes.is_empty() {
+            if !a.force_resume {
+                return Err(phi4r_learner::Error::ResumeMismatch { dir: dir.clone(), changes }.into());
+            }
+            for c in &changes {
+                eprintln!("--force-resume: {c}");
+            }
+        }
+    }
+    let total = cfg.max_steps.context("stage rl needs max_steps (the number of steps)")?;
+    let learner = match &resumed {
+        Some(path) => Learner::resume(path, cfg.clone(), dtype, &dev)?,
+        None => Learner::new(init, cfg.clone(), total)?.with_tokenizer(tokenizer),
+    }
+    .with_inputs(inputs)
+    .with_reference(
+        phi4r_model::load_frozen(&reference, dtype, &dev).with_context(|| format!("--ref {}", reference.display()))?,
+    );
+    let start_step = learner.state().step;
+    let total = learner.state().total_steps;
+    if let Some(addr) = a.metrics_addr {
+        anyhow::ensure!(addr.ip().is_loopback(), "--metrics-addr must be a loopback address");
+    }
+    let out_dir = a.out.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let summary = rt.block_on(async move {
+        if let Some(addr) = a.metrics_addr {
+            metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install()?;
+        }
+        let progress = ProgressBar::new(total);
+        progress.set_style(ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (eta {eta})",
+        )?);
+        progress.set_prefix("rl");
+        progress.set_position(start_step);
+        let compute = Compute::spawn(learner, threads)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let args = RlLearnerArgs {
+            compute,
+            setup: Arc::new(RlSetup { source, sampler }),
+            out: a.out.clone(),
+            progress,
+            done: tx,
+            stop_after: a.stop_after,
+        };
+        let (learner, handle) = Actor::spawn(None, RlLearnerActor, args).await?;
+        if start_step >= total {
+            learner.send_message(LearnerMsg::Stop)?;
+        } else {
+            learner.send_message(LearnerMsg::Step)?;
+        }
+        let result = rx.await.map_err(|_| anyhow::anyhow!("the rl learner actor stopped without a result"))?;
+        handle.await?;
+        result.map_err(|e| anyhow::anyhow!("stage rl stopped: {e}"))
+    })?;
+    let text = serde_json::to_string_pretty(&summary)?;
+    phi4r_model::write_atomic(&out_dir.join("summary.json"), text.as_bytes())?;
+    println!("{text}");
+    Ok(())
+}
