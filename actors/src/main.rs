@@ -6,6 +6,7 @@
 mod cli;
 mod compute;
 mod dataset;
+mod generator;
 mod learner;
 mod messages;
 mod rl_learner;

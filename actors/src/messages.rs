@@ -25,3 +25,22 @@ pub enum LearnerMsg {
 }
 
 impl ractor::Message for LearnerMsg {}
+
+/// To a stage-4 generator actor.
+pub enum GeneratorMsg {
+    /// Sample, verify, filter and balance one step's groups from `policy` (a frozen copy of the learner's
+    /// weights at version `step`), starting from the too-easy memory `easy`; reply with what was
+    /// collected, or the error's text.
+    Collect {
+        /// The weights to sample from (never `Var`-backed).
+        policy: Box<phi4r_model::Phi3>,
+        /// The prompts found too easy so far.
+        easy: phi4r_replay::EasyMemory,
+        /// The learner's step (= the policy version).
+        step: u64,
+        /// Where the collected groups go.
+        reply: RpcReplyPort<Result<phi4r_learner::rl::Collected, String>>,
+    },
+}
+
+impl ractor::Message for GeneratorMsg {}

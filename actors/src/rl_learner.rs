@@ -1,19 +1,22 @@
-//! The stage-4 learner actor (first wiring: synchronous and on-policy). Each `Step` runs one
-//! [`rl_sync_step`] on the learner's compute thread — sampling from a frozen copy of the weights,
-//! verification, filters and balancer, then the GRPO update — and turns its report into metrics, a
-//! `metrics.jsonl` line and progress. A streaming runtime (generator actors, replay buffer) will replace
-//! the sampling inside the step; this actor's side stays.
+//! The stage-4 learner actor (first wiring: synchronous and on-policy, one generator). Each `Step`:
+//! 1. a frozen copy of the weights (version = step) and the too-easy memory from the learner's compute
+//!    thread;
+//! 2. `GeneratorMsg::Collect` to the generator actor, which samples, verifies, filters and balances on
+//!    its own compute thread;
+//! 3. [`train_collected`] (the GRPO update) on the learner's compute thread, a checkpoint when due;
+//! 4. the report becomes metrics, a `metrics.jsonl` line and progress.
+//!
+//! A streaming runtime replaces step 2 by N generators feeding a replay buffer; the rest stays.
 
 use crate::compute::Compute;
-use crate::messages::LearnerMsg;
+use crate::messages::{GeneratorMsg, LearnerMsg};
 use indicatif::ProgressBar;
-use phi4r_learner::rl::{rl_sync_step, GroupSampler, RlStepReport};
-use phi4r_replay::PromptSource;
+use phi4r_learner::rl::{train_collected, RlStepReport};
+use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// How stage 4 ended.
@@ -43,20 +46,14 @@ pub struct RlSummary {
     pub checkpoint: Option<PathBuf>,
 }
 
-/// What the step needs besides the learner: the prompts and the sampler (shared with the compute thread).
-pub struct RlSetup {
-    /// The prompts, in a seeded order per step.
-    pub source: PromptSource,
-    /// Samples and verifies groups.
-    pub sampler: GroupSampler,
-}
-
 /// Start-up arguments.
 pub struct RlLearnerArgs {
     /// The compute thread owning the `Learner`.
     pub compute: Compute,
-    /// Prompts and sampler.
-    pub setup: Arc<RlSetup>,
+    /// The generator actor that collects each step's groups.
+    pub generator: ActorRef<GeneratorMsg>,
+    /// Padding id of training batches.
+    pub pad_id: u32,
     /// Output folder (checkpoints, metrics.jsonl).
     pub out: PathBuf,
     /// Progress display.
@@ -71,7 +68,8 @@ pub struct RlLearnerArgs {
 pub struct RlLearnerState {
     args: Option<RlLearnerArgs>,
     compute: Compute,
-    setup: Arc<RlSetup>,
+    generator: ActorRef<GeneratorMsg>,
+    pad_id: u32,
     out: PathBuf,
     progress: ProgressBar,
     metrics: std::fs::File,
@@ -153,6 +151,13 @@ impl RlLearnerState {
         Ok(())
     }
 
+    /// Ends the stage with `reason` (the last good checkpoint stays the one to resume from).
+    fn fail(&mut self, me: &ActorRef<LearnerMsg>, reason: String) -> Result<(), ActorProcessingErr> {
+        self.finish(Err(reason));
+        me.stop(None);
+        Ok(())
+    }
+
     fn finish(&mut self, result: Result<RlSummary, String>) {
         self.progress.finish_and_clear();
         if let Some(args) = self.args.take() {
@@ -171,7 +176,8 @@ impl Actor for RlLearnerActor {
         let metrics = std::fs::OpenOptions::new().create(true).append(true).open(a.out.join("metrics.jsonl"))?;
         Ok(RlLearnerState {
             compute: a.compute.clone(),
-            setup: a.setup.clone(),
+            generator: a.generator.clone(),
+            pad_id: a.pad_id,
             out: a.out.clone(),
             progress: a.progress.clone(),
             stop_after: a.stop_after,
@@ -206,11 +212,29 @@ impl Actor for RlLearnerActor {
             me.stop(None);
             return Ok(());
         }
-        let (out, setup) = (st.out.clone(), st.setup.clone());
+        let prep = st
+            .compute
+            .call(|l| -> phi4r_learner::Result<_> {
+                Ok((Box::new(l.model().frozen()?), l.easy().cloned().unwrap_or_default(), l.state().step))
+            })
+            .await?;
+        let (policy, easy, step) = match prep {
+            Ok(p) => p,
+            Err(e) => return st.fail(&me, format!("frozen policy copy: {e}")),
+        };
+        let collected =
+            match st.generator.call(|reply| GeneratorMsg::Collect { policy, easy, step, reply }, None).await? {
+                CallResult::Success(Ok(c)) => c,
+                CallResult::Success(Err(e)) => return st.fail(&me, format!("generator: {e}")),
+                CallResult::Timeout | CallResult::SenderError => {
+                    return st.fail(&me, "the generator did not answer".into());
+                }
+            };
+        let (out, pad_id) = (st.out.clone(), st.pad_id);
         let (report, ckpt, finished) = st
             .compute
             .call(move |l| {
-                let report = rl_sync_step(l, &setup.sampler, &setup.source);
+                let report = train_collected(l, collected, pad_id);
                 let ckpt = (report.is_ok() && l.checkpoint_due()).then(|| l.save_checkpoint(&out));
                 (report, ckpt, l.is_finished())
             })
@@ -227,10 +251,7 @@ impl Actor for RlLearnerActor {
                     me.send_message(LearnerMsg::Step)?;
                 }
             }
-            Err(e) => {
-                st.finish(Err(e.to_string()));
-                me.stop(None);
-            }
+            Err(e) => return st.fail(&me, e.to_string()),
         }
         Ok(())
     }

@@ -33,7 +33,7 @@ pub use gae::{gae, outcome_rewards, whiten};
 pub use kl::k3_kl;
 pub use overlong::{overlong_penalty, Overlong, OverlongOutcome};
 pub use policy_loss::{aggregate, clipped_surrogate, truncated_is_weights, Clip, IsWeights, LossAgg, PolicyLossOutput};
-pub use sync::{collect_groups, rl_sync_step, CollectReport, GroupSampler, RlStepReport};
+pub use sync::{collect_groups, rl_sync_step, train_collected, CollectReport, Collected, GroupSampler, RlStepReport};
 pub use value::{value_loss_clipped, ValueLossOutput};
 
 use crate::error::{Error, Result};

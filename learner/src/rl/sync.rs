@@ -5,7 +5,8 @@
 //!
 //! Each part is its own call so a streaming runtime (N generator actors, a replay buffer) can replace
 //! [`collect_groups`] and keep the rest: [`GroupSampler::sample`] is one generator's work,
-//! [`collect_groups`] the prompt source + balancer loop, [`rl_sync_step`] the learner's side.
+//! [`collect_groups`] the prompt source + balancer loop (the generator actor's job in `stage rl`),
+//! [`train_collected`] the learner's side; [`rl_sync_step`] is the two in one call.
 
 use crate::config::StageConfig;
 use crate::error::{Error, Result};
@@ -230,12 +231,40 @@ pub fn rl_sync_step(learner: &mut Learner, sampler: &GroupSampler, source: &Prom
     let easy = learner.easy().cloned().unwrap_or_default();
     let (groups, easy, collect) = collect_groups(&policy, sampler, source, easy, learner.config(), step)?;
     drop(policy);
+    train_collected(learner, Collected { groups, easy, report: collect }, sampler.pad_id())
+}
+
+/// What [`collect_groups`] returns, as one value (what a generator hands the learner).
+#[derive(Debug, Clone)]
+pub struct Collected {
+    /// The groups to train on (empty: every group was filtered out).
+    pub groups: Vec<Group>,
+    /// The too-easy memory after this step's groups.
+    pub easy: EasyMemory,
+    /// What sampling and balancing saw.
+    pub report: CollectReport,
+}
+
+/// The learner's side of a step: records the too-easy memory, then [`Learner::rl_step`] on the collected
+/// groups (padded with `pad_id`), or [`Learner::idle_step`] when there are none.
+pub fn train_collected(learner: &mut Learner, collected: Collected, pad_id: u32) -> Result<RlStepReport> {
+    let Collected { groups, easy, report } = collected;
+    if report.policy_version != learner.state().step {
+        return Err(Error::input(
+            "train_collected",
+            format!(
+                "groups sampled by policy version {} reached the learner at step {} (synchronous on-policy training)",
+                report.policy_version,
+                learner.state().step
+            ),
+        ));
+    }
     learner.record_easy(easy);
     if groups.is_empty() {
-        return Ok(RlStepReport { step: learner.idle_step()?, rl: None, collect });
+        return Ok(RlStepReport { step: learner.idle_step()?, rl: None, collect: report });
     }
     let cfg = learner.config();
-    let batches = RlBatch::from_groups(&groups, cfg.rl.algo.adv_norm(), cfg.micro_batch, sampler.pad_id())?;
+    let batches = RlBatch::from_groups(&groups, cfg.rl.algo.adv_norm(), cfg.micro_batch, pad_id)?;
     let ev = learner.rl_step(&batches)?;
-    Ok(RlStepReport { step: ev.step, rl: Some(ev.rl), collect })
+    Ok(RlStepReport { step: ev.step, rl: Some(ev.rl), collect: report })
 }

@@ -3,8 +3,9 @@
 //! frozen reference and the resume guard, then hands over to [`crate::rl_learner`].
 
 use crate::compute::Compute;
+use crate::generator::{GeneratorActor, GeneratorSetup};
 use crate::messages::LearnerMsg;
-use crate::rl_learner::{RlLearnerActor, RlLearnerArgs, RlSetup};
+use crate::rl_learner::{RlLearnerActor, RlLearnerArgs};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use phi4r_data::{prompt_ids, ChatTemplate, JsonlReader, ProblemAnswer};
@@ -14,7 +15,6 @@ use phi4r_model::TrainableModel;
 use phi4r_replay::{Prompt, PromptId, PromptSource};
 use ractor::Actor;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Rows per generation batch (whole groups at a time).
 const GENERATION_ROWS: usize = 64;
@@ -110,11 +110,17 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
         )?);
         progress.set_prefix("rl");
         progress.set_position(start_step);
+        // The generator and the learner take turns (synchronous on-policy), so each gets every thread.
         let compute = Compute::spawn(learner, threads)?;
+        let pad_id = sampler.pad_id();
+        let gen_compute =
+            Compute::spawn_role("generator", GeneratorSetup { source, sampler, config: cfg.clone() }, threads)?;
+        let (generator, generator_handle) = Actor::spawn(None, GeneratorActor, gen_compute).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let args = RlLearnerArgs {
             compute,
-            setup: Arc::new(RlSetup { source, sampler }),
+            generator: generator.clone(),
+            pad_id,
             out: a.out.clone(),
             progress,
             done: tx,
@@ -128,6 +134,8 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
         }
         let result = rx.await.map_err(|_| anyhow::anyhow!("the rl learner actor stopped without a result"))?;
         handle.await?;
+        generator.stop(None);
+        generator_handle.await?;
         result.map_err(|e| anyhow::anyhow!("stage rl stopped: {e}"))
     })?;
     let text = serde_json::to_string_pretty(&summary)?;
