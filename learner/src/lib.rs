@@ -1,5 +1,6 @@
-//! The learner of phi4r: the logic of training stages 1–3 (mid-training, SFT, rollout DPO), synchronous
-//! and deterministic so a plain test drives it. The `actors` crate wraps it in a learner actor.
+//! The learner of phi4r: the logic of training stages 1–4 (mid-training, SFT, rollout DPO, RLVR with
+//! GRPO), synchronous and deterministic so a plain test drives it. The `actors` crate wraps it in a
+//! learner actor (and, for stage 4, a generator actor).
 //!
 //! - [`loss`]: [`lm_loss`] (masked token-mean NLL, packing-aware), [`sequence_logps`], [`dpo_loss`]
 //!   (sigmoid DPO with implicit-reward metrics, [`DpoOutput`]).
@@ -10,20 +11,23 @@
 //! - [`LrSchedule`] (`schedule`): warmup then cosine / linear / constant, a pure `lr_at(step)`.
 //! - [`StageConfig`] (`config`): TOML stage configs with profiles, validated, errors naming the key.
 //! - [`lm_step`] / [`dpo_step`] (`step`): one micro-batch's forward + backward → [`StepOutput`].
-//! - [`Learner`] (`learner`): owns model, optimizer, schedule, [`TrainState`] and the DPO reference with its
-//!   [`RefCache`]; `train_step` / `dpo_step` return [`StepEvent`]s; bad steps are skipped and counted.
+//! - [`Learner`] (`learner`): owns model, optimizer, schedule, [`TrainState`] and the frozen reference
+//!   (DPO, with its [`RefCache`]; RL's KL anchor); `train_step` / `dpo_step` / `rl_step` return
+//!   [`StepEvent`]s; bad steps are skipped and counted.
 //! - [`bench`](mod@bench): the learner's real step timed for `bench model`.
 //! - [`checkpoint`]: atomic step folders (HF weights + optimizer + state), `latest`, exact resume;
 //!   [`inputs`]: fingerprints of the data, tokenizer and reference, and [`resume_changes`], the guard
 //!   that refuses to resume a checkpoint into a different run.
 //! - [`StageFeed`] (`feed`): a stage's data in its seeded epoch order, the one owner of the data cursor.
-//! - [`rl`]: stage 4's math, built and tested but not wired into the [`Learner`] yet —
-//!   [`grpo_advantages`] (GRPO / Dr. GRPO), [`gae`] (PPO), [`k3_kl`], [`clipped_surrogate`] with
-//!   clip-higher and the [`LossAgg`] choices, [`truncated_is_weights`], [`value_loss_clipped`] and DAPO's
-//!   [`overlong_penalty`]; each with a golden test against the TRL / verl / OpenRLHF formula.
+//! - [`rl`]: stage 4 — the math ([`grpo_advantages`] (GRPO / Dr. GRPO), [`gae`] (PPO), [`k3_kl`],
+//!   [`clipped_surrogate`] with clip-higher and the [`LossAgg`] choices, [`truncated_is_weights`],
+//!   [`value_loss_clipped`] and DAPO's [`overlong_penalty`], each with a golden test against the TRL /
+//!   verl / OpenRLHF formula), [`RlConfig`] (`[rl]`), [`RlBatch`] (what [`Learner::rl_step`] consumes) and
+//!   the synchronous on-policy step ([`rl::collect_groups`] + [`rl::train_collected`]). GAE / PPO are not
+//!   wired yet.
 //!
-//! Depends on `phi4r-model` only among phi4r crates, and never on tokio, ractor or a logger: stats leave
-//! as typed events.
+//! Depends on `phi4r-model`, `phi4r-data`, and for stage 4 `phi4r-replay`, `phi4r-rollout` (sampling)
+//! and `phi4r-verifier` (rewards); never on tokio, ractor or a logger: stats leave as typed events.
 #![warn(missing_docs)]
 
 mod batch;

@@ -6,7 +6,8 @@
 //! Plain synchronous logic: the replay actor (stage 4) owns a [`Buffer`]. Depends on `phi4r-rollout`
 //! for [`PolicyVersion`] and [`phi4r_rollout::FinishReason`] only.
 //!
-//! Stage 4's payloads and its stability measures (built, not wired into an actor yet):
+//! Stage 4's payloads and its stability measures (used by `stage rl` through the learner's synchronous
+//! step; the staleness-bounded [`Buffer`] waits for the streaming runtime):
 //! - [`Prompt`], [`ScoredCompletion`], [`Group`] (`types`): what travels from the prompt source through the
 //!   generators and verifiers, with the [`PromptId`] and [`RewardPolicyId`] newtypes.
 //! - [`filter`]: the no-signal filter (all rewards equal: DAPO's dynamic sampling) and the length filter

@@ -1,4 +1,7 @@
-//! Stage 4 (RLVR) math as pure functions, built and tested but not wired into the [`crate::Learner`] yet:
+//! Stage 4 (RLVR): the math as pure functions, the `[rl]` config ([`RlConfig`]), the batches
+//! [`crate::Learner::rl_step`] consumes ([`RlBatch`]), and the synchronous on-policy step (`sync`:
+//! [`GroupSampler`], [`collect_groups`], [`train_collected`]). GRPO is wired; GAE / value loss (PPO),
+//! truncated IS and the overlong penalty are built but not used by the step yet.
 //!
 //! - [`grpo_advantages`] (`advantage`): group-relative advantages, `(r − mean) / (std + ε)` or, with
 //!   [`AdvNorm::None`], Dr. GRPO's `r − mean`.
