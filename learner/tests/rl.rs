@@ -3,10 +3,11 @@
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
-use phi4r_learner::rl::{aggregate, clipped_surrogate, k3_kl};
+use phi4r_learner::rl::{aggregate, clipped_surrogate, k3_kl, train_collected, CollectReport, Collected};
 use phi4r_learner::{Learner, LossAgg, RlAlgo, RlBatch, RlConfig, RlRow, Stage, StageConfig};
 use phi4r_model::loss::token_logps;
 use phi4r_model::{Phi3Config, TrainableModel};
+use phi4r_replay::{EasyMemory, FilterCounts, PromptId};
 
 const VOCAB: usize = 64;
 
@@ -130,5 +131,43 @@ fn the_step_loss_is_the_rl_functions_value_for_every_aggregation() -> Result<()>
         assert!(ev.rl.kl > 0.0 && ev.rl.clip_fraction >= 0.0);
         assert!((ev.rl.advantage_mean - 0.0).abs() < 1e-6);
     }
+    Ok(())
+}
+
+fn report(policy_version: u64) -> CollectReport {
+    CollectReport {
+        policy_version,
+        temperature: 1.0,
+        rounds: 1,
+        prompts: 2,
+        completions: 8,
+        correct: 0,
+        reward_mean: -1.0,
+        accuracy: 0.0,
+        response_len_mean: 4.0,
+        truncated_share: 0.0,
+        filter: FilterCounts { no_signal_wrong: 2, ..FilterCounts::default() },
+        refused_groups: 0,
+        trained_groups: 0,
+        positive_share: None,
+        in_band: false,
+        sampling_s: 0.0,
+    }
+}
+
+// A step whose groups were all filtered out advances the clock (the policy version) without an update and
+// without counting as a bad step; groups sampled by another version are refused; the easy memory is kept.
+#[test]
+fn an_empty_collection_is_an_idle_step_and_another_version_is_refused() -> Result<()> {
+    let mut l = learner(0.04, LossAgg::TokenMean)?;
+    let before = weights(&l)?;
+    let mut easy = EasyMemory::new();
+    easy.insert(PromptId(7));
+    let r = train_collected(&mut l, Collected { groups: vec![], easy: easy.clone(), report: report(0) }, 0)?;
+    assert!(r.rl.is_none() && r.step.skipped && r.step.step == 1 && r.step.bad_steps_in_row == 0);
+    assert_eq!(weights(&l)?, before);
+    assert_eq!(l.easy(), Some(&easy));
+    let stale = train_collected(&mut l, Collected { groups: vec![], easy, report: report(0) }, 0);
+    assert!(stale.is_err(), "version 0 groups at step 1");
     Ok(())
 }

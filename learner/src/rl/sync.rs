@@ -125,6 +125,8 @@ pub struct CollectReport {
     pub truncated_share: f64,
     /// Filter decisions on this step's groups (kept, and dropped by reason).
     pub filter: FilterCounts,
+    /// Kept groups handed back because the balancer's pool was full (not trained).
+    pub refused_groups: u64,
     /// Groups trained on.
     pub trained_groups: usize,
     /// Share of positive completions among the trained ones (None when nothing is trained).
@@ -203,6 +205,7 @@ pub fn collect_groups(
         response_len_mean: sampled.iter().map(|s| s.0 as f64).sum::<f64>() / n,
         truncated_share: sampled.iter().filter(|s| s.2).count() as f64 / n,
         filter: balancer.stats().filter,
+        refused_groups: balancer.stats().refused,
         trained_groups: groups.len(),
         positive_share: (trained > 0).then(|| positives as f32 / trained as f32),
         in_band,
