@@ -184,7 +184,7 @@ pub fn rl_step(
     let loss = (loss * share)?;
     let value = scalar(&loss)?;
     let pg_loss = scalar(&pg.loss)? * share;
-    let entropy = masked_mean_host(&token_entropy(&logits.detach())?, mask)?;
+    let entropy = masked_mean_entropy(&logits.detach(), mask)?;
     let grads = Grads::from_store(&loss.backward()?, vars);
     Ok(StepOutput {
         grads,
@@ -202,6 +202,27 @@ pub fn rl_step(
     })
 }
 
+/// Positions per chunk of the entropy metric, so its `(b, t, v)` temporaries stay a slice of the logits'
+/// size at long sequence lengths and large vocabularies.
+const ENTROPY_CHUNK: usize = 512;
+
+/// Mean entropy over positions with mask 1 (0 for an empty mask), computed in chunks of positions.
+fn masked_mean_entropy(logits: &Tensor, mask: &Tensor) -> Result<f64> {
+    let (_, t, _) = logits.dims3()?;
+    let mask = mask.to_dtype(DType::F32)?;
+    let den = f64::from(mask.sum_all()?.to_scalar::<f32>()?);
+    if den == 0.0 {
+        return Ok(0.0);
+    }
+    let mut num = 0.0;
+    for start in (0..t).step_by(ENTROPY_CHUNK) {
+        let len = ENTROPY_CHUNK.min(t - start);
+        let entropy = token_entropy(&logits.narrow(1, start, len)?)?;
+        num += f64::from((entropy * mask.narrow(1, start, len)?)?.sum_all()?.to_scalar::<f32>()?);
+    }
+    Ok(num / den)
+}
+
 /// Entropy of the softmax of each row of `logits`, `−Σ p log p`.
 ///
 /// # Shapes
@@ -217,4 +238,31 @@ fn token_entropy(logits: &Tensor) -> Result<Tensor> {
 
 fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    // python: p = softmax([1, 2, 3]); -(p * log p).sum() = 0.832396
+    //         uniform over 4: log(4) = 1.386294
+    // Over 600 positions (two chunks), half masked out, mean of the masked-in ones.
+    #[test]
+    fn entropy_by_hand_across_chunks() -> Result<()> {
+        let dev = Device::Cpu;
+        let t = 600;
+        let mut rows = Vec::with_capacity(t * 4);
+        for i in 0..t {
+            rows.extend(if i % 2 == 0 { [0f32, 0., 0., 0.] } else { [1f32, 2., 3., -1e9] });
+        }
+        let logits = Tensor::from_vec(rows, (1, t, 4), &dev)?;
+        let even: Vec<f32> = (0..t).map(|i| if i % 2 == 0 { 1. } else { 0. }).collect();
+        let odd: Vec<f32> = even.iter().map(|m| 1. - m).collect();
+        let e = masked_mean_entropy(&logits, &Tensor::from_vec(even, (1, t), &dev)?)?;
+        assert!((e - 1.386294).abs() < 1e-5, "{e}");
+        let e = masked_mean_entropy(&logits, &Tensor::from_vec(odd, (1, t), &dev)?)?;
+        assert!((e - 0.832396).abs() < 1e-5, "{e}");
+        Ok(())
+    }
 }
