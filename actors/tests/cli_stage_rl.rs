@@ -58,7 +58,10 @@ impl Setup {
     }
 
     fn rl<'a>(&'a self, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        // The CPU, so the seeded draws and the byte-identical resume hold in a CUDA build too.
         let mut v = vec![
+            "--device",
+            "cpu",
             "--threads",
             "2",
             "stage",
