@@ -69,6 +69,11 @@ fn sft_trains_checkpoints_and_eval_reads_the_checkpoint() {
     assert_eq!(steps, vec![1, 2, 3, 4]);
     let latest = std::fs::read_to_string(out.join("latest")).expect("latest");
     assert_eq!(latest.trim(), "step-00000004");
+    // Resuming a finished run takes no step past its schedule.
+    let again: Value = serde_json::from_str(&run_ok(&s.sft(&sft_data, o, &["--resume"]))).expect("summary JSON");
+    assert_eq!(again["steps"], 0);
+    assert_eq!(std::fs::read_to_string(out.join("latest")).expect("latest").trim(), "step-00000004");
+    assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics").lines().count(), 4);
     // The checkpoint is a model folder eval can read; the report adds up.
     let ev: Value = serde_json::from_str(&run_ok(&[
         "eval",
@@ -126,7 +131,8 @@ fn resume_refuses_a_different_run_and_names_each_difference() {
     let metrics = || std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics").lines().count();
     assert_eq!(metrics(), 2, "a refused resume trains nothing");
 
-    // The same run resumes; --force-resume accepts a difference knowingly.
+    // --force-resume accepts the changed data knowingly and continues. (A plain resume of the same run
+    // is proven byte for byte in resume_after_kill.rs.)
     let summary: Value =
         serde_json::from_str(&run_ok(&s.sft(sh, o, &["--resume", "--force-resume"]))).expect("summary JSON");
     assert_eq!(summary["steps"], 2, "steps 3 and 4");

@@ -387,6 +387,12 @@ impl Learner {
         self.ref_cache.fill(self.reference.as_ref(), pairs)
     }
 
+    /// Drops the cached DPO reference log-probs (a forced resume onto other pairs or another reference:
+    /// they are keyed by pair index and would be stale); they are recomputed as pairs come.
+    pub fn forget_reference_cache(&mut self) {
+        self.ref_cache = RefCache::default();
+    }
+
     /// Records where the data stands after the step just taken, as its one owner (the [`crate::StageFeed`])
     /// reported it with the step's batches: the next checkpoint saves it, and a resumed feed seeks to it.
     pub fn record_data_cursor(&mut self, cursor: DataCursor) {

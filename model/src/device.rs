@@ -68,7 +68,12 @@ impl DeviceSpec {
     pub fn open(self) -> Result<Device> {
         match self {
             DeviceSpec::Cpu => Ok(Device::Cpu),
-            DeviceSpec::Auto => Ok(Device::cuda_if_available(0)?),
+            // A CUDA build on a machine without a GPU falls back to the CPU (candle's
+            // `cuda_if_available` only asks whether the build has CUDA).
+            DeviceSpec::Auto if candle_core::utils::cuda_is_available() => {
+                Ok(Device::new_cuda(0).unwrap_or(Device::Cpu))
+            }
+            DeviceSpec::Auto => Ok(Device::Cpu),
             DeviceSpec::Cuda(n) => {
                 if !candle_core::utils::cuda_is_available() {
                     return Err(Error::Device {

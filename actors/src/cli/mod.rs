@@ -73,7 +73,6 @@ pub(crate) fn parse_dtype(s: &str) -> anyhow::Result<candle_core::DType> {
     }
 }
 
-/// The device: CUDA when built with the `cuda` feature and a GPU is present, else CPU.
 /// The `--device` of this run (set once in [`run`]).
 static DEVICE: std::sync::OnceLock<phi4r_model::DeviceSpec> = std::sync::OnceLock::new();
 

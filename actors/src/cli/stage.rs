@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use phi4r_data::ChatTemplate;
-use phi4r_learner::{latest_checkpoint, resume_changes, Learner, RunInputs, Stage, StageConfig, StageFeed};
+use phi4r_learner::{latest_checkpoint, resume_changes, Change, Learner, RunInputs, Stage, StageConfig, StageFeed};
 use phi4r_model::TrainableModel;
 use ractor::Actor;
 use std::path::PathBuf;
@@ -101,6 +101,35 @@ impl From<StageArgs> for rl::RlArgs {
     }
 }
 
+/// With `--resume`, the checkpoint to continue from, checked against this run's effective config and
+/// inputs ([`resume_changes`]): a difference is refused with each key named, unless `force`, which prints
+/// and returns them. Without a checkpoint in `out`, says so and starts fresh.
+pub(crate) fn guarded_resume(
+    out: &std::path::Path,
+    resume: bool,
+    force: bool,
+    cfg: &StageConfig,
+    inputs: &RunInputs,
+) -> anyhow::Result<(Option<PathBuf>, Vec<Change>)> {
+    if !resume {
+        return Ok((None, vec![]));
+    }
+    let Some(dir) = latest_checkpoint(out)? else {
+        eprintln!("--resume: no checkpoint in {}, starting fresh", out.display());
+        return Ok((None, vec![]));
+    };
+    let changes = resume_changes(&dir, cfg, inputs)?;
+    if !changes.is_empty() {
+        if !force {
+            return Err(phi4r_learner::Error::ResumeMismatch { dir, changes }.into());
+        }
+        for c in &changes {
+            eprintln!("--force-resume: {c}");
+        }
+    }
+    Ok((Some(dir), changes))
+}
+
 pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
     let stage = match a.stage {
         StageName::Mid => Stage::Mid,
@@ -140,28 +169,24 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
     let reference = (stage == Stage::Dpo).then(|| a.reference.clone().unwrap_or_else(|| a.init.clone()));
     let reference_weights = reference.as_ref().map(|r| r.join(phi4r_model::WEIGHTS_FILE));
     let inputs = RunInputs::fingerprint(&[data.as_path()], &tokenizer, reference_weights.as_deref())?;
-    let resumed = if a.resume { latest_checkpoint(&a.out)? } else { None };
-    if let Some(dir) = &resumed {
-        let changes = resume_changes(dir, &cfg, &inputs)?;
-        if !changes.is_empty() {
-            if !a.force_resume {
-                return Err(phi4r_learner::Error::ResumeMismatch { dir: dir.clone(), changes }.into());
-            }
-            for c in &changes {
-                eprintln!("--force-resume: {c}");
-            }
-        }
-    }
+    let (resumed, forced) = guarded_resume(&a.out, a.resume, a.force_resume, &cfg, &inputs)?;
     let mut learner = match &resumed {
         Some(path) => Learner::resume(path, cfg.clone(), dtype, &dev)?,
         None => Learner::new(init, cfg.clone(), total)?.with_tokenizer(tokenizer),
     }
     .with_inputs(inputs);
+    if forced.iter().any(|c| c.key == "data" || c.key == "reference") {
+        // Cached reference log-probs are keyed by pair index: stale for other pairs or another reference.
+        learner.forget_reference_cache();
+    }
     if let Some(rpath) = &reference {
         learner = learner.with_reference(phi4r_model::load_frozen(rpath, dtype, &dev)?);
     }
     let cursor = learner.state().cursor;
     let start_step = learner.state().step;
+    // The schedule's length is the checkpoint's (a forced resume with new max_steps/epochs keeps it).
+    let total = learner.state().total_steps;
+    let finished = learner.is_finished();
     if let Some(addr) = a.metrics_addr {
         anyhow::ensure!(addr.ip().is_loopback(), "--metrics-addr must be a loopback address");
     }
@@ -190,7 +215,8 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
             stop_after: a.stop_after,
         };
         let (learner, learner_handle) = Actor::spawn(None, LearnerActor, args).await?;
-        learner.send_message(LearnerMsg::Step)?;
+        // A finished run resumed again only rewrites its final checkpoint: no step past the schedule.
+        learner.send_message(if finished { LearnerMsg::Stop } else { LearnerMsg::Step })?;
         let result = rx.await.map_err(|_| anyhow::anyhow!("the learner actor stopped without a result"))?;
         learner_handle.await?;
         dataset.stop(None);

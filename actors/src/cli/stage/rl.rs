@@ -10,7 +10,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use phi4r_data::{prompt_ids, ChatTemplate, JsonlReader, ProblemAnswer};
 use phi4r_learner::rl::GroupSampler;
-use phi4r_learner::{latest_checkpoint, resume_changes, Learner, RunInputs, StageConfig};
+use phi4r_learner::{Learner, RunInputs, StageConfig};
 use phi4r_model::TrainableModel;
 use phi4r_replay::{Prompt, PromptId, PromptSource};
 use ractor::Actor;
@@ -72,18 +72,7 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
     let reference = a.reference.clone().unwrap_or_else(|| a.init.clone());
     let reference_weights = reference.join(phi4r_model::WEIGHTS_FILE);
     let inputs = RunInputs::fingerprint(&[prompts_path.as_path()], &tokenizer, Some(&reference_weights))?;
-    let resumed = if a.resume { latest_checkpoint(&a.out)? } else { None };
-    if let Some(dir) = &resumed {
-        let changes = resume_changes(dir, &cfg, &inputs)?;
-        if !changes.is_empty() {
-            if !a.force_resume {
-                return Err(phi4r_learner::Error::ResumeMismatch { dir: dir.clone(), changes }.into());
-            }
-            for c in &changes {
-                eprintln!("--force-resume: {c}");
-            }
-        }
-    }
+    let (resumed, _) = super::guarded_resume(&a.out, a.resume, a.force_resume, &cfg, &inputs)?;
     let total = cfg.max_steps.context("stage rl needs max_steps (the number of steps)")?;
     let learner = match &resumed {
         Some(path) => Learner::resume(path, cfg.clone(), dtype, &dev)?,
