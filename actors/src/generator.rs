@@ -1,13 +1,12 @@
 //! The stage-4 generator actor: owns a compute thread holding the prompts, the sampler and the stage
 //! config, and answers each `Collect` with one step's groups
-//! ([`phi4r_learner::rl::collect_groups`]: draw, sample G per prompt, verify, filter, balance). One
+//! ([`phi4r_replay::collect_groups`]: draw, sample G per prompt, verify, filter, balance). One
 //! generator, synchronous with the learner, for now; a streaming runtime runs N of them.
 
 use crate::compute::Compute;
 use crate::messages::GeneratorMsg;
-use phi4r_learner::rl::{collect_groups, GroupSampler};
 use phi4r_learner::StageConfig;
-use phi4r_replay::PromptSource;
+use phi4r_replay::{collect_groups, GroupSampler, PromptSource};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 /// What a generator's compute thread owns.
@@ -46,8 +45,8 @@ impl Actor for GeneratorActor {
             GeneratorMsg::Collect { policy, easy, step, reply } => {
                 let collected = compute
                     .call(move |g| {
-                        collect_groups(&policy, &g.sampler, &g.source, easy, &g.config, step)
-                            .map(|(groups, easy, report)| phi4r_learner::rl::Collected { groups, easy, report })
+                        let params = g.config.rl.collect_params(g.config.seed, step);
+                        collect_groups(&policy, &g.sampler, &g.source, easy, &params)
                     })
                     .await?
                     .map_err(|e| e.to_string());

@@ -39,7 +39,7 @@ pub enum GeneratorMsg {
         /// The learner's step (= the policy version).
         step: u64,
         /// Where the collected groups go.
-        reply: RpcReplyPort<Result<phi4r_learner::rl::Collected, String>>,
+        reply: RpcReplyPort<Result<phi4r_replay::Collected, String>>,
     },
 }
 

@@ -23,7 +23,7 @@
 //!   [`clipped_surrogate`] with clip-higher and the [`LossAgg`] choices, [`truncated_is_weights`],
 //!   [`value_loss_clipped`] and DAPO's [`overlong_penalty`], each with a golden test against the TRL /
 //!   verl / OpenRLHF formula), [`RlConfig`] (`[rl]`), [`RlBatch`] (what [`Learner::rl_step`] consumes) and
-//!   the synchronous on-policy step ([`rl::collect_groups`] + [`rl::train_collected`]). GAE / PPO are not
+//!   the synchronous on-policy step ([`phi4r_replay::collect_groups`] + [`rl::train_collected`]). GAE / PPO are not
 //!   wired yet.
 //!
 //! Depends on `phi4r-model`, `phi4r-data`, and for stage 4 `phi4r-replay`, `phi4r-rollout` (sampling)

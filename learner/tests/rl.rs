@@ -3,10 +3,11 @@
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
-use phi4r_learner::rl::{aggregate, clipped_surrogate, k3_kl, train_collected, CollectReport, Collected};
+use phi4r_learner::rl::{aggregate, clipped_surrogate, k3_kl, train_collected};
 use phi4r_learner::{Learner, LossAgg, RlAlgo, RlBatch, RlConfig, RlRow, Stage, StageConfig};
 use phi4r_model::loss::token_logps;
 use phi4r_model::{Phi3Config, TrainableModel};
+use phi4r_replay::{CollectReport, Collected};
 use phi4r_replay::{EasyMemory, FilterCounts, PromptId};
 
 const VOCAB: usize = 64;

@@ -1,4 +1,5 @@
-//! Errors of the replay crate: a config key that is out of range or inconsistent with another.
+//! Errors of the replay crate: a config key that is out of range or inconsistent with another, or a
+//! collection (sampling, decoding) that failed.
 
 /// What can go wrong in the replay crate.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -11,6 +12,9 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// Sampling or decoding a step's completions failed (the message names the call and its cause).
+    #[error("{0}")]
+    Input(String),
 }
 
 /// Result of the replay crate.

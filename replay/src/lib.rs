@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod balance;
+pub mod collect;
 mod easy;
 pub mod error;
 pub mod filter;
@@ -30,14 +31,15 @@ mod source;
 mod types;
 
 pub use balance::{Admission, BalanceConfig, BalanceStats, Balancer, Batch, BatchOrShortfall, Shortfall};
+pub use collect::{collect_groups, CollectParams, CollectReport, Collected, GroupSampler};
 pub use easy::EasyMemory;
 pub use error::Error;
 pub use filter::{DropReason, FilterConfig, FilterCounts, FilterDecision};
+pub use phi4r_rollout::{PolicyVersion, TemperatureSchedule};
 pub use select::{select, GroupCounts, Selection};
 pub use source::PromptSource;
 pub use types::{Group, Prompt, PromptId, RewardPolicyId, ScoredCompletion};
 
-use phi4r_rollout::PolicyVersion;
 use std::collections::VecDeque;
 
 /// Anything that records the policy version that produced it.

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::rl::{AdvNorm, Clip, LossAgg};
 use phi4r_replay::BalanceConfig;
-use phi4r_rollout::TemperatureSchedule;
+use phi4r_replay::{CollectParams, TemperatureSchedule};
 use serde::{Deserialize, Serialize};
 
 /// The policy-gradient algorithm and its own parameters.
@@ -72,6 +72,22 @@ pub struct RlConfig {
     pub balance: BalanceConfig,
 }
 
+impl RlConfig {
+    /// What [`phi4r_replay::collect_groups`] needs for `step` of a stage seeded with `seed`.
+    pub fn collect_params(&self, seed: u64, step: u64) -> CollectParams {
+        CollectParams {
+            group_size: self.group_size,
+            prompts_per_step: self.prompts_per_step,
+            max_draw_rounds: self.max_draw_rounds,
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature.at(step),
+            balance: self.balance,
+            seed,
+            step,
+        }
+    }
+}
+
 impl Default for RlConfig {
     fn default() -> Self {
         RlConfig {
@@ -128,6 +144,7 @@ impl RlConfig {
         }
         self.balance.validate().map_err(|e| match e {
             phi4r_replay::Error::Config { key, reason } => Error::config(format!("rl.balance.{key}"), reason),
+            other => Error::config("rl.balance", other.to_string()),
         })
     }
 }

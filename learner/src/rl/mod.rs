@@ -1,6 +1,6 @@
 //! Stage 4 (RLVR): the math as pure functions, the `[rl]` config ([`RlConfig`]), the batches
 //! [`crate::Learner::rl_step`] consumes ([`RlBatch`]), and the synchronous on-policy step (`sync`:
-//! [`GroupSampler`], [`collect_groups`], [`train_collected`]). GRPO is wired; GAE / value loss (PPO),
+//! [`phi4r_replay::collect_groups`] then [`train_collected`]). GRPO is wired; GAE / value loss (PPO),
 //! truncated IS and the overlong penalty are built but not used by the step yet.
 //!
 //! - [`grpo_advantages`] (`advantage`): group-relative advantages, `(r − mean) / (std + ε)` or, with
@@ -36,7 +36,7 @@ pub use gae::{gae, outcome_rewards, whiten};
 pub use kl::k3_kl;
 pub use overlong::{overlong_penalty, Overlong, OverlongOutcome};
 pub use policy_loss::{aggregate, clipped_surrogate, truncated_is_weights, Clip, IsWeights, LossAgg, PolicyLossOutput};
-pub use sync::{collect_groups, rl_sync_step, train_collected, CollectReport, Collected, GroupSampler, RlStepReport};
+pub use sync::{rl_sync_step, train_collected, RlStepReport};
 pub use value::{value_loss_clipped, ValueLossOutput};
 
 use crate::error::{Error, Result};

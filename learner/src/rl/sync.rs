@@ -8,211 +8,11 @@
 //! [`collect_groups`] the prompt source + balancer loop (the generator actor's job in `stage rl`),
 //! [`train_collected`] the learner's side; [`rl_sync_step`] is the two in one call.
 
-use crate::config::StageConfig;
 use crate::error::{Error, Result};
 use crate::learner::{Learner, RlStats, StepEvent};
 use crate::rl::RlBatch;
-use phi4r_model::{Phi3, Tokenizer};
-use phi4r_replay::{
-    Admission, Balancer, BatchOrShortfall, EasyMemory, FilterCounts, Group, Prompt, PromptId, PromptSource,
-    RewardPolicyId, ScoredCompletion,
-};
-use phi4r_rollout::{generate, FinishReason, PolicyVersion, SamplingConfig, StopRule};
-use phi4r_verifier::Verifier;
+use phi4r_replay::{collect_groups, CollectReport, Collected, GroupSampler, PromptSource};
 use serde::Serialize;
-use std::collections::BTreeSet;
-use std::time::Instant;
-
-/// Samples groups of completions and scores them with the verifier (one generator's work).
-#[derive(Debug, Clone)]
-pub struct GroupSampler {
-    tokenizer: Tokenizer,
-    stop_ids: Vec<u32>,
-    pad_id: u32,
-    verifier: Verifier,
-    rows_per_batch: usize,
-}
-
-impl GroupSampler {
-    /// A sampler that stops at `stop_ids` (the chat template's end marker and EOS), decodes with
-    /// `tokenizer`, grades with `verifier`, and runs at most `rows_per_batch` sequences per generation
-    /// batch (whole groups at a time).
-    pub fn new(tokenizer: Tokenizer, stop_ids: Vec<u32>, verifier: Verifier, rows_per_batch: usize) -> Result<Self> {
-        let pad_id =
-            tokenizer.pad_id().ok_or_else(|| Error::input("GroupSampler::new", "tokenizer has no pad token"))?;
-        Ok(GroupSampler { tokenizer, stop_ids, pad_id, verifier, rows_per_batch: rows_per_batch.max(1) })
-    }
-
-    /// The padding id of training batches.
-    pub fn pad_id(&self) -> u32 {
-        self.pad_id
-    }
-
-    /// `g` completions of every prompt sampled from `model` (a frozen copy: never `Var`-backed weights) at
-    /// `temperature`, each verified against the prompt's gold answer: reward +1 correct, −1 otherwise
-    /// (a truncated answer is graded as the verifier says). Deterministic in `seed`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn sample(
-        &self,
-        model: &Phi3,
-        prompts: &[Prompt],
-        g: usize,
-        temperature: f32,
-        max_new_tokens: usize,
-        seed: u64,
-        version: PolicyVersion,
-    ) -> Result<Vec<Group>> {
-        let stop = StopRule { eos_ids: self.stop_ids.clone(), tokenizer: Some(&self.tokenizer) };
-        let per_batch = (self.rows_per_batch / g.max(1)).max(1);
-        let mut groups = Vec::with_capacity(prompts.len());
-        for (chunk_index, chunk) in prompts.chunks(per_batch).enumerate() {
-            let rows: Vec<Vec<u32>> = chunk.iter().flat_map(|p| std::iter::repeat_n(p.ids.clone(), g)).collect();
-            let cfg = SamplingConfig {
-                temperature,
-                max_new_tokens,
-                seed: seed ^ (chunk_index as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03),
-                ..SamplingConfig::default()
-            };
-            let generations =
-                generate(model, &rows, &cfg, &stop).map_err(|e| Error::input("GroupSampler::sample", e.to_string()))?;
-            let mut it = generations.into_iter();
-            for prompt in chunk {
-                let mut completions = Vec::with_capacity(g);
-                for gen in it.by_ref().take(g) {
-                    let text = self.tokenizer.decode(&gen.tokens)?;
-                    let truncated = gen.finish == FinishReason::Length;
-                    let correct = self.verifier.verify_with(&prompt.gold, &text, truncated).correct;
-                    completions.push(ScoredCompletion {
-                        tokens: gen.tokens,
-                        sampler_logps: gen.policy_logprobs,
-                        policy_version: version,
-                        temperature,
-                        finish: gen.finish,
-                        reward: if correct { 1.0 } else { -1.0 },
-                        truncated,
-                        reward_policy: RewardPolicyId(0),
-                    });
-                }
-                groups.push(Group { prompt: prompt.clone(), completions });
-            }
-        }
-        Ok(groups)
-    }
-}
-
-/// What a step's collection saw (one metrics line's worth).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CollectReport {
-    /// The policy version that sampled (= the learner's step before the update).
-    pub policy_version: u64,
-    /// The sampling temperature.
-    pub temperature: f32,
-    /// Generation rounds run.
-    pub rounds: usize,
-    /// Prompts drawn.
-    pub prompts: usize,
-    /// Completions sampled.
-    pub completions: usize,
-    /// Of those, correct (reward > 0).
-    pub correct: usize,
-    /// Mean reward over the sampled completions.
-    pub reward_mean: f64,
-    /// Share of sampled completions that are correct.
-    pub accuracy: f64,
-    /// Mean sampled completion length, tokens.
-    pub response_len_mean: f64,
-    /// Share of sampled completions cut by `max_new_tokens`.
-    pub truncated_share: f64,
-    /// Filter decisions on this step's groups (kept, and dropped by reason).
-    pub filter: FilterCounts,
-    /// Kept groups handed back because the balancer's pool was full (not trained).
-    pub refused_groups: u64,
-    /// Groups trained on.
-    pub trained_groups: usize,
-    /// Share of positive completions among the trained ones (None when nothing is trained).
-    pub positive_share: Option<f32>,
-    /// Whether the balancer found a batch inside its band (false: a full pool's closest batch, or the
-    /// rounds ran out and whatever was kept is trained).
-    pub in_band: bool,
-    /// Wall time of sampling and verification, seconds.
-    pub sampling_s: f64,
-}
-
-/// Draws, samples and balances the groups of step `step` from `policy` (frozen), starting from the
-/// too-easy memory `easy`; returns the groups to train on (empty when every group was filtered out), the
-/// updated memory, and the report.
-pub fn collect_groups(
-    policy: &Phi3,
-    sampler: &GroupSampler,
-    source: &PromptSource,
-    easy: EasyMemory,
-    cfg: &StageConfig,
-    step: u64,
-) -> Result<(Vec<Group>, EasyMemory, CollectReport)> {
-    let rl = &cfg.rl;
-    let started = Instant::now();
-    let temperature = rl.temperature.at(step);
-    // On-policy: a fresh pool each step, so no group sampled by an older version is trained.
-    let mut balancer = Balancer::new(rl.balance, easy).map_err(|e| match e {
-        phi4r_replay::Error::Config { key, reason } => Error::config(format!("rl.balance.{key}"), reason),
-    })?;
-    let mut drawn: BTreeSet<PromptId> = BTreeSet::new();
-    let mut sampled: Vec<(usize, bool, bool)> = Vec::new(); // (len, correct, truncated)
-    let (mut rounds, mut want) = (0, rl.prompts_per_step);
-    let (groups, in_band) = loop {
-        let easy_now = balancer.easy().clone();
-        let prompts = source.draw(cfg.seed, step, want, |id| drawn.contains(&id) || easy_now.contains(id));
-        if prompts.is_empty() {
-            break (balancer.take_pending(), false);
-        }
-        drawn.extend(prompts.iter().map(|p| p.id));
-        let seed = cfg.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (rounds as u64 + 1);
-        let groups = sampler.sample(
-            policy,
-            &prompts,
-            rl.group_size,
-            temperature,
-            rl.max_new_tokens,
-            seed,
-            PolicyVersion(step),
-        )?;
-        rounds += 1;
-        for g in groups {
-            sampled.extend(g.completions.iter().map(|c| (c.len(), c.is_positive(), c.truncated)));
-            // A full pool refuses a kept group (counted in the balancer's stats); next_batch below then
-            // releases a batch.
-            let _admission: Admission = balancer.push(g);
-        }
-        match balancer.next_batch() {
-            BatchOrShortfall::Batch(b) => break (b.groups, b.in_band),
-            BatchOrShortfall::Shortfall(_) if rounds >= rl.max_draw_rounds => break (balancer.take_pending(), false),
-            BatchOrShortfall::Shortfall(_) => want = balancer.prompts_to_request().max(1),
-        }
-    };
-    let n = sampled.len().max(1) as f64;
-    let correct = sampled.iter().filter(|s| s.1).count();
-    let positives: usize = groups.iter().map(Group::positives).sum();
-    let trained: usize = groups.iter().map(|g| g.completions.len()).sum();
-    let report = CollectReport {
-        policy_version: step,
-        temperature,
-        rounds,
-        prompts: drawn.len(),
-        completions: sampled.len(),
-        correct,
-        reward_mean: (2.0 * correct as f64 - sampled.len() as f64) / n,
-        accuracy: correct as f64 / n,
-        response_len_mean: sampled.iter().map(|s| s.0 as f64).sum::<f64>() / n,
-        truncated_share: sampled.iter().filter(|s| s.2).count() as f64 / n,
-        filter: balancer.stats().filter,
-        refused_groups: balancer.stats().refused,
-        trained_groups: groups.len(),
-        positive_share: (trained > 0).then(|| positives as f32 / trained as f32),
-        in_band,
-        sampling_s: started.elapsed().as_secs_f64(),
-    };
-    Ok((groups, balancer.easy().clone(), report))
-}
 
 /// What one synchronous stage-4 step did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -232,20 +32,13 @@ pub fn rl_sync_step(learner: &mut Learner, sampler: &GroupSampler, source: &Prom
     let step = learner.state().step;
     let policy = learner.model().frozen()?;
     let easy = learner.easy().cloned().unwrap_or_default();
-    let (groups, easy, collect) = collect_groups(&policy, sampler, source, easy, learner.config(), step)?;
+    let params = learner.config().rl.collect_params(learner.config().seed, step);
+    let collected = collect_groups(&policy, sampler, source, easy, &params).map_err(|e| match e {
+        phi4r_replay::Error::Config { key, reason } => Error::config(format!("rl.{key}"), reason),
+        other => Error::input("collect_groups", other.to_string()),
+    })?;
     drop(policy);
-    train_collected(learner, Collected { groups, easy, report: collect }, sampler.pad_id())
-}
-
-/// What [`collect_groups`] returns, as one value (what a generator hands the learner).
-#[derive(Debug, Clone)]
-pub struct Collected {
-    /// The groups to train on (empty: every group was filtered out).
-    pub groups: Vec<Group>,
-    /// The too-easy memory after this step's groups.
-    pub easy: EasyMemory,
-    /// What sampling and balancing saw.
-    pub report: CollectReport,
+    train_collected(learner, collected, sampler.pad_id())
 }
 
 /// The learner's side of a step: records the too-easy memory, then [`Learner::rl_step`] on the collected
