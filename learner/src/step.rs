@@ -163,7 +163,9 @@ pub fn rl_step(
     let (b, t) = batch.lm().dims();
     let dev = model.device();
     let tensors = batch.lm().tensors(dev)?;
-    let logits = model.forward(&tensors.input_ids, batch.lm().layout())?;
+    // Each row's logits at its sampling temperature: the distribution its completion was drawn from.
+    let temps = Tensor::from_slice(batch.temperatures(), (b, 1, 1), dev)?;
+    let logits = model.forward(&tensors.input_ids, batch.lm().layout())?.broadcast_div(&temps)?;
     let logps = token_logps(&logits, &tensors.targets)?;
     let mask = &tensors.loss_mask;
     let old_logps = Tensor::from_slice(batch.old_logps(), (b, t), dev)?;
@@ -173,7 +175,7 @@ pub fn rl_step(
         let reference = reference.ok_or_else(|| {
             Error::input("rl_step", "rl.kl_coef > 0 needs a reference model (Learner::with_reference)")
         })?;
-        let ref_logits = reference.forward(&tensors.input_ids, batch.lm().layout())?.detach();
+        let ref_logits = reference.forward(&tensors.input_ids, batch.lm().layout())?.detach().broadcast_div(&temps)?;
         let ref_logps = token_logps(&ref_logits, &tensors.targets)?;
         let per_token_kl = k3_kl(&logps, &ref_logps)?;
         let kl = masked_mean_host(&per_token_kl, mask)?;

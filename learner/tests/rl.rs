@@ -63,6 +63,7 @@ fn batch(r: &Rows, advantages: &[f32], range: std::ops::Range<usize>) -> Result<
             prompt: &r.prompts[i],
             completion: &r.completions[i],
             sampler_logps: &r.logps[i],
+            temperature: 1.0,
             advantage: advantages[i],
         })
         .collect();
@@ -170,5 +171,35 @@ fn an_empty_collection_is_an_idle_step_and_another_version_is_refused() -> Resul
     assert_eq!(l.easy(), Some(&easy));
     let stale = train_collected(&mut l, Collected { groups: vec![], easy, report: report(0) }, 0);
     assert!(stale.is_err(), "version 0 groups at step 1");
+    Ok(())
+}
+
+// π_old from the sampler and π_θ from the learner are the same distribution when nothing has been
+// updated yet: completions sampled at T = 0.6 by the learner's own weights give a ratio of 1 on every
+// token (approx_kl ≈ 0, nothing clipped). Before the learner tempered its logits by the row's
+// temperature, this ratio was exp(log π_T − log π_1) ≠ 1.
+#[test]
+fn the_samplers_tempered_log_probs_are_the_learners_at_the_first_step() -> Result<()> {
+    use phi4r_rollout::{generate, SamplingConfig, StopRule};
+    let mut l = learner(0.0, LossAgg::TokenMean)?;
+    let policy = l.model().frozen()?;
+    let prompts = vec![vec![1u32, 2, 3], vec![4u32, 5]];
+    let cfg = SamplingConfig { temperature: 0.6, max_new_tokens: 8, min_new_tokens: 8, seed: 9, ..Default::default() };
+    let gens = generate(&policy, &prompts, &cfg, &StopRule::default())?;
+    let rows: Vec<RlRow> = gens
+        .iter()
+        .zip(&prompts)
+        .zip([1.0f32, -1.0])
+        .map(|((g, p), a)| RlRow {
+            prompt: p,
+            completion: &g.tokens,
+            sampler_logps: &g.logprobs,
+            temperature: 0.6,
+            advantage: a,
+        })
+        .collect();
+    let ev = l.rl_step(&[RlBatch::new(&rows, 0)?])?;
+    assert!(ev.rl.approx_kl.abs() < 1e-5, "approx_kl {}", ev.rl.approx_kl);
+    assert_eq!(ev.rl.clip_fraction, 0.0);
     Ok(())
 }

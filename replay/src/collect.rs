@@ -99,7 +99,9 @@ impl GroupSampler {
                     let correct = self.verifier.verify_with(&prompt.gold, &text, truncated).correct;
                     completions.push(ScoredCompletion {
                         tokens: gen.tokens,
-                        sampler_logps: gen.policy_logprobs,
+                        // Under the sampling distribution (temperature T): the learner tempers its
+                        // logits by the same T, so the ratio compares like with like.
+                        sampler_logps: gen.logprobs,
                         policy_version: version,
                         temperature,
                         finish: gen.finish,

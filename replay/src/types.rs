@@ -34,9 +34,9 @@ pub struct Prompt {
 pub struct ScoredCompletion {
     /// Generated token ids (the prompt excluded).
     pub tokens: Vec<u32>,
-    /// Per-token log-probability under the sampler's policy at temperature 1
-    /// (`Generation::policy_logprobs`): π_old of the clipped ratio, and the denominator of the truncated
-    /// importance-sampling weight. One per token.
+    /// Per-token log-probability under the sampling distribution, i.e. the policy's logits divided by
+    /// `temperature` (`Generation::logprobs`; top-k and top-p are off in stage 4): π_old of the clipped
+    /// ratio, and the denominator of the truncated importance-sampling weight. One per token.
     pub sampler_logps: Vec<f32>,
     /// The policy version that sampled the first token (the oldest one if weights changed mid-sequence;
     /// staleness is judged on it).

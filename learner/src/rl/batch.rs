@@ -14,8 +14,11 @@ pub struct RlRow<'a> {
     pub prompt: &'a [u32],
     /// The sampled completion ids.
     pub completion: &'a [u32],
-    /// The sampler's log-prob of each completion token at temperature 1 (π_old).
+    /// The sampler's log-prob of each completion token under its sampling distribution (π_old).
     pub sampler_logps: &'a [f32],
+    /// The temperature it was sampled at: the learner divides its logits by it, so π_θ and π_old are the
+    /// same distribution (as TRL and verl do).
+    pub temperature: f32,
     /// The completion's advantage.
     pub advantage: f32,
 }
@@ -27,6 +30,7 @@ pub struct RlBatch {
     lm: LmBatch,
     old_logps: Vec<f32>,
     advantages: Vec<f32>,
+    temperatures: Vec<f32>,
 }
 
 impl RlBatch {
@@ -47,6 +51,9 @@ impl RlBatch {
             if row.prompt.is_empty() || !row.advantage.is_finite() {
                 return Err(Error::input("RlBatch::new", format!("row {r}: empty prompt or non-finite advantage")));
             }
+            if !(row.temperature.is_finite() && row.temperature > 0.0) {
+                return Err(Error::input("RlBatch::new", format!("row {r}: temperature {}", row.temperature)));
+            }
             let ids: Vec<u32> = row.prompt.iter().chain(row.completion).copied().collect();
             let mask: Vec<u8> = std::iter::repeat_n(0u8, row.prompt.len())
                 .chain(std::iter::repeat_n(1u8, row.completion.len()))
@@ -63,7 +70,12 @@ impl RlBatch {
                 old_logps[r * t + p + j - 1] = lp;
             }
         }
-        Ok(RlBatch { lm, old_logps, advantages: rows.iter().map(|r| r.advantage).collect() })
+        Ok(RlBatch {
+            lm,
+            old_logps,
+            advantages: rows.iter().map(|r| r.advantage).collect(),
+            temperatures: rows.iter().map(|r| r.temperature).collect(),
+        })
     }
 
     /// Every completion of `groups` with its group-relative advantage ([`grpo_advantages`], each group
@@ -77,6 +89,7 @@ impl RlBatch {
                     prompt: &g.prompt.ids,
                     completion: &c.tokens,
                     sampler_logps: &c.sampler_logps,
+                    temperature: c.temperature,
                     advantage: a,
                 });
             }
@@ -93,6 +106,11 @@ impl RlBatch {
     /// The sampler's log-probs, row-major `(b, t)` over target positions (0 outside the completion).
     pub fn old_logps(&self) -> &[f32] {
         &self.old_logps
+    }
+
+    /// The sampling temperature of each row.
+    pub fn temperatures(&self) -> &[f32] {
+        &self.temperatures
     }
 
     /// One advantage per row.
@@ -123,8 +141,14 @@ mod tests {
     #[test]
     fn aligns_sampler_logps_with_the_shifted_completion_targets() -> Result<()> {
         let rows = [
-            RlRow { prompt: &[1, 2], completion: &[5, 6, 7], sampler_logps: &[-0.1, -0.2, -0.3], advantage: 1.0 },
-            RlRow { prompt: &[3], completion: &[8], sampler_logps: &[-0.4], advantage: -1.0 },
+            RlRow {
+                prompt: &[1, 2],
+                completion: &[5, 6, 7],
+                sampler_logps: &[-0.1, -0.2, -0.3],
+                temperature: 1.0,
+                advantage: 1.0,
+            },
+            RlRow { prompt: &[3], completion: &[8], sampler_logps: &[-0.4], temperature: 1.0, advantage: -1.0 },
         ];
         let b = RlBatch::new(&rows, 0)?;
         assert_eq!(b.lm().dims(), (2, 5));
@@ -132,7 +156,7 @@ mod tests {
         assert_eq!(b.lm().loss_mask(), &[0., 1., 1., 1., 0., 1., 0., 0., 0., 0.]);
         assert_eq!(b.old_logps(), &[0., -0.1, -0.2, -0.3, 0., -0.4, 0., 0., 0., 0.]);
         assert_eq!((b.advantages(), b.completion_tokens()), (&[1.0, -1.0][..], 4));
-        let bad = RlRow { prompt: &[1], completion: &[2, 3], sampler_logps: &[-0.1], advantage: 0.0 };
+        let bad = RlRow { prompt: &[1], completion: &[2, 3], sampler_logps: &[-0.1], temperature: 1.0, advantage: 0.0 };
         assert!(RlBatch::new(&[bad], 0).is_err());
         Ok(())
     }
