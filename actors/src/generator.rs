@@ -43,13 +43,17 @@ impl Actor for GeneratorActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             GeneratorMsg::Collect { policy, easy, step, reply } => {
-                let collected = compute
+                // A failure (or a panic on the compute thread) goes back to the learner with its cause.
+                let collected = match compute
                     .call(move |g| {
                         let params = g.config.rl.collect_params(g.config.seed, step);
                         collect_groups(&policy, &g.sampler, &g.source, easy, &params)
                     })
-                    .await?
-                    .map_err(|e| e.to_string());
+                    .await
+                {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("{e:#}")),
+                };
                 if !reply.is_closed() {
                     let _ = reply.send(collected);
                 }

@@ -201,58 +201,78 @@ impl Actor for RlLearnerActor {
         msg: LearnerMsg,
         st: &mut RlLearnerState,
     ) -> Result<(), ActorProcessingErr> {
-        if let LearnerMsg::Stop = msg {
-            let out = st.out.clone();
-            match st.compute.call(move |l| l.save_checkpoint(&out)).await? {
-                Ok(path) => st.checkpoint = Some(path),
-                Err(e) => st.finish(Err(format!("final checkpoint: {e}"))),
-            }
-            let summary = st.summary();
-            st.finish(Ok(summary));
-            me.stop(None);
-            return Ok(());
+        // Every failure ends the run with its cause (and its chain) reported to the CLI, instead of an
+        // `Err` that would stop the actor and leave only "stopped without a result".
+        match step(&me, msg, st).await {
+            Ok(()) => Ok(()),
+            Err(e) => st.fail(&me, error_chain(e.as_ref())),
         }
-        let prep = st
-            .compute
-            .call(|l| -> phi4r_learner::Result<_> {
-                Ok((Box::new(l.model().frozen()?), l.easy().cloned().unwrap_or_default(), l.state().step))
-            })
-            .await?;
-        let (policy, easy, step) = match prep {
-            Ok(p) => p,
-            Err(e) => return st.fail(&me, format!("frozen policy copy: {e}")),
-        };
-        let collected =
-            match st.generator.call(|reply| GeneratorMsg::Collect { policy, easy, step, reply }, None).await? {
-                CallResult::Success(Ok(c)) => c,
-                CallResult::Success(Err(e)) => return st.fail(&me, format!("generator: {e}")),
-                CallResult::Timeout | CallResult::SenderError => {
-                    return st.fail(&me, "the generator did not answer".into());
-                }
-            };
-        let (out, pad_id) = (st.out.clone(), st.pad_id);
-        let (report, ckpt, finished) = st
-            .compute
-            .call(move |l| {
-                let report = train_collected(l, collected, pad_id);
-                let ckpt = (report.is_ok() && l.checkpoint_due()).then(|| l.save_checkpoint(&out));
-                (report, ckpt, l.is_finished())
-            })
-            .await?;
-        if let Some(c) = ckpt {
-            st.checkpoint = Some(c?);
-        }
-        match report {
-            Ok(r) => {
-                st.record(&r)?;
-                if finished || st.stop_after.is_some_and(|n| st.steps >= n) {
-                    me.send_message(LearnerMsg::Stop)?;
-                } else {
-                    me.send_message(LearnerMsg::Step)?;
-                }
-            }
-            Err(e) => return st.fail(&me, e.to_string()),
-        }
-        Ok(())
     }
+}
+
+/// `e` and its sources, `: `-separated.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(&format!(": {s}"));
+        next = s.source();
+    }
+    out
+}
+
+/// One message's work: a stop (final checkpoint and summary) or one step.
+async fn step(me: &ActorRef<LearnerMsg>, msg: LearnerMsg, st: &mut RlLearnerState) -> Result<(), ActorProcessingErr> {
+    if let LearnerMsg::Stop = msg {
+        let out = st.out.clone();
+        match st.compute.call(move |l| l.save_checkpoint(&out)).await? {
+            Ok(path) => st.checkpoint = Some(path),
+            Err(e) => st.finish(Err(format!("final checkpoint: {e}"))),
+        }
+        let summary = st.summary();
+        st.finish(Ok(summary));
+        me.stop(None);
+        return Ok(());
+    }
+    let prep = st
+        .compute
+        .call(|l| -> phi4r_learner::Result<_> {
+            Ok((Box::new(l.model().frozen()?), l.easy().cloned().unwrap_or_default(), l.state().step))
+        })
+        .await?;
+    let (policy, easy, step) = match prep {
+        Ok(p) => p,
+        Err(e) => return st.fail(me, format!("frozen policy copy: {e}")),
+    };
+    let collected = match st.generator.call(|reply| GeneratorMsg::Collect { policy, easy, step, reply }, None).await? {
+        CallResult::Success(Ok(c)) => c,
+        CallResult::Success(Err(e)) => return st.fail(me, format!("generator: {e}")),
+        CallResult::Timeout | CallResult::SenderError => {
+            return st.fail(me, "the generator did not answer".into());
+        }
+    };
+    let (out, pad_id) = (st.out.clone(), st.pad_id);
+    let (report, ckpt, finished) = st
+        .compute
+        .call(move |l| {
+            let report = train_collected(l, collected, pad_id);
+            let ckpt = (report.is_ok() && l.checkpoint_due()).then(|| l.save_checkpoint(&out));
+            (report, ckpt, l.is_finished())
+        })
+        .await?;
+    if let Some(c) = ckpt {
+        st.checkpoint = Some(c?);
+    }
+    match report {
+        Ok(r) => {
+            st.record(&r)?;
+            if finished || st.stop_after.is_some_and(|n| st.steps >= n) {
+                me.send_message(LearnerMsg::Stop)?;
+            } else {
+                me.send_message(LearnerMsg::Step)?;
+            }
+        }
+        Err(e) => return st.fail(me, e.to_string()),
+    }
+    Ok(())
 }
