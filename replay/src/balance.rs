@@ -10,7 +10,7 @@
 use crate::easy::EasyMemory;
 use crate::error::{Error, Result};
 use crate::filter::{filter_group, DropReason, FilterConfig, FilterCounts, FilterDecision};
-use crate::select::{select, GroupCounts};
+use crate::select::{select, GroupCounts, Selection};
 use crate::types::Group;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -225,13 +225,44 @@ impl Balancer {
                 Shortfall::MoreNegative { best_share }
             });
         }
+        BatchOrShortfall::Batch(self.release(sel))
+    }
+
+    /// The batch to train on when a step's draw rounds are used up: the batch of `batch_groups` groups
+    /// closest to the band when that many are pending (out of band allowed), else every pending group
+    /// (fewer than `batch_groups`; empty when nothing was kept). Never more than `batch_groups`.
+    pub fn final_batch(&mut self) -> Batch {
+        let counts: Vec<GroupCounts> = self
+            .pending
+            .iter()
+            .map(|g| GroupCounts { positives: g.positives(), completions: g.completions.len() })
+            .collect();
+        let (lo, hi) =
+            if self.cfg.rebalance { (self.cfg.positive_share_min, self.cfg.positive_share_max) } else { (0.0, 1.0) };
+        if let Some(sel) = select(&counts, self.cfg.batch_groups, lo, hi) {
+            return self.release(sel);
+        }
+        let groups = self.take_pending();
+        let (pos, all) = groups.iter().fold((0, 0), |(p, n), g| (p + g.positives(), n + g.completions.len()));
+        let positive_share = if all == 0 { 0.0 } else { pos as f32 / all as f32 };
+        let in_band = !groups.is_empty() && (lo..=hi).contains(&positive_share);
+        if !groups.is_empty() {
+            self.stats.batches += 1;
+            self.stats.batches_out_of_band += u64::from(!in_band);
+            self.stats.last_positive_share = Some(positive_share);
+        }
+        Batch { groups, positive_share, in_band }
+    }
+
+    /// Removes a selection's groups from the pool as a batch, and counts it.
+    fn release(&mut self, sel: Selection) -> Batch {
         // Remove the chosen indices from the back so earlier indices stay valid, then restore order.
         let mut groups: Vec<Group> = sel.chosen.iter().rev().filter_map(|&i| self.pending.remove(i)).collect();
         groups.reverse();
         self.stats.batches += 1;
         self.stats.batches_out_of_band += u64::from(!sel.in_band);
         self.stats.last_positive_share = Some(sel.positive_share);
-        BatchOrShortfall::Batch(Batch { groups, positive_share: sel.positive_share, in_band: sel.in_band })
+        Batch { groups, positive_share: sel.positive_share, in_band: sel.in_band }
     }
 
     /// How many prompts to draw after a [`Shortfall`]: the groups missing from a batch (at least one, for

@@ -180,7 +180,8 @@ pub fn collect_groups(
         let easy_now = balancer.easy().clone();
         let prompts = source.draw(seed, step, want, |id| drawn.contains(&id) || easy_now.contains(id));
         if prompts.is_empty() {
-            break (balancer.take_pending(), false);
+            let last = balancer.final_batch();
+            break (last.groups, last.in_band);
         }
         drawn.extend(prompts.iter().map(|p| p.id));
         let round_seed = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (rounds as u64 + 1);
@@ -202,7 +203,11 @@ pub fn collect_groups(
         }
         match balancer.next_batch() {
             BatchOrShortfall::Batch(b) => break (b.groups, b.in_band),
-            BatchOrShortfall::Shortfall(_) if rounds >= rl.max_draw_rounds => break (balancer.take_pending(), false),
+            BatchOrShortfall::Shortfall(_) if rounds >= rl.max_draw_rounds => {
+                // Out of rounds: the closest batch of `batch_groups` (never the whole pool), or what was kept.
+                let last = balancer.final_batch();
+                break (last.groups, last.in_band);
+            }
             BatchOrShortfall::Shortfall(_) => want = balancer.prompts_to_request().max(1),
         }
     };

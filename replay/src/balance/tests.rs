@@ -34,6 +34,26 @@ fn take_pending_hands_back_every_kept_group_oldest_first() {
     assert_eq!(b.pending(), 0);
 }
 
+// Out of rounds with 5 groups at 1/4 pending (batch 2, band [0.3, 0.7], so never in band): the final batch
+// is the closest 2, never the whole pool; with 1 pending it is that one; with none, empty.
+#[test]
+fn the_final_batch_is_at_most_batch_groups() {
+    let mut b = Balancer::new(cfg(2, 8, 0.3, 0.7), EasyMemory::new()).expect("valid");
+    for id in 1..=5 {
+        assert_eq!(b.push(mixed(id, 1, 4)), Admission::Kept);
+    }
+    let last = b.final_batch();
+    assert_eq!(ids(&last), vec![1, 2], "the oldest closest choice");
+    assert_eq!((last.positive_share, last.in_band), (0.25, false));
+    assert_eq!(b.pending(), 3);
+    let mut b = Balancer::new(cfg(2, 8, 0.3, 0.7), EasyMemory::new()).expect("valid");
+    assert_eq!(b.push(mixed(7, 2, 4)), Admission::Kept);
+    let last = b.final_batch();
+    assert_eq!((ids(&last), last.positive_share, last.in_band), (vec![7], 0.5, true));
+    assert!(b.final_batch().groups.is_empty());
+    assert_eq!(b.stats().batches, 1, "an empty final batch is not counted");
+}
+
 // Batch of 2 groups of 4, band [0.3, 0.7]:
 //   group 1 all correct, group 2 all wrong -> dropped (no signal), prompt 1 remembered as easy;
 //   groups 3, 4 at 1/4 each -> (1 + 1) / 8 = 0.25 < 0.3 -> shortfall, more positive needed;
