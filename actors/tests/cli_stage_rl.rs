@@ -18,7 +18,7 @@ checkpoint_every = 2
 [rl]
 group_size = 4
 prompts_per_step = 4
-max_draw_rounds = 2
+max_draw_rounds = 6   # a random model rarely hits an answer: keep drawing until a mixed group is kept
 max_new_tokens = 16
 kl_coef = 0.04
 

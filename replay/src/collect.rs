@@ -17,6 +17,19 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 use std::time::Instant;
 
+/// The sampling seed of generation round `round` of step `step`.
+fn round_seed(seed: u64, step: u64, round: usize) -> u64 {
+    splitmix64(splitmix64(seed ^ splitmix64(step)) ^ (round as u64 + 1))
+}
+
+/// SplitMix64's finalizer: a seed derived from it shares no linear structure with its input.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// What one step's collection needs to know (from the stage's `[rl]` config, the seed and the step).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CollectParams {
@@ -184,7 +197,9 @@ pub fn collect_groups(
             break (last.groups, last.in_band);
         }
         drawn.extend(prompts.iter().map(|p| p.id));
-        let round_seed = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (rounds as u64 + 1);
+        // Hashed, not xor-ed: the sampler mixes row indices in with the same golden-ratio constant, so a
+        // linear mix of the step would make (step s, row r) and (step r + 1, row s − 1) draw one stream.
+        let round_seed = round_seed(seed, step, rounds);
         let groups = sampler.sample(
             policy,
             &prompts,
@@ -245,4 +260,24 @@ pub struct Collected {
     pub easy: EasyMemory,
     /// What sampling and balancing saw.
     pub report: CollectReport,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn no_two_steps_and_rows_share_a_sampling_stream() {
+        // What the sampler derives per row (`seed ^ (row + 1) * K`, rollout's row_rng) must differ for
+        // every (step, row) pair; the old linear mix repeated (s, r) at (r + 1, s - 1).
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut seen = HashSet::new();
+        for step in 0..128u64 {
+            for row in 0..128u64 {
+                assert!(seen.insert(round_seed(42, step, 0) ^ (row + 1).wrapping_mul(K)), "step {step} row {row}");
+            }
+        }
+        assert_ne!(round_seed(42, 3, 0), round_seed(42, 3, 1));
+    }
 }

@@ -72,16 +72,23 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
     let reference = a.reference.clone().unwrap_or_else(|| a.init.clone());
     let reference_weights = reference.join(phi4r_model::WEIGHTS_FILE);
     let inputs = RunInputs::fingerprint(&[prompts_path.as_path()], &tokenizer, Some(&reference_weights))?;
-    let (resumed, _) = super::guarded_resume(&a.out, a.resume, a.force_resume, &cfg, &inputs)?;
+    let (resumed, forced) = super::guarded_resume(&a.out, a.resume, a.force_resume, &cfg, &inputs)?;
     let total = cfg.max_steps.context("stage rl needs max_steps (the number of steps)")?;
-    let learner = match &resumed {
+    let mut learner = match &resumed {
         Some(path) => Learner::resume(path, cfg.clone(), dtype, &dev)?,
         None => Learner::new(init, cfg.clone(), total)?.with_tokenizer(tokenizer),
     }
-    .with_inputs(inputs)
-    .with_reference(
-        phi4r_model::load_frozen(&reference, dtype, &dev).with_context(|| format!("--ref {}", reference.display()))?,
-    );
+    .with_inputs(inputs);
+    if forced.iter().any(|c| c.key == "data") {
+        // The too-easy memory holds record indices of the old prompts file.
+        learner.record_easy(phi4r_replay::EasyMemory::new());
+    }
+    if cfg.rl.kl_coef > 0.0 {
+        // The KL anchor; with kl_coef = 0 no reference pass runs, so none is loaded.
+        let frozen = phi4r_model::load_frozen(&reference, dtype, &dev)
+            .with_context(|| format!("--ref {}", reference.display()))?;
+        learner = learner.with_reference(frozen);
+    }
     let start_step = learner.state().step;
     let total = learner.state().total_steps;
     if let Some(addr) = a.metrics_addr {
