@@ -91,6 +91,43 @@ pub struct PeerSample {
     pub sec_all: Vec<f64>,
 }
 
+/// The peer's GRPO figures of one size (part `e`: TRL's `GRPOTrainer`, 2 prompts × 8 generations).
+/// `sec_per_step_all` and `generate_s_all` hold every trainer step, the first
+/// `warmup_steps_excluded` of them warm-up (the medians leave them out).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PeerGrpo {
+    /// Median seconds per trainer step (warm-up excluded).
+    pub sec_per_step_median: f64,
+    /// Seconds of every trainer step, warm-up included.
+    pub sec_per_step_all: Vec<f64>,
+    /// Leading steps left out of the medians.
+    pub warmup_steps_excluded: usize,
+    /// Median seconds in `model.generate`.
+    pub generate_s_median: Option<f64>,
+    /// Median seconds of generation, rewards and log-prob bookkeeping (`_generate_and_score_completions`).
+    pub generate_and_score_s_median: Option<f64>,
+    /// `sec_per_step_median − generate_and_score_s_median`: loss forward, backward, optimizer.
+    pub train_part_s_median: Option<f64>,
+    /// Mean completion length of each step, tokens.
+    #[serde(default)]
+    pub mean_completion_len_per_step: Vec<f64>,
+    /// TRL's own profiling spans (`GRPOTrainer.compute_loss`, ...), median seconds.
+    #[serde(default)]
+    pub profiling_medians: BTreeMap<String, Option<f64>>,
+}
+
+impl PeerGrpo {
+    /// The measured steps' seconds (warm-up left out).
+    pub fn measured_steps(&self) -> &[f64] {
+        self.sec_per_step_all.get(self.warmup_steps_excluded..).unwrap_or(&[])
+    }
+
+    /// The measured repetitions as [`Reps`]: the trainer ran `sec_per_step_all.len()` steps in all.
+    pub fn reps(&self) -> Reps {
+        Reps { warmup: self.warmup_steps_excluded, measured: self.measured_steps().len() }
+    }
+}
+
 /// A results file of `../shared/peers/trl_bench.py`: the parts it ran (`"a:tiny"`, `"b:small"`, …; each
 /// part has its own shape, read on demand) and the repetitions it used per size and part.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -124,6 +161,11 @@ impl PeerResults {
     /// Part `b` (sampling) of `size` at `batch`, if it ran and has the expected fields.
     pub fn sample(&self, size: &str, batch: usize) -> Option<PeerSample> {
         serde_json::from_value(self.results.get(&format!("b:{size}"))?.get(format!("batch{batch}"))?.clone()).ok()
+    }
+
+    /// Part `e` (GRPO step) of `size`, if it ran and has the expected fields.
+    pub fn grpo(&self, size: &str) -> Option<PeerGrpo> {
+        serde_json::from_value(self.results.get(&format!("e:{size}"))?.clone()).ok()
     }
 
     /// The whole file as JSON (to print beside our figures).
@@ -191,7 +233,10 @@ mod tests {
         let text = r#"{"steps_config": {"tiny": {"a": [2, 5], "b": [1, 3]}},
             "results": {"a:tiny": {"tokens_per_s": 4000.0, "sec_per_step_all": [1.1, 1.0], "other": 1},
                         "b:tiny": {"batch16": {"gen_tokens_per_s": 1800.0, "sec_all": [1.2]}},
-                        "e:tiny": {"sec_per_step_median": 1.25}},
+                        "e:tiny": {"sec_per_step_median": 1.25, "sec_per_step_all": [2.0, 1.5, 1.2, 1.3],
+                                   "warmup_steps_excluded": 2, "generate_s_median": 0.77,
+                                   "generate_and_score_s_median": 0.78, "train_part_s_median": 0.47,
+                                   "profiling_medians": {"GRPOTrainer.compute_loss": 0.2}}},
             "errors": {}, "versions": {}}"#;
         let p: PeerResults = serde_json::from_str(text).map_err(|e| Error::input("test", e.to_string()))?;
         assert_eq!(p.reps("tiny", "a"), Some(Reps { warmup: 2, measured: 5 }));
@@ -200,6 +245,11 @@ mod tests {
         assert_eq!(p.sample("tiny", 16).map(|s| s.gen_tokens_per_s), Some(1800.0));
         assert_eq!(p.sample("tiny", 1), None);
         assert_eq!(p.train("small"), None);
+        let e = p.grpo("tiny").ok_or_else(|| Error::input("test", "no e:tiny"))?;
+        assert_eq!((e.measured_steps(), e.reps()), (&[1.2, 1.3][..], Reps { warmup: 2, measured: 2 }));
+        assert_eq!((e.generate_s_median, e.train_part_s_median), (Some(0.77), Some(0.47)));
+        assert_eq!(e.profiling_medians.get("GRPOTrainer.compute_loss"), Some(&Some(0.2)));
+        assert_eq!(p.grpo("small"), None);
         Ok(())
     }
 

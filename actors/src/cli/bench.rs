@@ -20,6 +20,47 @@ pub enum BenchCmd {
     Model(ModelBenchArgs),
     /// Verifications per second on one thread over MATH-500 and GSM8K, plus pathological inputs.
     Verifier(VerifierBenchArgs),
+    /// One GRPO iteration end to end (2 prompts x 8 completions of 128 new tokens, verify, one
+    /// `Learner::rl_step`), each phase timed; with --peer, TRL GRPOTrainer's part-e figures and the ratio.
+    Rl(RlBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RlBenchArgs {
+    /// Print JSON only (no human summary on stderr).
+    #[arg(long)]
+    json: bool,
+    /// Preset (vocabulary 1024, random init, with the embedded tokenizer trained at that size).
+    #[arg(long, default_value = "tiny")]
+    size: String,
+    /// Measured iterations [default: the peer's count with --peer, else 6].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Unmeasured iterations before them [default: the peer's count with --peer, else 2].
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Prompts per iteration.
+    #[arg(long, default_value_t = 2)]
+    prompts: usize,
+    /// Completions per prompt (G).
+    #[arg(long, default_value_t = 8)]
+    group_size: usize,
+    /// New tokens of every completion (no stop token: each runs to this length).
+    #[arg(long, default_value_t = 128)]
+    max_new_tokens: usize,
+    /// KL coefficient to the initial weights (TRL's beta; the peer runs 0, so no reference pass).
+    #[arg(long, default_value_t = 0.0)]
+    kl_coef: f64,
+    /// Prompts are the bare expressions of the synthetic task's tiers 1 to N, chat-templated (tiers 1-4:
+    /// ~16 tokens, as the peer's prompts).
+    #[arg(long, default_value_t = 4)]
+    tiers: usize,
+    /// Seed of the prompts and the sampling streams.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A results JSON written by ../shared/peers/trl_bench.py (part e) to compare against.
+    #[arg(long)]
+    peer: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +145,7 @@ pub fn run(cmd: BenchCmd, pool: &ComputePool) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Model(a) => model_bench(a, pool),
         BenchCmd::Verifier(a) => verifier_bench(a),
+        BenchCmd::Rl(a) => rl_bench(a, pool),
     }
 }
 
@@ -264,6 +306,102 @@ fn model_bench(a: ModelBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
     });
     if let Some(p) = &peer {
         report["peer_file"] = p.raw();
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// Without a peer file: the peer's own part-e counts for `tiny` (8 trainer steps, the first 2 left out).
+const RL_REPS: Reps = Reps { warmup: 2, measured: 6 };
+
+fn rl_bench(a: RlBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
+    use phi4r_learner::bench::{bench_prompts, time_grpo_iterations, GrpoBenchSetup, GrpoPhases};
+    let dev = crate::cli::device()?;
+    let peer = a.peer.as_deref().map(PeerResults::load).transpose().map_err(|e| anyhow::anyhow!("--peer: {e}"))?;
+    let peer_e = peer.as_ref().and_then(|p| p.grpo(&a.size));
+    if let (Some(p), None) = (&a.peer, &peer_e) {
+        anyhow::bail!("--peer {}: no part e result for `{}`", p.display(), a.size);
+    }
+    let reps = Reps::resolve(a.warmup, a.steps, peer_e.as_ref().map(|e| e.reps()), RL_REPS);
+    let cfg = config(&a.size)?;
+    let tokenizer = super::generate::default_tokenizer(VOCAB)?;
+    let setup = GrpoBenchSetup {
+        prompts: a.prompts,
+        group_size: a.group_size,
+        max_new_tokens: a.max_new_tokens,
+        kl_coef: a.kl_coef,
+        seed: a.seed,
+        ..GrpoBenchSetup::default()
+    };
+    let prompts = bench_prompts(&tokenizer, a.prompts * (reps.warmup + reps.measured), a.tiers, a.seed)?;
+    let verifier = phi4r_verifier::Verifier::default();
+    // No stop ids: every completion is max_new_tokens long (the peer's random model stops early
+    // rarely: its mean completion is ~115 of 128 tokens, and TRL pads the batch to the longest).
+    let rows = a.prompts * a.group_size;
+    let sampler = phi4r_replay::GroupSampler::new(tokenizer.clone(), vec![], verifier.clone(), rows)?;
+    let rescore = |groups: &[phi4r_replay::Group]| -> Result<usize, String> {
+        let mut correct = 0;
+        for g in groups {
+            for c in &g.completions {
+                let text = tokenizer.decode(&c.tokens).map_err(|e| e.to_string())?;
+                correct += usize::from(verifier.verify_with(&g.prompt.gold, &text, c.truncated).correct);
+            }
+        }
+        Ok(correct)
+    };
+    let model = TrainableModel::init(&cfg, 0, DType::F32, &dev)?;
+    let timing = pool.install(|| time_grpo_iterations(model, &sampler, &rescore, &prompts, &setup, reps))?;
+    let all = timing.all(|p| p.iteration_s);
+    let best = all.iter().copied().fold(f64::INFINITY, f64::min);
+    let m: GrpoPhases = timing.phase_medians();
+    // The peer's split: generate-and-score, then the rest of the step (loss forward, backward, AdamW).
+    let train_part = timing.median(|p| p.iteration_s - p.sample_and_score_s);
+    let sampled_tokens = (rows * a.max_new_tokens) as f64;
+    let mut report = json!({
+        "size": a.size, "threads": pool.threads(), "dtype": "f32", "device": format!("{dev:?}"),
+        "params": cfg.num_params(),
+        "setup": {"prompts": a.prompts, "tiers": a.tiers, "group_size": a.group_size, "max_new_tokens": a.max_new_tokens,
+                  "forced_length": true, "kl_coef": a.kl_coef, "lr": setup.lr, "micro_batch": rows,
+                  "loss_agg": "token_mean", "clip": [0.2, 0.2], "temperature": 1.0,
+                  "step": "GroupSampler::sample + RlBatch::from_groups + Learner::rl_step"},
+        "warmup": reps.warmup, "iterations_measured": reps.measured,
+        "grpo_iteration_s": {"median": m.iteration_s, "best": best, "all": all},
+        "phases_median_s": m,
+        "train_part_s_median": train_part,
+        "sampled_tokens_per_s": sampled_tokens / m.sampling_s,
+        "prompt_tokens_mean": timing.prompt_tokens_mean,
+        "completion_tokens_mean": timing.completion_tokens_mean,
+        "reward_mean": timing.reward_mean,
+        "skipped": timing.skipped,
+        "iterations": timing.iterations,
+    });
+    if let Some(e) = &peer_e {
+        let peer_best = e.measured_steps().iter().copied().fold(f64::INFINITY, f64::min);
+        let speedup = |theirs: Option<f64>, ours: f64| theirs.and_then(|t| ratio(t, ours));
+        report["peer"] = json!({
+            "sec_per_step_median": e.sec_per_step_median, "sec_per_step_best": peer_best,
+            "sec_per_step_measured": e.measured_steps(), "generate_s_median": e.generate_s_median,
+            "generate_and_score_s_median": e.generate_and_score_s_median,
+            "train_part_s_median": e.train_part_s_median,
+            "completion_len_mean": median(&e.mean_completion_len_per_step),
+            "profiling_medians": e.profiling_medians,
+        });
+        // Speed-ups (peer seconds / ours): above 1 we are faster.
+        report["ratio"] = json!({
+            "median": ratio(e.sec_per_step_median, m.iteration_s),
+            "best": ratio(peer_best, best),
+            "generation": speedup(e.generate_s_median, m.sampling_s),
+            "train_part": speedup(e.train_part_s_median, train_part),
+        });
+    }
+    if !a.json {
+        eprintln!(
+            "{}: GRPO iteration median {:.3} s, best {:.3} s (sampling {:.3}, scoring {:.4}, update {:.3} = fwd+bwd {:.3} + optimizer {:.3})",
+            a.size, m.iteration_s, best, m.sampling_s, m.scoring_s, m.update_s, m.policy_fwd_bwd_s, m.optimizer_s
+        );
+        if let Some(r) = report.get("ratio") {
+            eprintln!("vs TRL: {r}");
+        }
     }
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
