@@ -160,7 +160,8 @@ pub fn bench_prompts(tokenizer: &Tokenizer, n: usize, tiers: usize, seed: u64) -
 /// (`weights_s + sample_and_score_s + batch_s + update_s`, what a synchronous stage-4 step runs); the
 /// split of `sample_and_score_s` and of `update_s` comes from probes run right after it, untimed as
 /// part of the iteration, on the same data: `scoring_s` decodes and verifies the completions again,
-/// `policy_fwd_bwd_s` is [`crate::rl_step`] (forward, log-probs, clipped surrogate, entropy, backward),
+/// `policy_fwd_bwd_s` is [`crate::rl_step`] (forward, log-probs, clipped surrogate, entropy, backward)
+/// and `policy_forward_s` its forward and log-probs alone,
 /// `reference_s` the reference forward and its log-probs (0 when `kl_coef` is 0: no reference pass), and
 /// `optimizer_s` global-norm clipping and AdamW on copies of the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
@@ -184,6 +185,9 @@ pub struct GrpoPhases {
     pub update_s: f64,
     /// The policy's forward and backward (probe).
     pub policy_fwd_bwd_s: f64,
+    /// Of which the forward and the per-token log-probs alone (probe; compare TRL's
+    /// `_get_per_token_logps_and_entropies`): the rest is the surrogate, the entropy metric and backward.
+    pub policy_forward_s: f64,
     /// The reference forward (probe; 0 without a KL term).
     pub reference_s: f64,
     /// Clipping + AdamW (probe).
@@ -229,6 +233,7 @@ impl GrpoTiming {
             old_logps_s: self.median(|p| p.old_logps_s),
             update_s: self.median(|p| p.update_s),
             policy_fwd_bwd_s: self.median(|p| p.policy_fwd_bwd_s),
+            policy_forward_s: self.median(|p| p.policy_forward_s),
             reference_s: self.median(|p| p.reference_s),
             optimizer_s: self.median(|p| p.optimizer_s),
         }
@@ -308,7 +313,7 @@ pub fn time_grpo_iterations(
         let s0 = Instant::now();
         rescore(&groups).map_err(|e| Error::input("time_grpo_iterations", e))?;
         let scoring_s = s0.elapsed().as_secs_f64();
-        let (mut fwd_bwd_s, mut reference_s, mut optimizer_s) = (0.0, 0.0, 0.0);
+        let (mut fwd_bwd_s, mut forward_s, mut reference_s, mut optimizer_s) = (0.0, 0.0, 0.0, 0.0);
         let vars: Vec<Var> = learner.trainable().vars().into_iter().map(|(_, v)| v).collect();
         for b in &batches {
             let p0 = Instant::now();
@@ -323,12 +328,9 @@ pub fn time_grpo_iterations(
                 b.completion_tokens() as f64 / ev.rl.completion_tokens.max(1) as f64,
             )?;
             fwd_bwd_s += p0.elapsed().as_secs_f64();
+            forward_s += time_logps(learner.model(), b)?;
             if let Some(r) = &reference {
-                let p1 = Instant::now();
-                let tensors = b.lm().tensors(r.device())?;
-                let logits = r.forward(&tensors.input_ids, b.lm().layout())?;
-                let _ = token_logps(&logits, &tensors.targets)?.sum_all()?.to_scalar::<f32>()?;
-                reference_s += p1.elapsed().as_secs_f64();
+                reference_s += time_logps(r, b)?;
             }
             let mut grads = out.grads;
             let p2 = Instant::now();
@@ -357,6 +359,7 @@ pub fn time_grpo_iterations(
                 old_logps_s: 0.0,
                 update_s: (t4 - t3).as_secs_f64(),
                 policy_fwd_bwd_s: fwd_bwd_s,
+                policy_forward_s: forward_s,
                 reference_s,
                 optimizer_s,
             });
@@ -367,6 +370,15 @@ pub fn time_grpo_iterations(
     timing.completion_tokens_mean = completion_tokens as f64 / n;
     timing.reward_mean = reward / n;
     Ok(timing)
+}
+
+/// Seconds of `model`'s forward over `batch` and its per-token log-probs (read back, so the work is done).
+fn time_logps(model: &phi4r_model::Phi3, batch: &RlBatch) -> Result<f64> {
+    let t0 = Instant::now();
+    let tensors = batch.lm().tensors(model.device())?;
+    let logits = model.forward(&tensors.input_ids, batch.lm().layout())?;
+    let _ = token_logps(&logits, &tensors.targets)?.sum_all()?.to_scalar::<f32>()?;
+    Ok(t0.elapsed().as_secs_f64())
 }
 
 #[cfg(test)]
@@ -428,6 +440,7 @@ mod tests {
                     ("scoring", p.scoring_s),
                     ("update", p.update_s),
                     ("fwd_bwd", p.policy_fwd_bwd_s),
+                    ("forward", p.policy_forward_s),
                     ("optimizer", p.optimizer_s),
                 ] {
                     assert!(s > 0.0, "{name}: {s}");
