@@ -102,6 +102,13 @@ fn killed_and_resumed_equals_straight(stage: &str, data_file: &str) {
     resume.push("--resume");
     let summary: Value = serde_json::from_str(&run_ok(&resume)).expect("JSON");
     assert_eq!(summary["steps"], 4, "steps 9..=12 after resuming at the step-8 checkpoint");
+    // The lost steps' metrics lines are replaced, not duplicated: one line per step, as the straight run.
+    let steps: Vec<u64> = std::fs::read_to_string(killed.join("metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON")["step"].as_u64().expect("step"))
+        .collect();
+    assert_eq!(steps, (1..=TOTAL).collect::<Vec<_>>());
 
     let last = format!("step-{TOTAL:08}");
     let (a, b) = (straight.join(&last), killed.join(&last));

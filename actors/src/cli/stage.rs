@@ -101,6 +101,25 @@ impl From<StageArgs> for rl::RlArgs {
     }
 }
 
+/// After a resume from the checkpoint at `step`, drops the `metrics.jsonl` lines of later steps: they
+/// were lost with the process and are about to be run again, so each step keeps exactly one line.
+pub(crate) fn trim_metrics(out: &std::path::Path, step: u64) -> anyhow::Result<()> {
+    let path = out.join("metrics.jsonl");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let keep = |line: &str| {
+        serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["step"].as_u64()).is_none_or(|s| s <= step)
+    };
+    let kept: Vec<&str> = text.lines().filter(|l| keep(l)).collect();
+    if kept.len() < text.lines().count() {
+        let mut body = kept.join("\n");
+        body.push('\n');
+        phi4r_model::write_atomic(&path, body.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// With `--resume`, the checkpoint to continue from, checked against this run's effective config and
 /// inputs ([`resume_changes`]): a difference is refused with each key named, unless `force`, which prints
 /// and returns them. Without a checkpoint in `out`, says so and starts fresh.
@@ -184,6 +203,9 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
     }
     let cursor = learner.state().cursor;
     let start_step = learner.state().step;
+    if resumed.is_some() {
+        trim_metrics(&a.out, start_step)?;
+    }
     // The schedule's length is the checkpoint's (a forced resume with new max_steps/epochs keeps it).
     let total = learner.state().total_steps;
     let finished = learner.is_finished();

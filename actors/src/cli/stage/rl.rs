@@ -90,6 +90,9 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
         learner = learner.with_reference(frozen);
     }
     let start_step = learner.state().step;
+    if resumed.is_some() {
+        super::trim_metrics(&a.out, start_step)?;
+    }
     let total = learner.state().total_steps;
     if let Some(addr) = a.metrics_addr {
         anyhow::ensure!(addr.ip().is_loopback(), "--metrics-addr must be a loopback address");
