@@ -153,6 +153,31 @@ impl StageFeed {
         Ok((feed, report))
     }
 
+    /// SHA-256 over every item's token ids, loss mask and (packed rows) document lengths, in file order:
+    /// what the model is actually trained on, so a change to the data file, the tokenizer, the chat
+    /// template, truncation or packing changes it (recorded in checkpoints, compared on resume).
+    pub fn items_sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut add = |ids: &[u32], mask: &[u8]| {
+            h.update((ids.len() as u64).to_le_bytes());
+            ids.iter().for_each(|i| h.update(i.to_le_bytes()));
+            h.update(mask);
+        };
+        match &self.items {
+            Items::Rows(rows) => rows.iter().for_each(|r| {
+                add(&r.ids, &r.loss_mask);
+                r.doc_lens.iter().for_each(|d| add(&[*d as u32], &[]));
+            }),
+            Items::Examples(ex) => ex.iter().for_each(|e| add(&e.ids, &e.loss_mask)),
+            Items::Pairs(pairs) => pairs.iter().for_each(|(c, r)| {
+                add(&c.ids, &c.loss_mask);
+                add(&r.ids, &r.loss_mask);
+            }),
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Items per epoch.
     pub fn items_per_epoch(&self) -> usize {
         match &self.items {
@@ -263,6 +288,24 @@ mod tests {
             .map(|i| format!("<|user|>What is {i} + 1?<|end|><|assistant|>The answer is \\boxed{{{i}}}.<|end|>"))
             .collect();
         Tokenizer::train_bpe(texts.iter(), 200).expect("tokenizer")
+    }
+
+    #[test]
+    fn the_items_fingerprint_follows_the_tokenization() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(dir.path(), 9);
+        let mut cfg = StageConfig::seed(Stage::Sft);
+        cfg.seq_len = 64;
+        let load =
+            |tok: &Tokenizer| StageFeed::load(&path, &cfg, tok, &ChatTemplate::default(), false).expect("load").0;
+        let tok = tokenizer();
+        assert_eq!(load(&tok).items_sha256(), load(&tok).items_sha256(), "deterministic");
+        // The same texts with room for more merges: other ids for the same data.
+        let texts: Vec<String> = (0..200)
+            .map(|i| format!("<|user|>What is {i} + 1?<|end|><|assistant|>The answer is \\boxed{{{i}}}.<|end|>"))
+            .collect();
+        let other = Tokenizer::train_bpe(texts.iter(), 400).expect("tokenizer");
+        assert_ne!(load(&tok).items_sha256(), load(&other).items_sha256(), "another tokenization");
     }
 
     #[test]

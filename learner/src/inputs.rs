@@ -62,6 +62,10 @@ pub struct RunInputs {
     /// The frozen reference's weights (`model.safetensors`), for stages that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<FileFingerprint>,
+    /// SHA-256 of the tokenized, packed items the stage trains on ([`crate::StageFeed::items_sha256`]):
+    /// catches a change of tokenization, chat template or packing code that the file hashes cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_sha256: Option<String>,
 }
 
 impl RunInputs {
@@ -71,7 +75,14 @@ impl RunInputs {
             data: data.iter().map(|p| FileFingerprint::of(p)).collect::<Result<_>>()?,
             tokenizer_sha256: hex(&Sha256::digest(tokenizer.to_json()?.as_bytes())),
             reference: reference.map(FileFingerprint::of).transpose()?,
+            items_sha256: None,
         })
+    }
+
+    /// Adds the fingerprint of the tokenized items ([`crate::StageFeed::items_sha256`]).
+    pub fn with_items_sha256(mut self, sha256: String) -> Self {
+        self.items_sha256 = Some(sha256);
+        self
     }
 }
 
@@ -170,6 +181,15 @@ fn input_changes(saved: &RunInputs, now: &RunInputs) -> Vec<Change> {
             now: format!("sha256 {}", now.tokenizer_sha256),
         });
     }
+    if let (Some(a), Some(b)) = (&saved.items_sha256, &now.items_sha256) {
+        if a != b {
+            out.push(Change {
+                key: "items".into(),
+                checkpoint: format!("tokenized items sha256 {a}"),
+                now: format!("sha256 {b} (tokenization, chat template or packing differ)"),
+            });
+        }
+    }
     let reference_same = match (&saved.reference, &now.reference) {
         (Some(a), Some(b)) => same(a, b),
         (None, None) => true,
@@ -214,13 +234,26 @@ mod tests {
 
     #[test]
     fn a_changed_data_file_tokenizer_or_reference_is_a_change_and_a_moved_one_is_not() {
-        let saved = RunInputs { data: vec![fp("aa")], tokenizer_sha256: "t".into(), reference: None };
+        let saved =
+            RunInputs { data: vec![fp("aa")], tokenizer_sha256: "t".into(), reference: None, items_sha256: None };
         let mut moved = saved.clone();
         moved.data[0].path = "elsewhere/d.jsonl".into();
         assert!(input_changes(&saved, &moved).is_empty());
-        let now = RunInputs { data: vec![fp("bb")], tokenizer_sha256: "u".into(), reference: Some(fp("cc")) };
+        let now = RunInputs {
+            data: vec![fp("bb")],
+            tokenizer_sha256: "u".into(),
+            reference: Some(fp("cc")),
+            items_sha256: None,
+        };
         let keys: Vec<String> = input_changes(&saved, &now).into_iter().map(|c| c.key).collect();
         assert_eq!(keys, vec!["data", "tokenizer", "reference"]);
+        // Same files, but the tokenized items differ (a code change): named as `items`; a checkpoint
+        // without the items hash compares the files only.
+        let a = saved.clone().with_items_sha256("x".into());
+        let keys: Vec<String> =
+            input_changes(&a, &saved.clone().with_items_sha256("y".into())).into_iter().map(|c| c.key).collect();
+        assert_eq!(keys, vec!["items"]);
+        assert!(input_changes(&saved, &a).is_empty());
     }
 
     #[test]

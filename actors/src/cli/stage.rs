@@ -187,7 +187,8 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
     let total = cfg.total_steps(report.items_per_epoch);
     let reference = (stage == Stage::Dpo).then(|| a.reference.clone().unwrap_or_else(|| a.init.clone()));
     let reference_weights = reference.as_ref().map(|r| r.join(phi4r_model::WEIGHTS_FILE));
-    let inputs = RunInputs::fingerprint(&[data.as_path()], &tokenizer, reference_weights.as_deref())?;
+    let inputs = RunInputs::fingerprint(&[data.as_path()], &tokenizer, reference_weights.as_deref())?
+        .with_items_sha256(feed.items_sha256());
     let (resumed, forced) = guarded_resume(&a.out, a.resume, a.force_resume, &cfg, &inputs)?;
     let mut learner = match &resumed {
         Some(path) => Learner::resume(path, cfg.clone(), dtype, &dev)?,
