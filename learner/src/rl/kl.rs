@@ -11,15 +11,19 @@ use candle_core::Tensor;
 /// ```text
 /// # reference (TRL GRPOTrainer._compute_loss):
 /// per_token_kl = torch.exp(ref_per_token_logps - per_token_logps) - (ref_per_token_logps - per_token_logps) - 1
-/// # (verl kl_penalty "low_var_kl" is the same, clamped to [-10, 10])
+/// # verl kl_penalty "low_var_kl": the log-ratio clamped to [-20, 20], the result to [-10, 10]
 /// ```
+///
+/// Clamped as verl does: unclamped, a token where the two models disagree wildly (a padding position
+/// masked out later, say) overflows `exp` to inf, and inf · 0 in the masked mean is NaN, which would skip
+/// the whole step.
 ///
 /// # Shapes
 /// `logps`, `ref_logps`: (b, t) f32 → (b, t)
 pub fn k3_kl(logps: &Tensor, ref_logps: &Tensor) -> Result<Tensor> {
     same_bt("k3_kl", ("logps", logps), &[("ref_logps", ref_logps)])?;
-    let d = (ref_logps.detach() - logps)?;
-    Ok(((d.exp()? - &d)? - 1.0)?)
+    let d = (ref_logps.detach() - logps)?.clamp(-20f32, 20f32)?;
+    Ok(((d.exp()? - &d)? - 1.0)?.clamp(-10f32, 10f32)?)
 }
 
 #[cfg(test)]
@@ -46,6 +50,12 @@ mod tests {
         close(g[0][1], -1.718_281_8, 1e-6);
         assert_eq!(k3_kl(logp.as_tensor(), logp.as_tensor())?.to_vec2::<f32>()?, vec![vec![0.0, 0.0]]);
         assert!(k3_kl(logp.as_tensor(), &Tensor::new(&[-1.0f32, -2.0], &dev)?).is_err());
+        // Wild disagreement stays finite (verl's clamps): exp(d) would overflow f32 at d = 100.
+        let far = k3_kl(&Tensor::new(&[[-200.0f32, -1.0]], &dev)?, &Tensor::new(&[[-100.0f32, -300.0]], &dev)?)?;
+        let v = far.to_vec2::<f32>()?;
+        // d = 100 → 20 → e^20 − 21 → 10; d = −299 → −20 → e^−20 + 19 → 10.
+        assert_eq!(v[0], vec![10.0, 10.0]);
+        assert!(v[0].iter().all(|x| x.is_finite()));
         Ok(())
     }
 }
