@@ -98,6 +98,42 @@ fn sft_trains_checkpoints_and_eval_reads_the_checkpoint() {
         correct += acc;
     }
     assert_eq!(ev["accuracy"].as_f64(), Some(correct / 6.0), "overall = correct / n");
+    // k = 2 samples at T = 0.8: counts per sample, votes per problem, every share a probability.
+    let ev: Value = serde_json::from_str(&run_ok(&[
+        "eval",
+        "--model",
+        out.join(latest.trim()).to_str().expect("utf-8"),
+        "--data",
+        &format!("{}/eval.jsonl", s.data),
+        "--per-tier",
+        "1",
+        "--max-new-tokens",
+        "8",
+        "--samples",
+        "2",
+        "--temperature",
+        "0.8",
+        "--json",
+    ]))
+    .expect("eval JSON");
+    assert_eq!((ev["n"].as_u64(), ev["samples"].as_u64()), (Some(6), Some(2)));
+    let c = ev["correct"].as_u64().expect("correct") as f64;
+    assert_eq!(ev["accuracy"].as_f64(), Some(c / 12.0), "pass@1 = correct samples / (n k)");
+    for key in ["maj_at_k", "stopped", "truncated", "no_answer"] {
+        assert!((0.0..=1.0).contains(&ev[key].as_f64().expect(key)), "{key}: {ev}");
+    }
+    let (stopped, truncated) = (ev["stopped"].as_f64().expect("stopped"), ev["truncated"].as_f64().expect("truncated"));
+    assert!((stopped + truncated - 1.0).abs() < 1e-12, "every sample stops or is cut: {ev}");
+    let e = run_err(&[
+        "eval",
+        "--model",
+        out.join(latest.trim()).to_str().expect("utf-8"),
+        "--data",
+        &format!("{}/eval.jsonl", s.data),
+        "--samples",
+        "3",
+    ]);
+    assert!(e.contains("samples") && e.contains("temperature 0"), "{e}");
 }
 
 #[test]

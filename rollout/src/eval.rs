@@ -24,21 +24,27 @@ pub struct EvalConfig {
     pub temperature: f32,
     /// Seed of the sampling streams (temperature > 0).
     pub seed: u64,
+    /// Samples per problem (k): pass@1 is averaged over them and maj@k votes among them.
+    pub samples: usize,
+    /// Nucleus threshold (1 = off).
+    pub top_p: f32,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        EvalConfig { max_new_tokens: 320, batch: 32, temperature: 0.0, seed: 0 }
+        EvalConfig { max_new_tokens: 320, batch: 32, temperature: 0.0, seed: 0, samples: 1, top_p: 1.0 }
     }
 }
 
-/// What one answer was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What one sampled answer was.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Graded {
     /// The verifier scored it correct.
     pub correct: bool,
     /// It ended on its own (end token or stop string), not on the length limit.
     pub stopped: bool,
+    /// The final answer the verifier extracted (None: no answer found, an extraction failure).
+    pub answer: Option<String>,
 }
 
 /// The counts of one tier (or of all problems), with the 95% Wilson interval of the accuracy.
@@ -46,24 +52,66 @@ pub struct Graded {
 pub struct TierResult {
     /// Problems.
     pub n: usize,
-    /// Correct answers.
+    /// Samples per problem (k).
+    pub samples: usize,
+    /// Correct samples (over all `n × k`).
     pub correct: usize,
-    /// `correct / n` (0 when n = 0).
+    /// pass@1: the share of correct samples, averaged over the k samples of each problem (= `correct /
+    /// (n k)`; with k = 1, plain accuracy). 0 when n = 0.
     pub accuracy: f64,
-    /// 95% Wilson score interval of the accuracy, `[low, high]`.
+    /// 95% Wilson score interval of `accuracy`, counting problems (not samples) as the trials, since
+    /// a problem's k samples are not independent: `[low, high]`.
     pub interval: [f64; 2],
-    /// Share of answers that ended on their own.
+    /// maj@k: the share of problems whose most frequent extracted answer (ties: the earliest) is correct.
+    pub maj_at_k: f64,
+    /// Share of samples that ended on their own.
     pub stopped: f64,
+    /// Share of samples cut by the length limit.
+    pub truncated: f64,
+    /// Share of samples in which no final answer was found (extraction failures).
+    pub no_answer: f64,
 }
 
 impl TierResult {
-    fn from_graded(g: &[Graded]) -> Self {
-        let n = g.len();
-        let correct = g.iter().filter(|x| x.correct).count();
-        let stopped = g.iter().filter(|x| x.stopped).count();
-        let share = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
-        TierResult { n, correct, accuracy: share(correct), interval: wilson(correct, n), stopped: share(stopped) }
+    fn from_graded(problems: &[Vec<Graded>]) -> Self {
+        let n = problems.len();
+        let samples = problems.iter().map(Vec::len).max().unwrap_or(0);
+        let all: Vec<&Graded> = problems.iter().flatten().collect();
+        let count = |f: &dyn Fn(&Graded) -> bool| all.iter().filter(|g| f(g)).count();
+        let share = |k: usize| if all.is_empty() { 0.0 } else { k as f64 / all.len() as f64 };
+        let correct = count(&|g| g.correct);
+        let accuracy = share(correct);
+        let majority_correct = problems.iter().filter(|p| majority_is_correct(p)).count();
+        TierResult {
+            n,
+            samples,
+            correct,
+            accuracy,
+            interval: wilson_share(accuracy, n),
+            maj_at_k: if n == 0 { 0.0 } else { majority_correct as f64 / n as f64 },
+            stopped: share(count(&|g| g.stopped)),
+            truncated: share(count(&|g| !g.stopped)),
+            no_answer: share(count(&|g| g.answer.is_none())),
+        }
     }
+}
+
+/// Whether the most frequent extracted answer of one problem's samples (ties: the one seen first;
+/// samples without an answer do not vote) was graded correct.
+pub fn majority_is_correct(samples: &[Graded]) -> bool {
+    let mut votes: Vec<(&str, usize, bool)> = Vec::new();
+    for g in samples {
+        let Some(a) = g.answer.as_deref() else { continue };
+        match votes.iter_mut().find(|v| v.0 == a) {
+            Some(v) => {
+                v.1 += 1;
+                v.2 |= g.correct;
+            }
+            None => votes.push((a, 1, g.correct)),
+        }
+    }
+    // max_by_key keeps the last maximum; scan in reverse so the earliest wins a tie.
+    votes.iter().rev().max_by_key(|v| v.1).is_some_and(|v| v.2)
 }
 
 /// The report: overall and per tier (tier 0 = problems without a tier).
@@ -87,13 +135,22 @@ pub fn wilson(correct: usize, n: usize) -> [f64; 2] {
     if n == 0 {
         return [0.0, 1.0];
     }
+    wilson_share(correct as f64 / n as f64, n)
+}
+
+/// [`wilson`] for a success share `p` (possibly fractional, as pass@1 averaged over samples) of `n`
+/// trials.
+pub fn wilson_share(p: f64, n: usize) -> [f64; 2] {
+    if n == 0 {
+        return [0.0, 1.0];
+    }
     let z = 1.959_963_984_540_054_f64;
-    let (n, p) = (n as f64, correct as f64 / n as f64);
+    let n = n as f64;
     let denom = 1.0 + z * z / n;
     let center = (p + z * z / (2.0 * n)) / denom;
     let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
     // At 0 or n successes the bound is exactly 0 or 1 (the formula leaves rounding dust there).
-    let lo = if correct == 0 { 0.0 } else { (center - half).max(0.0) };
+    let lo = if p == 0.0 { 0.0 } else { (center - half).max(0.0) };
     let hi = if p == 1.0 { 1.0 } else { (center + half).min(1.0) };
     [lo, hi]
 }
@@ -113,9 +170,9 @@ pub fn select_per_tier(
     by_tier
 }
 
-/// Counts graded answers per tier and overall.
-pub fn tally(graded: &BTreeMap<u8, Vec<Graded>>) -> EvalReport {
-    let all: Vec<Graded> = graded.values().flatten().copied().collect();
+/// Counts graded samples (per tier, per problem) per tier and overall.
+pub fn tally(graded: &BTreeMap<u8, Vec<Vec<Graded>>>) -> EvalReport {
+    let all: Vec<Vec<Graded>> = graded.values().flatten().cloned().collect();
     EvalReport {
         overall: TierResult::from_graded(&all),
         tiers: graded.iter().map(|(t, g)| (t.to_string(), TierResult::from_graded(g))).collect(),
@@ -131,27 +188,44 @@ pub fn evaluate(
     cfg: &EvalConfig,
 ) -> Result<EvalReport> {
     let stop = StopRule { eos_ids: template.stop_ids(tokenizer), tokenizer: Some(tokenizer) };
-    let scfg = SamplingConfig {
-        temperature: cfg.temperature,
-        max_new_tokens: cfg.max_new_tokens,
-        seed: cfg.seed,
-        ..Default::default()
-    };
+    let k = cfg.samples.max(1);
+    if k > 1 && cfg.temperature == 0.0 {
+        return Err(Error::Config {
+            key: "samples",
+            reason: format!("{k} samples at temperature 0 are one greedy answer repeated"),
+        });
+    }
     let verifier = phi4r_verifier::Verifier::default();
-    let mut graded: BTreeMap<u8, Vec<Graded>> = BTreeMap::new();
+    let mut graded: BTreeMap<u8, Vec<Vec<Graded>>> = BTreeMap::new();
+    let mut chunk_index = 0u64;
     for (tier, list) in problems {
         let out = graded.entry(*tier).or_default();
-        for chunk in list.chunks(cfg.batch.max(1)) {
+        // Whole problems per generation batch: each prompt repeated k times, each row its own stream.
+        for chunk in list.chunks((cfg.batch.max(1) / k).max(1)) {
+            let scfg = SamplingConfig {
+                temperature: cfg.temperature,
+                top_p: cfg.top_p,
+                max_new_tokens: cfg.max_new_tokens,
+                seed: cfg.seed ^ chunk_index.wrapping_mul(0xD1B5_4A32_D192_ED03),
+                ..Default::default()
+            };
+            chunk_index += 1;
             let prompts = chunk
                 .iter()
                 .map(|p| prompt_ids(template, tokenizer, &p.problem))
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| Error::Input(e.to_string()))?;
-            for (p, g) in chunk.iter().zip(generate(model, &prompts, &scfg, &stop)?) {
-                let text = tokenizer.decode(&g.tokens)?;
-                let stopped = g.finish != FinishReason::Length;
-                let correct = verifier.verify_with(&p.answer, &text, !stopped).correct;
-                out.push(Graded { correct, stopped });
+            let rows: Vec<Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), k)).collect();
+            let mut gens = generate(model, &rows, &scfg, &stop)?.into_iter();
+            for p in chunk {
+                let mut samples = Vec::with_capacity(k);
+                for g in gens.by_ref().take(k) {
+                    let text = tokenizer.decode(&g.tokens)?;
+                    let stopped = g.finish != FinishReason::Length;
+                    let v = verifier.verify_with(&p.answer, &text, !stopped);
+                    samples.push(Graded { correct: v.correct, stopped, answer: v.extracted });
+                }
+                out.push(samples);
             }
         }
     }
@@ -163,22 +237,46 @@ mod tests {
     use super::*;
 
     fn g(correct: bool, stopped: bool) -> Graded {
-        Graded { correct, stopped }
+        Graded { correct, stopped, answer: Some(if correct { "1".into() } else { "2".into() }) }
+    }
+
+    fn a(answer: Option<&str>, correct: bool) -> Graded {
+        Graded { correct, stopped: true, answer: answer.map(str::to_string) }
     }
 
     #[test]
     fn tallies_per_tier_and_overall() {
+        let one = |x: Graded| vec![x];
         let graded = BTreeMap::from([
-            (1, vec![g(true, true), g(true, true), g(false, false), g(true, true)]),
-            (2, vec![g(false, true), g(false, false)]),
+            (1, vec![one(g(true, true)), one(g(true, true)), one(g(false, false)), one(g(true, true))]),
+            (2, vec![one(g(false, true)), one(g(false, false))]),
         ]);
         let r = tally(&graded);
-        assert_eq!((r.overall.n, r.overall.correct), (6, 3));
+        assert_eq!((r.overall.n, r.overall.samples, r.overall.correct), (6, 1, 3));
         assert_eq!(r.overall.accuracy, 0.5);
+        assert_eq!(r.overall.maj_at_k, 0.5, "with k = 1, maj@1 is the accuracy");
         assert_eq!(r.overall.stopped, 4.0 / 6.0);
+        assert_eq!(r.overall.truncated, 2.0 / 6.0);
         assert_eq!((r.tiers["1"].correct, r.tiers["1"].accuracy, r.tiers["1"].stopped), (3, 0.75, 0.75));
         assert_eq!((r.tiers["2"].correct, r.tiers["2"].accuracy), (0, 0.0));
         assert_eq!(r.tiers["2"].interval[0], 0.0);
+    }
+
+    // Two problems, k = 4. Problem 1: answers 7, 7, 5, none; 7 is right: 2 correct, majority 7 (right).
+    // Problem 2: answers 3, 4, 4, 3 (tie, 3 seen first), 4 is right: 2 correct, majority 3 (wrong).
+    // pass@1 = 4 / 8 = 0.5; maj@4 = 1 / 2; no answer 1 / 8.
+    #[test]
+    fn pass_at_1_averages_samples_and_maj_at_k_votes() {
+        let p1 = vec![a(Some("7"), true), a(Some("7"), true), a(Some("5"), false), a(None, false)];
+        let p2 = vec![a(Some("3"), false), a(Some("4"), true), a(Some("4"), true), a(Some("3"), false)];
+        assert!(majority_is_correct(&p1));
+        assert!(!majority_is_correct(&p2), "a tie goes to the answer seen first");
+        assert!(!majority_is_correct(&[a(None, false)]), "no answer, no vote");
+        let r = tally(&BTreeMap::from([(5, vec![p1, p2])]));
+        let t = &r.tiers["5"];
+        assert_eq!((t.n, t.samples, t.correct), (2, 4, 4));
+        assert_eq!((t.accuracy, t.maj_at_k, t.no_answer), (0.5, 0.5, 0.125));
+        assert_eq!(t.interval, wilson_share(0.5, 2), "the interval counts problems, not samples");
     }
 
     #[test]

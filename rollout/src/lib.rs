@@ -17,7 +17,10 @@ mod generate;
 mod sampling;
 
 pub use error::{Error, Result};
-pub use eval::{evaluate, select_per_tier, tally, wilson, EvalConfig, EvalReport, Graded, TierResult};
+pub use eval::{
+    evaluate, majority_is_correct, select_per_tier, tally, wilson, wilson_share, EvalConfig, EvalReport, Graded,
+    TierResult,
+};
 pub use generate::{generate, FinishReason, Generation, StopRule};
 pub use sampling::{sample, Sampled, SamplingConfig, TemperatureSchedule};
 

@@ -1,6 +1,7 @@
-//! `phi4r-actors eval`: greedy accuracy of a checkpoint on `{"problem","answer"}` JSONL, per tier, with
-//! 95% Wilson intervals and the share of samples that stop on their own (the logic is
-//! [`phi4r_rollout::evaluate`]).
+//! `phi4r-actors eval`: accuracy of a checkpoint on `{"problem","answer"}` JSONL, per tier: pass@1 over k
+//! samples (greedy by default) with its 95% Wilson interval, maj@k, and the shares of samples that stop on
+//! their own, are truncated, or hold no answer (the logic is [`phi4r_rollout::evaluate`]). JSON on stdout,
+//! a table on stderr unless `--json`.
 
 use anyhow::Context;
 use clap::Args;
@@ -31,6 +32,15 @@ pub struct EvalArgs {
     /// Seed (for temperature > 0).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Samples per problem (k > 1 needs --temperature > 0): pass@1 averaged over them, and maj@k.
+    #[arg(long, default_value_t = 1)]
+    samples: usize,
+    /// Nucleus sampling threshold (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// JSON on stdout only (without it, a table also goes to stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
@@ -40,11 +50,47 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} has no tokenizer.json", a.model.display()))?;
     let records = JsonlReader::<ProblemAnswer>::open(&a.data)?.collect::<Result<Vec<_>, _>>()?;
     let problems = select_per_tier(records, a.per_tier);
-    let cfg = EvalConfig { max_new_tokens: a.max_new_tokens, batch: a.batch, temperature: a.temperature, seed: a.seed };
+    let cfg = EvalConfig {
+        max_new_tokens: a.max_new_tokens,
+        batch: a.batch,
+        temperature: a.temperature,
+        seed: a.seed,
+        samples: a.samples,
+        top_p: a.top_p,
+    };
     let report = evaluate(&model, &tok, &ChatTemplate::default(), &problems, &cfg)?;
     let mut out = serde_json::to_value(&report)?;
     out["model"] = serde_json::to_value(&a.model)?;
     out["data"] = serde_json::to_value(&a.data)?;
     println!("{}", serde_json::to_string_pretty(&out)?);
+    if !a.json {
+        eprint!("{}", table(&report));
+    }
     Ok(())
+}
+
+/// The report as a text table: one row per tier, then all.
+fn table(r: &phi4r_rollout::EvalReport) -> String {
+    let mut s = format!(
+        "{:<6} {:>5} {:>3} {:>8} {:>17} {:>7} {:>8} {:>9} {:>9}\n",
+        "tier", "n", "k", "pass@1", "95% interval", "maj@k", "stopped", "truncated", "no answer"
+    );
+    let row = |name: &str, t: &phi4r_rollout::TierResult| {
+        format!(
+            "{name:<6} {:>5} {:>3} {:>8.3} {:>17} {:>7.3} {:>8.3} {:>9.3} {:>9.3}\n",
+            t.n,
+            t.samples,
+            t.accuracy,
+            format!("[{:.3}, {:.3}]", t.interval[0], t.interval[1]),
+            t.maj_at_k,
+            t.stopped,
+            t.truncated,
+            t.no_answer
+        )
+    };
+    for (name, t) in &r.tiers {
+        s.push_str(&row(name, t));
+    }
+    s.push_str(&row("all", &r.overall));
+    s
 }
