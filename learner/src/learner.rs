@@ -46,7 +46,9 @@ pub struct StepEvent {
     pub loss_tokens: usize,
     /// Sequences (DPO: pairs) consumed.
     pub sequences: usize,
-    /// Whether the update was skipped (non-finite loss or gradient); the weights did not change.
+    /// Whether the update was skipped, so the weights did not change: a non-finite loss or gradient
+    /// (a bad step, counted in `bad_steps_in_row`), or in stage 4 an idle step with nothing to train
+    /// ([`Learner::idle_step`]: every group filtered out; its metrics line has `rl: null`).
     pub skipped: bool,
     /// Consecutive skipped steps, this one included.
     pub bad_steps_in_row: usize,
