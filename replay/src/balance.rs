@@ -201,14 +201,7 @@ impl Balancer {
     /// A batch of `batch_groups` kept groups inside the positive-share band, the closest one when the pool
     /// is full, or the shortfall.
     pub fn next_batch(&mut self) -> BatchOrShortfall {
-        let counts: Vec<GroupCounts> = self
-            .pending
-            .iter()
-            .map(|g| GroupCounts { positives: g.positives(), completions: g.completions.len() })
-            .collect();
-        let (lo, hi) =
-            if self.cfg.rebalance { (self.cfg.positive_share_min, self.cfg.positive_share_max) } else { (0.0, 1.0) };
-        let Some(sel) = select(&counts, self.cfg.batch_groups, lo, hi) else {
+        let Some(sel) = self.select_pending(self.cfg.batch_groups) else {
             self.stats.shortfalls += 1;
             let pending = self.pending.len();
             return BatchOrShortfall::Shortfall(Shortfall::Groups {
@@ -219,7 +212,7 @@ impl Balancer {
         if !sel.in_band && self.pending.len() < self.cfg.max_pending_groups {
             self.stats.shortfalls += 1;
             let best_share = sel.positive_share;
-            return BatchOrShortfall::Shortfall(if best_share < lo {
+            return BatchOrShortfall::Shortfall(if best_share < self.band().0 {
                 Shortfall::MorePositive { best_share }
             } else {
                 Shortfall::MoreNegative { best_share }
@@ -232,26 +225,31 @@ impl Balancer {
     /// closest to the band when that many are pending (out of band allowed), else every pending group
     /// (fewer than `batch_groups`; empty when nothing was kept). Never more than `batch_groups`.
     pub fn final_batch(&mut self) -> Batch {
+        let take = self.cfg.batch_groups.min(self.pending.len());
+        match self.select_pending(take) {
+            Some(sel) if take > 0 => self.release(sel),
+            _ => Batch { groups: vec![], positive_share: 0.0, in_band: false },
+        }
+    }
+
+    /// The positive-share band batches aim for (`[0, 1]` without re-balancing).
+    fn band(&self) -> (f32, f32) {
+        if self.cfg.rebalance {
+            (self.cfg.positive_share_min, self.cfg.positive_share_max)
+        } else {
+            (0.0, 1.0)
+        }
+    }
+
+    /// The best choice of `batch` pending groups for the band ([`select`]); `None` when fewer are pending.
+    fn select_pending(&self, batch: usize) -> Option<Selection> {
         let counts: Vec<GroupCounts> = self
             .pending
             .iter()
             .map(|g| GroupCounts { positives: g.positives(), completions: g.completions.len() })
             .collect();
-        let (lo, hi) =
-            if self.cfg.rebalance { (self.cfg.positive_share_min, self.cfg.positive_share_max) } else { (0.0, 1.0) };
-        if let Some(sel) = select(&counts, self.cfg.batch_groups, lo, hi) {
-            return self.release(sel);
-        }
-        let groups = self.take_pending();
-        let (pos, all) = groups.iter().fold((0, 0), |(p, n), g| (p + g.positives(), n + g.completions.len()));
-        let positive_share = if all == 0 { 0.0 } else { pos as f32 / all as f32 };
-        let in_band = !groups.is_empty() && (lo..=hi).contains(&positive_share);
-        if !groups.is_empty() {
-            self.stats.batches += 1;
-            self.stats.batches_out_of_band += u64::from(!in_band);
-            self.stats.last_positive_share = Some(positive_share);
-        }
-        Batch { groups, positive_share, in_band }
+        let (lo, hi) = self.band();
+        select(&counts, batch, lo, hi)
     }
 
     /// Removes a selection's groups from the pool as a batch, and counts it.
@@ -278,12 +276,6 @@ impl Balancer {
         let keep_rate = if f.seen() == 0 { 1.0 } else { f.kept as f32 / f.seen() as f32 };
         let factor = (1.0 / keep_rate.max(f32::MIN_POSITIVE)).min(self.cfg.max_oversample);
         ((missing as f32 * factor).ceil() as usize).max(1)
-    }
-
-    /// Takes every kept group still waiting, oldest first, whatever its share: for a caller that stops
-    /// drawing (synchronous training at the end of its rounds) and trains on what was kept.
-    pub fn take_pending(&mut self) -> Vec<Group> {
-        self.pending.drain(..).collect()
     }
 
     /// The memory of too-easy prompts (the prompt source skips them; save it with the checkpoint).

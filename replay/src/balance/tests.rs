@@ -24,13 +24,13 @@ fn ids(batch: &Batch) -> Vec<u64> {
 }
 
 #[test]
-fn take_pending_hands_back_every_kept_group_oldest_first() {
+fn a_final_batch_short_of_groups_hands_back_every_kept_group_oldest_first() {
     let mut b = Balancer::new(cfg(4, 8, 0.3, 0.7), EasyMemory::new()).expect("valid");
     for id in [1, 2] {
         assert_eq!(b.push(mixed(id, 1, 4)), Admission::Kept);
     }
     assert!(matches!(b.next_batch(), BatchOrShortfall::Shortfall(Shortfall::Groups { pending: 2, missing: 2 })));
-    assert_eq!(b.take_pending().iter().map(|g| g.prompt.id.0).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(ids(&b.final_batch()), vec![1, 2]);
     assert_eq!(b.pending(), 0);
 }
 
