@@ -101,6 +101,27 @@ impl From<StageArgs> for rl::RlArgs {
     }
 }
 
+/// Serves Prometheus metrics on `addr` (loopback only), inside the stage's tokio runtime.
+pub(crate) fn serve_metrics(addr: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    if let Some(addr) = addr {
+        anyhow::ensure!(addr.ip().is_loopback(), "--metrics-addr must be a loopback address");
+        metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install()?;
+    }
+    Ok(())
+}
+
+/// The stage's progress bar over `total` steps, starting at `start` (hidden when stderr is not a
+/// terminal).
+pub(crate) fn stage_progress(prefix: &'static str, total: u64, start: u64) -> anyhow::Result<ProgressBar> {
+    let progress = ProgressBar::new(total);
+    progress.set_style(ProgressStyle::with_template(
+        "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (eta {eta})",
+    )?);
+    progress.set_prefix(prefix);
+    progress.set_position(start);
+    Ok(progress)
+}
+
 /// After a resume from the checkpoint at `step`, drops the `metrics.jsonl` lines of later steps: they
 /// were lost with the process and are about to be run again, so each step keeps exactly one line.
 pub(crate) fn trim_metrics(out: &std::path::Path, step: u64) -> anyhow::Result<()> {
@@ -210,21 +231,11 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
     // The schedule's length is the checkpoint's (a forced resume with new max_steps/epochs keeps it).
     let total = learner.state().total_steps;
     let finished = learner.is_finished();
-    if let Some(addr) = a.metrics_addr {
-        anyhow::ensure!(addr.ip().is_loopback(), "--metrics-addr must be a loopback address");
-    }
     let out_dir = a.out.clone();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let summary = rt.block_on(async move {
-        if let Some(addr) = a.metrics_addr {
-            metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install()?;
-        }
-        let progress = ProgressBar::new(total);
-        progress.set_style(ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (eta {eta})",
-        )?);
-        progress.set_prefix(stage.name());
-        progress.set_position(start_step);
+        serve_metrics(a.metrics_addr)?;
+        let progress = stage_progress(stage.name(), total, start_step)?;
         let compute = Compute::spawn(learner, threads)?;
         let (dataset, dataset_handle) = Actor::spawn(None, DatasetActor, feed).await?;
         dataset.send_message(DatasetMsg::Seek(cursor))?;

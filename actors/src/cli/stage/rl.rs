@@ -7,7 +7,6 @@ use crate::generator::{GeneratorActor, GeneratorSetup};
 use crate::messages::LearnerMsg;
 use crate::rl_learner::{RlLearnerActor, RlLearnerArgs};
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use phi4r_data::{prompt_ids, ChatTemplate, JsonlReader, ProblemAnswer};
 use phi4r_learner::{Learner, RunInputs, StageConfig};
 use phi4r_model::TrainableModel;
@@ -94,21 +93,11 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
         super::trim_metrics(&a.out, start_step)?;
     }
     let total = learner.state().total_steps;
-    if let Some(addr) = a.metrics_addr {
-        anyhow::ensure!(addr.ip().is_loopback(), "--metrics-addr must be a loopback address");
-    }
     let out_dir = a.out.clone();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let summary = rt.block_on(async move {
-        if let Some(addr) = a.metrics_addr {
-            metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install()?;
-        }
-        let progress = ProgressBar::new(total);
-        progress.set_style(ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (eta {eta})",
-        )?);
-        progress.set_prefix("rl");
-        progress.set_position(start_step);
+        super::serve_metrics(a.metrics_addr)?;
+        let progress = super::stage_progress("rl", total, start_step)?;
         // The generator and the learner take turns (synchronous on-policy), so each gets every thread.
         let compute = Compute::spawn(learner, threads)?;
         let pad_id = sampler.pad_id();
