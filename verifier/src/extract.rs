@@ -738,26 +738,7 @@ fn whole_response(text: &str) -> Option<&str> {
             }
             let escaped = start > 0 && b[start - 1] == b'\\';
             let in_text = start >= 1 && b[start - 1] == b'{';
-            let math_word = matches!(
-                &t[start..i],
-                "pi" | "sqrt"
-                    | "sin"
-                    | "cos"
-                    | "tan"
-                    | "cot"
-                    | "sec"
-                    | "csc"
-                    | "log"
-                    | "ln"
-                    | "exp"
-                    | "inf"
-                    | "infty"
-                    | "arcsin"
-                    | "arccos"
-                    | "arctan"
-                    | "or"
-                    | "and"
-            );
+            let math_word = is_math_word(&t[start..i]);
             if i - start >= 2 && !escaped && !in_text && !math_word {
                 words += 1;
             }
