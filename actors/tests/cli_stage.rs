@@ -51,6 +51,13 @@ impl Setup {
     }
 }
 
+/// `eval --model CKPT --data DATA` followed by `extra`.
+fn eval_args<'a>(ckpt: &'a str, data: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["eval", "--model", ckpt, "--data", data];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
 fn sft_trains_checkpoints_and_eval_reads_the_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -75,18 +82,12 @@ fn sft_trains_checkpoints_and_eval_reads_the_checkpoint() {
     assert_eq!(std::fs::read_to_string(out.join("latest")).expect("latest").trim(), "step-00000004");
     assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics").lines().count(), 4);
     // The checkpoint is a model folder eval can read; the report adds up.
-    let ev: Value = serde_json::from_str(&run_ok(&[
-        "eval",
-        "--model",
-        out.join(latest.trim()).to_str().expect("utf-8"),
-        "--data",
-        &format!("{}/eval.jsonl", s.data),
-        "--per-tier",
-        "1",
-        "--max-new-tokens",
-        "8",
-    ]))
-    .expect("eval JSON");
+    let ckpt = out.join(latest.trim());
+    let (ckpt, eval_data) = (ckpt.to_str().expect("utf-8"), format!("{}/eval.jsonl", s.data));
+    let eval = |extra: &[&str]| -> Value {
+        serde_json::from_str(&run_ok(&eval_args(ckpt, &eval_data, extra))).expect("eval JSON")
+    };
+    let ev = eval(&["--per-tier", "1", "--max-new-tokens", "8"]);
     assert_eq!(ev["n"], 6, "one problem for each of the 6 tiers");
     let tiers = ev["tiers"].as_object().expect("tiers");
     assert_eq!(tiers.len(), 6);
@@ -99,23 +100,7 @@ fn sft_trains_checkpoints_and_eval_reads_the_checkpoint() {
     }
     assert_eq!(ev["accuracy"].as_f64(), Some(correct / 6.0), "overall = correct / n");
     // k = 2 samples at T = 0.8: counts per sample, votes per problem, every share a probability.
-    let ev: Value = serde_json::from_str(&run_ok(&[
-        "eval",
-        "--model",
-        out.join(latest.trim()).to_str().expect("utf-8"),
-        "--data",
-        &format!("{}/eval.jsonl", s.data),
-        "--per-tier",
-        "1",
-        "--max-new-tokens",
-        "8",
-        "--samples",
-        "2",
-        "--temperature",
-        "0.8",
-        "--json",
-    ]))
-    .expect("eval JSON");
+    let ev = eval(&["--per-tier", "1", "--max-new-tokens", "8", "--samples", "2", "--temperature", "0.8", "--json"]);
     assert_eq!((ev["n"].as_u64(), ev["samples"].as_u64()), (Some(6), Some(2)));
     let c = ev["correct"].as_u64().expect("correct") as f64;
     assert_eq!(ev["accuracy"].as_f64(), Some(c / 12.0), "pass@1 = correct samples / (n k)");
@@ -124,15 +109,7 @@ fn sft_trains_checkpoints_and_eval_reads_the_checkpoint() {
     }
     let (stopped, truncated) = (ev["stopped"].as_f64().expect("stopped"), ev["truncated"].as_f64().expect("truncated"));
     assert!((stopped + truncated - 1.0).abs() < 1e-12, "every sample stops or is cut: {ev}");
-    let e = run_err(&[
-        "eval",
-        "--model",
-        out.join(latest.trim()).to_str().expect("utf-8"),
-        "--data",
-        &format!("{}/eval.jsonl", s.data),
-        "--samples",
-        "3",
-    ]);
+    let e = run_err(&eval_args(ckpt, &eval_data, &["--samples", "3"]));
     assert!(e.contains("samples") && e.contains("temperature 0"), "{e}");
 }
 
