@@ -543,6 +543,12 @@ fn prose_answer(ans: &str) -> String {
 /// Words of two or more ASCII letters that are not LaTeX commands, `\text{..}` arguments or
 /// math words.
 pub(crate) fn prose_words(t: &str) -> usize {
+    count_words(t, false)
+}
+
+/// Words of two or more ASCII letters that are not LaTeX commands or math words; with `skip_braced`,
+/// a word right after `{` (a `\text{..}` or `\mathrm{..}` argument) does not count either.
+fn count_words(t: &str, skip_braced: bool) -> usize {
     let b = t.as_bytes();
     let mut words = 0;
     let mut i = 0;
@@ -553,7 +559,8 @@ pub(crate) fn prose_words(t: &str) -> usize {
                 i += 1;
             }
             let escaped = start > 0 && b[start - 1] == b'\\';
-            if i - start >= 2 && !escaped && !is_math_word(&t[start..i]) {
+            let braced = skip_braced && start >= 1 && b[start - 1] == b'{';
+            if i - start >= 2 && !escaped && !braced && !is_math_word(&t[start..i]) {
                 words += 1;
             }
         } else {
@@ -727,26 +734,7 @@ fn whole_response(text: &str) -> Option<&str> {
     if last_dollar(t, t.len()).is_some() || t.contains("\\(") || t.contains("\\[") || t.contains("\\boxed") {
         return None;
     }
-    let b = t.as_bytes();
-    let mut words = 0;
-    let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_alphabetic() {
-            let start = i;
-            while i < b.len() && b[i].is_ascii_alphabetic() {
-                i += 1;
-            }
-            let escaped = start > 0 && b[start - 1] == b'\\';
-            let in_text = start >= 1 && b[start - 1] == b'{';
-            let math_word = is_math_word(&t[start..i]);
-            if i - start >= 2 && !escaped && !in_text && !math_word {
-                words += 1;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    (words < 2).then_some(t.trim_end_matches('.'))
+    (count_words(t, true) < 2).then_some(t.trim_end_matches('.'))
 }
 
 /// The last number of the text that is not part of a word (`AZYUK2A` holds none):
