@@ -6,23 +6,12 @@ use candle_core::{DType, Device, Tensor};
 use phi4r_learner::rl::{aggregate, clipped_surrogate, k3_kl, train_collected};
 use phi4r_learner::{Learner, LossAgg, RlAlgo, RlBatch, RlConfig, RlRow, Stage, StageConfig};
 use phi4r_model::loss::token_logps;
-use phi4r_model::{Phi3Config, TrainableModel};
+use phi4r_model::TrainableModel;
 use phi4r_replay::{CollectReport, Collected};
 use phi4r_replay::{EasyMemory, FilterCounts, PromptId};
 
-const VOCAB: usize = 64;
-
-fn tiny() -> Phi3Config {
-    Phi3Config {
-        vocab_size: VOCAB,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 4,
-        ..Phi3Config::tiny()
-    }
-}
+mod common;
+use common::{tiny, VOCAB};
 
 fn config(kl_coef: f64, loss_agg: LossAgg) -> StageConfig {
     StageConfig {

@@ -7,24 +7,13 @@ use phi4r_learner::{
     latest_checkpoint, lm_step, DataCursor, Error, Grads, Learner, LmBatch, PairBatch, PairId, Stage, StageConfig,
     StepEvent,
 };
-use phi4r_model::{Phi3Config, TrainableModel};
+use phi4r_model::TrainableModel;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const VOCAB: usize = 64;
+mod common;
+use common::{tiny, VOCAB};
 const SEQ: usize = 16;
-
-fn tiny() -> Phi3Config {
-    Phi3Config {
-        vocab_size: VOCAB,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 4,
-        ..Phi3Config::tiny()
-    }
-}
 
 fn model(seed: u64) -> Result<TrainableModel> {
     Ok(TrainableModel::init(&tiny(), seed, DType::F32, &Device::Cpu)?)
