@@ -170,70 +170,92 @@ impl Actor for LearnerActor {
         msg: LearnerMsg,
         st: &mut LearnerState,
     ) -> Result<(), ActorProcessingErr> {
-        let next = match msg {
-            LearnerMsg::Stop => None,
-            LearnerMsg::Step => call_t!(st.dataset, DatasetMsg::Next, 600_000)?,
-        };
-        let Some(step) = next else {
-            // End of data (or a stop request): final checkpoint, then report.
-            let out = st.out.clone();
-            match st.compute.call(move |l| l.save_checkpoint(&out)).await? {
-                Ok(path) => st.checkpoint = Some(path),
-                Err(e) => st.finish(Err(format!("final checkpoint: {e}"))),
-            }
-            let summary = st.summary();
-            st.finish(Ok(summary));
+        // Every failure ends the stage with its cause (and its chain) reported to the CLI, instead of an
+        // `Err` that would stop the actor and leave only "stopped without a result".
+        if let Err(e) = step(&me, msg, st).await {
+            st.finish(Err(error_chain(e.as_ref())));
             me.stop(None);
-            return Ok(());
-        };
-        let out = st.out.clone();
-        let result = st
-            .compute
-            .call(move |l| {
-                let ev = match step.batch {
-                    StageBatch::Lm(b) => l.train_step(&b).map(|e| (e, None)),
-                    StageBatch::Pairs(p) => l.dpo_step(&p).map(|e| (e.step, Some(e.dpo))),
-                };
-                if ev.is_ok() {
-                    l.record_data_cursor(step.cursor);
-                }
-                let ckpt = match (&ev, l.checkpoint_due()) {
-                    (Ok(_), true) => Some(l.save_checkpoint(&out)),
-                    _ => None,
-                };
-                (ev, ckpt, l.is_finished())
-            })
-            .await?;
-        let (ev, ckpt, finished) = result;
-        if let Some(c) = ckpt {
-            st.checkpoint = Some(c?);
-        }
-        if let (Ok((ev, _)), Some(hang)) = (&ev, hang_after_step()) {
-            if ev.step == hang {
-                // Test hook (PHI4R_TEST_HANG_AFTER_STEP): stay alive, doing nothing, until killed, so a
-                // test can SIGKILL the process at a known point after a checkpoint.
-                eprintln!("PHI4R_TEST_HANG_AFTER_STEP: hanging after step {hang} until killed");
-                std::future::pending::<()>().await;
-            }
-        }
-        match ev.map(|(e, d)| Outcome::Step(e, d)).unwrap_or_else(|e: LearnerError| Outcome::Failed(e.to_string())) {
-            Outcome::Step(ev, dpo) => {
-                st.record(&ev, dpo.as_ref())?;
-                st.dpo = dpo.or(st.dpo.take());
-                if finished || st.stop_after.is_some_and(|n| st.steps >= n) {
-                    me.send_message(LearnerMsg::Stop)?;
-                } else {
-                    me.send_message(LearnerMsg::Step)?;
-                }
-            }
-            Outcome::Failed(reason) => {
-                // TooManyBadSteps and friends: stop with the last good checkpoint untouched.
-                st.finish(Err(reason));
-                me.stop(None);
-            }
         }
         Ok(())
     }
+}
+
+/// `e` and its sources, `: `-separated.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(&format!(": {s}"));
+        next = s.source();
+    }
+    out
+}
+
+/// One message's work: a step, or the end of the stage (final checkpoint and summary).
+async fn step(me: &ActorRef<LearnerMsg>, msg: LearnerMsg, st: &mut LearnerState) -> Result<(), ActorProcessingErr> {
+    let next = match msg {
+        LearnerMsg::Stop => None,
+        LearnerMsg::Step => call_t!(st.dataset, DatasetMsg::Next, 600_000)?,
+    };
+    let Some(step) = next else {
+        // End of data (or a stop request): final checkpoint, then report.
+        let out = st.out.clone();
+        match st.compute.call(move |l| l.save_checkpoint(&out)).await? {
+            Ok(path) => st.checkpoint = Some(path),
+            Err(e) => st.finish(Err(format!("final checkpoint: {e}"))),
+        }
+        let summary = st.summary();
+        st.finish(Ok(summary));
+        me.stop(None);
+        return Ok(());
+    };
+    let out = st.out.clone();
+    let result = st
+        .compute
+        .call(move |l| {
+            let ev = match step.batch {
+                StageBatch::Lm(b) => l.train_step(&b).map(|e| (e, None)),
+                StageBatch::Pairs(p) => l.dpo_step(&p).map(|e| (e.step, Some(e.dpo))),
+            };
+            if ev.is_ok() {
+                l.record_data_cursor(step.cursor);
+            }
+            let ckpt = match (&ev, l.checkpoint_due()) {
+                (Ok(_), true) => Some(l.save_checkpoint(&out)),
+                _ => None,
+            };
+            (ev, ckpt, l.is_finished())
+        })
+        .await?;
+    let (ev, ckpt, finished) = result;
+    if let Some(c) = ckpt {
+        st.checkpoint = Some(c?);
+    }
+    if let (Ok((ev, _)), Some(hang)) = (&ev, hang_after_step()) {
+        if ev.step == hang {
+            // Test hook (PHI4R_TEST_HANG_AFTER_STEP): stay alive, doing nothing, until killed, so a
+            // test can SIGKILL the process at a known point after a checkpoint.
+            eprintln!("PHI4R_TEST_HANG_AFTER_STEP: hanging after step {hang} until killed");
+            std::future::pending::<()>().await;
+        }
+    }
+    match ev.map(|(e, d)| Outcome::Step(e, d)).unwrap_or_else(|e: LearnerError| Outcome::Failed(e.to_string())) {
+        Outcome::Step(ev, dpo) => {
+            st.record(&ev, dpo.as_ref())?;
+            st.dpo = dpo.or(st.dpo.take());
+            if finished || st.stop_after.is_some_and(|n| st.steps >= n) {
+                me.send_message(LearnerMsg::Stop)?;
+            } else {
+                me.send_message(LearnerMsg::Step)?;
+            }
+        }
+        Outcome::Failed(reason) => {
+            // TooManyBadSteps and friends: stop with the last good checkpoint untouched.
+            st.finish(Err(reason));
+            me.stop(None);
+        }
+    }
+    Ok(())
 }
 
 /// `PHI4R_TEST_HANG_AFTER_STEP=N`: after step N (and its checkpoint, if one is due) the learner hangs

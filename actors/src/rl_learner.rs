@@ -9,6 +9,7 @@
 //! A streaming runtime replaces step 2 by N generators feeding a replay buffer; the rest stays.
 
 use crate::compute::Compute;
+use crate::learner::error_chain;
 use crate::messages::{GeneratorMsg, LearnerMsg};
 use indicatif::ProgressBar;
 use phi4r_learner::rl::{train_collected, RlStepReport};
@@ -208,17 +209,6 @@ impl Actor for RlLearnerActor {
             Err(e) => st.fail(&me, error_chain(e.as_ref())),
         }
     }
-}
-
-/// `e` and its sources, `: `-separated.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(s) = next {
-        out.push_str(&format!(": {s}"));
-        next = s.source();
-    }
-    out
 }
 
 /// One message's work: a stop (final checkpoint and summary) or one step.
