@@ -3,15 +3,8 @@
 //! Every subcommand parses its flags, then calls the library crates; the tensor work runs inside a
 //! budgeted rayon pool (`--threads`, default `RAYON_NUM_THREADS` or the machine's cores).
 
-mod cli;
-mod compute;
-mod dataset;
-mod generator;
-mod learner;
-mod messages;
-mod rl_learner;
-
 use clap::Parser;
+use phi4r_actors::cli;
 
 // Training allocates and frees large activation buffers every step; the system allocator returns them
 // to the kernel and pays page faults to get them back. mimalloc with purging off keeps them.
@@ -37,6 +30,14 @@ fn keep_freed_pages() {
 
 fn main() -> std::process::ExitCode {
     keep_freed_pages();
+    // Logs (every actor's start, restart and stop) go to stderr, filtered by RUST_LOG (default: warn).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,

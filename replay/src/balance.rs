@@ -110,6 +110,13 @@ pub struct Batch {
     pub in_band: bool,
 }
 
+impl crate::Versioned for Batch {
+    /// The oldest group's version: a batch is as stale as its stalest completion.
+    fn policy_version(&self) -> crate::PolicyVersion {
+        self.groups.iter().map(crate::Versioned::policy_version).min().unwrap_or_default()
+    }
+}
+
 /// What the balancer lacks to produce a batch; the prompt source answers by drawing more prompts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "need", rename_all = "snake_case")]
@@ -276,6 +283,14 @@ impl Balancer {
         let keep_rate = if f.seen() == 0 { 1.0 } else { f.kept as f32 / f.seen() as f32 };
         let factor = (1.0 / keep_rate.max(f32::MIN_POSITIVE)).min(self.cfg.max_oversample);
         ((missing as f32 * factor).ceil() as usize).max(1)
+    }
+
+    /// Drops every pending group sampled more than `max_staleness` versions before `current` (the
+    /// streaming runtime, after each weights update); returns how many.
+    pub fn drop_stale(&mut self, current: crate::PolicyVersion, max_staleness: u64) -> usize {
+        let before = self.pending.len();
+        self.pending.retain(|g| crate::Versioned::policy_version(g).staleness(current) <= max_staleness);
+        before - self.pending.len()
     }
 
     /// The memory of too-easy prompts (the prompt source skips them; save it with the checkpoint).

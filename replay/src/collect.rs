@@ -9,10 +9,10 @@ use crate::easy::EasyMemory;
 use crate::error::{Error, Result};
 use crate::filter::FilterCounts;
 use crate::source::PromptSource;
-use crate::types::{Group, Prompt, PromptId, RewardPolicyId, ScoredCompletion};
+use crate::types::{Group, Prompt, PromptId, RewardPolicyId, SampledCompletion, SampledGroup, ScoredCompletion};
 use phi4r_model::{Phi3, Tokenizer};
 use phi4r_rollout::{generate, FinishReason, PolicyVersion, SamplingConfig, StopRule};
-use phi4r_verifier::Verifier;
+use phi4r_verifier::{RewardPolicy, Verifier};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -90,6 +90,26 @@ impl GroupSampler {
         seed: u64,
         version: PolicyVersion,
     ) -> Result<Vec<Group>> {
+        let sampled = self.sample_unscored(model, prompts, g, temperature, max_new_tokens, seed, version)?;
+        Ok(sampled
+            .into_iter()
+            .map(|s| score_group(&self.verifier, &RewardPolicy::Binary, RewardPolicyId(0), s))
+            .collect())
+    }
+
+    /// [`GroupSampler::sample`] without the verifier: the generator's half of the streaming runtime, whose
+    /// verifier actors score the groups ([`score_group`]) under the reward policy of the moment.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_unscored(
+        &self,
+        model: &Phi3,
+        prompts: &[Prompt],
+        g: usize,
+        temperature: f32,
+        max_new_tokens: usize,
+        seed: u64,
+        version: PolicyVersion,
+    ) -> Result<Vec<SampledGroup>> {
         let stop = StopRule { eos_ids: self.stop_ids.clone(), tokenizer: Some(&self.tokenizer) };
         let per_batch = (self.rows_per_batch / g.max(1)).max(1);
         let mut groups = Vec::with_capacity(prompts.len());
@@ -108,9 +128,8 @@ impl GroupSampler {
                 let mut completions = Vec::with_capacity(g);
                 for gen in it.by_ref().take(g) {
                     let text = self.tokenizer.decode(&gen.tokens).map_err(|e| Error::Input(format!("decode: {e}")))?;
-                    let truncated = gen.finish == FinishReason::Length;
-                    let correct = self.verifier.verify_with(&prompt.gold, &text, truncated).correct;
-                    completions.push(ScoredCompletion {
+                    completions.push(SampledCompletion {
+                        text,
                         tokens: gen.tokens,
                         // Under the sampling distribution (temperature T): the learner tempers its
                         // logits by the same T, so the ratio compares like with like.
@@ -118,16 +137,48 @@ impl GroupSampler {
                         policy_version: version,
                         temperature,
                         finish: gen.finish,
-                        reward: if correct { 1.0 } else { -1.0 },
-                        truncated,
-                        reward_policy: RewardPolicyId(0),
                     });
                 }
-                groups.push(Group { prompt: prompt.clone(), completions });
+                groups.push(SampledGroup { prompt: prompt.clone(), completions });
             }
         }
         Ok(groups)
     }
+
+    /// The verifier this sampler grades with.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+}
+
+/// Scores every completion of `group` with `verifier` against the prompt's gold answer, rewarded by
+/// `policy` (recorded as `policy_id` on each completion; a completion cut by the length limit is graded as
+/// truncated).
+pub fn score_group(
+    verifier: &Verifier,
+    policy: &RewardPolicy,
+    policy_id: RewardPolicyId,
+    group: SampledGroup,
+) -> Group {
+    let SampledGroup { prompt, completions } = group;
+    let completions = completions
+        .into_iter()
+        .map(|c| {
+            let truncated = c.finish == FinishReason::Length;
+            let verdict = verifier.verify_with(&prompt.gold, &c.text, truncated);
+            ScoredCompletion {
+                tokens: c.tokens,
+                sampler_logps: c.sampler_logps,
+                policy_version: c.policy_version,
+                temperature: c.temperature,
+                finish: c.finish,
+                reward: policy.reward(verdict.outcome),
+                truncated,
+                reward_policy: policy_id,
+            }
+        })
+        .collect();
+    Group { prompt, completions }
 }
 
 /// What a step's collection saw (one metrics line's worth).

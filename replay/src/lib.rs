@@ -17,11 +17,14 @@
 //!   inside a band by choosing among pending groups, reports a [`Shortfall`] so the prompt source
 //!   oversamples ([`Balancer::prompts_to_request`]), and never starves (a full pool releases its closest
 //!   batch); [`EasyMemory`] (`easy`) holds the all-correct prompts so they are not drawn again.
+//! - [`Books`] (`books`): the streaming runtime's ledger of leased prompts (issued = scored + re-queued +
+//!   dropped + in flight), and [`admission`], which paces new prompts by `max_staleness`.
 //! - [`PromptSource`] (`source`): the prompts in a seeded permutation per step, skipping what the caller
 //!   says (too easy, already drawn this step).
 #![warn(missing_docs)]
 
 mod balance;
+pub mod books;
 pub mod collect;
 mod easy;
 pub mod error;
@@ -31,14 +34,15 @@ mod source;
 mod types;
 
 pub use balance::{Admission, BalanceConfig, BalanceStats, Balancer, Batch, BatchOrShortfall, Shortfall};
-pub use collect::{collect_groups, CollectParams, CollectReport, Collected, GroupSampler};
+pub use books::{admission, BookCounts, Books, BooksError, Holder, LeaseId};
+pub use collect::{collect_groups, score_group, CollectParams, CollectReport, Collected, GroupSampler};
 pub use easy::EasyMemory;
 pub use error::Error;
 pub use filter::{DropReason, FilterConfig, FilterCounts, FilterDecision};
 pub use phi4r_rollout::{PolicyVersion, TemperatureSchedule};
 pub use select::{select, GroupCounts, Selection};
 pub use source::PromptSource;
-pub use types::{Group, Prompt, PromptId, RewardPolicyId, ScoredCompletion};
+pub use types::{Group, Prompt, PromptId, RewardPolicyId, SampledCompletion, SampledGroup, ScoredCompletion};
 
 use std::collections::VecDeque;
 
@@ -92,6 +96,17 @@ impl<T: Versioned> Buffer<T> {
         self.items.drain(..k).collect()
     }
 
+    /// Removes and returns every item staler than the bound relative to `current` (counted as dropped),
+    /// so the caller can account for what they held.
+    pub fn drain_stale(&mut self, current: PolicyVersion) -> Vec<T> {
+        let bound = self.max_staleness;
+        let (fresh, stale): (VecDeque<T>, VecDeque<T>) =
+            std::mem::take(&mut self.items).into_iter().partition(|it| it.policy_version().staleness(current) <= bound);
+        self.items = fresh;
+        self.dropped_stale += stale.len() as u64;
+        stale.into()
+    }
+
     /// Current counters.
     pub fn stats(&self) -> BufferStats {
         BufferStats { len: self.items.len(), dropped_stale: self.dropped_stale }
@@ -140,6 +155,10 @@ mod tests {
         let got = b.take_fresh(PolicyVersion(2), 10);
         assert_eq!(got, vec![Item(1, 2), Item(2, 3), Item(2, 4)]);
         assert_eq!(b.stats().dropped_stale, 1);
+        b.push(Item(0, 5)).expect("room");
+        b.push(Item(3, 6)).expect("room");
+        assert_eq!(b.drain_stale(PolicyVersion(3)), vec![Item(0, 5)]);
+        assert_eq!((b.len(), b.stats().dropped_stale), (1, 2));
     }
 
     proptest! {

@@ -29,6 +29,33 @@ pub struct Prompt {
     pub tier: u8,
 }
 
+/// One sampled completion of a prompt before the verifier has seen it (a generator's output in the
+/// streaming runtime).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampledCompletion {
+    /// The decoded completion (what the verifier reads).
+    pub text: String,
+    /// Generated token ids (the prompt excluded).
+    pub tokens: Vec<u32>,
+    /// Per-token log-probability under the sampling distribution ([`ScoredCompletion::sampler_logps`]).
+    pub sampler_logps: Vec<f32>,
+    /// The policy version that sampled it.
+    pub policy_version: PolicyVersion,
+    /// The sampling temperature.
+    pub temperature: f32,
+    /// Why generation stopped.
+    pub finish: FinishReason,
+}
+
+/// All completions sampled for one prompt, not yet scored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampledGroup {
+    /// The prompt.
+    pub prompt: Prompt,
+    /// Its completions.
+    pub completions: Vec<SampledCompletion>,
+}
+
 /// One sampled completion of a prompt, verified and rewarded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoredCompletion {

@@ -1,11 +1,12 @@
 //! Subcommands. Each module holds one command's arguments and its `run`.
 
 mod bench;
+pub mod ctl;
 mod data;
 mod eval;
 mod generate;
 mod model;
-mod stage;
+pub mod stage;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -37,7 +38,7 @@ enum Command {
     /// Generate a continuation of a prompt with a checkpoint.
     Generate(generate::GenerateArgs),
     /// Run one training stage (mid, sft, dpo) as a learner actor fed by a dataset actor.
-    Stage(stage::StageArgs),
+    Stage(Box<stage::StageArgs>),
     /// Greedy accuracy of a checkpoint on {"problem","answer"} JSONL, per tier.
     Eval(eval::EvalArgs),
     /// Verify math answers: one pair, or a JSONL batch.
@@ -45,6 +46,8 @@ enum Command {
     /// Benchmarks that print JSON.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Control a running streamed stage 4 (status, scale, reward-policy, pause, resume, checkpoint, stop).
+    Ctl(ctl::CtlArgs),
 }
 
 /// Runs the parsed command line.
@@ -57,9 +60,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => pool.install(|| generate::run(args)),
         Command::Verify(args) => verify::run(args),
         Command::Data(cmd) => data::run(cmd),
-        Command::Stage(args) => stage::run(args, threads),
+        Command::Stage(args) => stage::run(*args, threads),
         Command::Eval(args) => pool.install(|| eval::run(args)),
         Command::Bench(cmd) => bench::run(cmd, &pool),
+        Command::Ctl(args) => ctl::run(args),
     }
 }
 

@@ -2,7 +2,7 @@
 //! (stages 1–3), or, for rl, a learner actor that samples, verifies and balances its own groups each step
 //! (synchronous on-policy GRPO; `crate::rl_learner`).
 
-mod rl;
+pub mod rl;
 
 use crate::compute::Compute;
 use crate::dataset::DatasetActor;
@@ -80,9 +80,18 @@ pub struct StageArgs {
     /// Checkpoint and exit after this many steps (the schedule is unchanged; `--resume` continues).
     #[arg(long)]
     stop_after: Option<u64>,
-    /// Serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9100).
-    #[arg(long)]
+    /// Serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9100). With --topology, the
+    /// control endpoint serves them at /metrics instead.
+    #[arg(long, conflicts_with = "topology")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Stage rl: stream rollouts through the actor runtime with this topology (e.g. 4gen-1learn, or a
+    /// TOML file); without it, each step samples then trains, synchronously and reproducibly.
+    #[arg(long)]
+    topology: Option<crate::topology::Topology>,
+    /// With --topology: the control endpoint's address (`ctl`, /metrics); port 0 picks a free port. Off
+    /// loopback, every request needs the token of control.json.
+    #[arg(long, default_value = "127.0.0.1:0", requires = "topology")]
+    control_addr: std::net::SocketAddr,
 }
 
 impl From<StageArgs> for rl::RlArgs {
@@ -97,6 +106,8 @@ impl From<StageArgs> for rl::RlArgs {
             skip_bad_lines: a.skip_bad_lines,
             stop_after: a.stop_after,
             metrics_addr: a.metrics_addr,
+            topology: a.topology,
+            control_addr: a.control_addr,
         }
     }
 }

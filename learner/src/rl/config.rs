@@ -70,6 +70,10 @@ pub struct RlConfig {
     pub temperature: TemperatureSchedule,
     /// Filters and reward re-balancing (`balance.batch_groups` groups are trained per step).
     pub balance: BalanceConfig,
+    /// The streaming runtime (`--topology`): how many policy versions a trained completion may lag behind
+    /// the learner (0 = synchronous on-policy). Enforced by pacing how many prompts are handed out; what
+    /// still arrives too late is dropped and counted as `stale`.
+    pub max_staleness: u64,
 }
 
 impl RlConfig {
@@ -100,6 +104,7 @@ impl Default for RlConfig {
             loss_agg: LossAgg::TokenMean,
             temperature: TemperatureSchedule::Linear { start: 1.0, end: 0.6, steps: 100 },
             balance: BalanceConfig { batch_groups: 32, max_pending_groups: 128, ..BalanceConfig::default() },
+            max_staleness: 1,
         }
     }
 }

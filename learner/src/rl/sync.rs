@@ -64,3 +64,32 @@ pub fn train_collected(learner: &mut Learner, collected: Collected, pad_id: u32)
     let ev = learner.rl_step(&batches)?;
     Ok(RlStepReport { step: ev.step, rl: Some(ev.rl), collect: report })
 }
+
+/// What one streaming stage-4 step did (the batch came from the replay buffer, not a collection).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RlTrainReport {
+    /// The learner's step event (skipped, with a NaN loss, when the batch was empty).
+    pub step: StepEvent,
+    /// RL metrics of the update (None when the batch was empty).
+    pub rl: Option<RlStats>,
+}
+
+/// The learner's side of a streaming step: [`Learner::rl_step`] on `groups` (sampled by any policy
+/// version the runtime admitted: the clipped ratio is taken against each completion's own sampler
+/// log-probs), or [`Learner::idle_step`] when there are none; records the too-easy memory `easy` for the
+/// next checkpoint.
+pub fn train_groups(
+    learner: &mut Learner,
+    groups: &[phi4r_replay::Group],
+    easy: phi4r_replay::EasyMemory,
+    pad_id: u32,
+) -> Result<RlTrainReport> {
+    learner.record_easy(easy);
+    if groups.is_empty() {
+        return Ok(RlTrainReport { step: learner.idle_step()?, rl: None });
+    }
+    let cfg = learner.config();
+    let batches = RlBatch::from_groups(groups, cfg.rl.algo.adv_norm(), cfg.micro_batch, pad_id)?;
+    let ev = learner.rl_step(&batches)?;
+    Ok(RlTrainReport { step: ev.step, rl: Some(ev.rl) })
+}

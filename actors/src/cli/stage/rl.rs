@@ -16,7 +16,7 @@ use ractor::Actor;
 use std::path::PathBuf;
 
 /// Rows per generation batch (whole groups at a time).
-const GENERATION_ROWS: usize = 64;
+pub const GENERATION_ROWS: usize = 64;
 
 /// The flags stage rl reads (the rest of `stage`'s are for stages 1–3).
 pub struct RlArgs {
@@ -29,12 +29,14 @@ pub struct RlArgs {
     pub skip_bad_lines: bool,
     pub stop_after: Option<u64>,
     pub metrics_addr: Option<std::net::SocketAddr>,
+    pub topology: Option<crate::topology::Topology>,
+    pub control_addr: std::net::SocketAddr,
 }
 
 /// The prompts of `path`, chat-templated and tokenized; a prompt that leaves no room for
 /// `max_new_tokens` in `seq_len` is skipped and counted. Ids are line numbers (1-based), so the too-easy
 /// memory stays valid across runs over the same file.
-fn load_prompts(
+pub fn load_prompts(
     path: &std::path::Path,
     cfg: &StageConfig,
     tokenizer: &phi4r_model::Tokenizer,
@@ -94,6 +96,23 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
     }
     let total = learner.state().total_steps;
     let out_dir = a.out.clone();
+    if let Some(topology) = a.topology.clone() {
+        let setup = crate::runtime::RuntimeSetup {
+            topology,
+            threads,
+            learner,
+            source,
+            sampler,
+            out: a.out.clone(),
+            stop_after: a.stop_after,
+            progress: super::stage_progress("rl", total, start_step)?,
+        };
+        let summary = stream(setup, start_step >= total, a.control_addr)?;
+        let text = serde_json::to_string_pretty(&summary)?;
+        phi4r_model::write_atomic(&out_dir.join("summary.json"), text.as_bytes())?;
+        println!("{text}");
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let summary = rt.block_on(async move {
         super::serve_metrics(a.metrics_addr)?;
@@ -130,4 +149,60 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
     phi4r_model::write_atomic(&out_dir.join("summary.json"), text.as_bytes())?;
     println!("{text}");
     Ok(())
+}
+
+/// Runs stage 4 through the streaming runtime with a control endpoint on `control_addr`; Ctrl-C or
+/// SIGTERM checkpoints and ends the run cleanly.
+fn stream(
+    setup: crate::runtime::RuntimeSetup,
+    already_done: bool,
+    control_addr: std::net::SocketAddr,
+) -> anyhow::Result<crate::runtime::StreamSummary> {
+    let out = setup.out.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        let run = crate::runtime::Runtime::start(setup).await?;
+        let handle = run.handle();
+        if already_done {
+            handle.stop()?;
+        }
+        let control = crate::control::serve(handle.clone(), control_addr, &out).await?;
+        eprintln!(
+            "{}",
+            serde_json::json!({"control": control.info.addr, "control_file": out.join(crate::control::CONTROL_FILE)})
+        );
+        let signals = handle.clone();
+        let watcher = tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::warn!("signal received: checkpointing and stopping after the step in progress");
+            let _ = signals.stop();
+        });
+        let summary = run.wait().await;
+        watcher.abort();
+        control.shutdown();
+        summary
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

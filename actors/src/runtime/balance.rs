@@ -1,0 +1,221 @@
+//! The reward-balancer actors and the replay buffer. A balancer filters scored groups, drops the ones that
+//! arrive more than `max_staleness` versions late, assembles batches inside the positive-share band
+//! ([`phi4r_replay::Balancer`]) and pushes them to the replay buffer; the replay buffer
+//! ([`phi4r_replay::Buffer`]) holds at most `max_staleness + 1` batches and answers the learner's `Take`
+//! with the oldest fresh one as soon as there is one.
+
+use super::Shared;
+use crate::messages::{BalancerMsg, ReplayMsg};
+use phi4r_replay::{Admission, Balancer, Batch, BatchOrShortfall, Buffer, DropReason, PolicyVersion, Versioned};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a balancer re-checks its pool (stale groups, a stalled shortfall).
+const TICK: Duration = Duration::from_millis(25);
+/// Ticks a shortfall may last with nothing in flight before the closest batch is released anyway.
+const STALL_TICKS: u32 = 4;
+
+pub(super) struct BalancerArgs {
+    pub index: usize,
+    pub balancer: Balancer,
+    pub replay: ActorRef<ReplayMsg>,
+    pub shared: Arc<Shared>,
+    pub max_staleness: u64,
+}
+
+pub(super) struct BalancerState {
+    a: BalancerArgs,
+    outbox: Option<Batch>,
+    stalled: u32,
+    pending: u64,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+impl BalancerState {
+    /// Keeps the shared pending gauge equal to the sum of the pools.
+    fn sync_pending(&mut self) {
+        let now = self.a.balancer.pending() as u64;
+        let c = &self.a.shared.counters.pending_groups;
+        if now >= self.pending {
+            c.fetch_add(now - self.pending, Ordering::Relaxed);
+        } else {
+            c.fetch_sub(self.pending - now, Ordering::Relaxed);
+        }
+        self.pending = now;
+    }
+
+    fn admit(&mut self, groups: Vec<phi4r_replay::Group>) {
+        let shared = self.a.shared.clone();
+        let c = &shared.counters;
+        let current = PolicyVersion(shared.version());
+        for g in groups {
+            add(&c.groups_seen, 1);
+            if g.policy_version().staleness(current) > self.a.max_staleness {
+                add(&c.dropped_stale, 1);
+                continue;
+            }
+            let id = g.prompt.id;
+            match self.a.balancer.push(g) {
+                Admission::Kept => add(&c.groups_kept, 1),
+                Admission::Dropped(DropReason::NoSignal { all_correct: true }) => {
+                    add(&c.dropped_all_correct, 1);
+                    if self.a.balancer.config().remember_easy {
+                        shared.easy.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+                    }
+                }
+                Admission::Dropped(DropReason::NoSignal { all_correct: false }) => add(&c.dropped_all_wrong, 1),
+                Admission::Dropped(DropReason::NonUniformLength { .. }) => add(&c.dropped_length, 1),
+                Admission::Refused(_) => add(&c.dropped_pool_full, 1),
+            }
+        }
+    }
+
+    /// Drops stale pending groups, then releases batches while the replay buffer takes them.
+    async fn release(&mut self) -> Result<(), ActorProcessingErr> {
+        let current = PolicyVersion(self.a.shared.version());
+        let stale = self.a.balancer.drop_stale(current, self.a.max_staleness);
+        add(&self.a.shared.counters.dropped_stale, stale as u64);
+        loop {
+            let batch = match self.outbox.take() {
+                Some(b) => b,
+                None => match self.a.balancer.next_batch() {
+                    BatchOrShortfall::Batch(b) => b,
+                    BatchOrShortfall::Shortfall(_) => {
+                        // Nothing more is coming (in flight 0, pacing full): release the closest batch
+                        // rather than wait forever, as the synchronous step does when its rounds run out.
+                        let idle = self.a.shared.counters.in_flight.load(Ordering::Relaxed) == 0;
+                        self.stalled = if idle && self.a.balancer.pending() > 0 { self.stalled + 1 } else { 0 };
+                        if self.stalled < STALL_TICKS {
+                            break;
+                        }
+                        self.stalled = 0;
+                        self.a.balancer.final_batch()
+                    }
+                },
+            };
+            self.sync_pending();
+            let groups = batch.groups.len() as u64;
+            add(&self.a.shared.counters.buffered_groups, groups);
+            match self.a.replay.call(|r| ReplayMsg::Push(batch, r), None).await? {
+                CallResult::Success(Ok(())) => {}
+                CallResult::Success(Err(back)) => {
+                    self.a.shared.counters.buffered_groups.fetch_sub(groups, Ordering::Relaxed);
+                    self.outbox = Some(back);
+                    break;
+                }
+                _ => return Err(anyhow::anyhow!("the replay buffer is gone").into()),
+            }
+        }
+        self.sync_pending();
+        Ok(())
+    }
+}
+
+pub(super) struct BalancerActor;
+
+impl Actor for BalancerActor {
+    type Msg = BalancerMsg;
+    type State = BalancerState;
+    type Arguments = BalancerArgs;
+
+    async fn pre_start(&self, me: ActorRef<BalancerMsg>, a: BalancerArgs) -> Result<BalancerState, ActorProcessingErr> {
+        tracing::info!(index = a.index, "balancer started");
+        let ticker = me.send_interval(TICK, || BalancerMsg::Tick);
+        Ok(BalancerState { a, outbox: None, stalled: 0, pending: 0, ticker: Some(ticker) })
+    }
+
+    async fn post_stop(&self, _me: ActorRef<BalancerMsg>, st: &mut BalancerState) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = st.ticker.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<BalancerMsg>,
+        msg: BalancerMsg,
+        st: &mut BalancerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            BalancerMsg::Groups(groups) => {
+                st.admit(groups);
+                st.stalled = 0;
+            }
+            BalancerMsg::Tick => {}
+        }
+        st.release().await
+    }
+}
+
+pub(super) struct ReplayArgs {
+    pub shared: Arc<Shared>,
+    pub max_staleness: u64,
+}
+
+pub(super) struct ReplayState {
+    buffer: Buffer<Batch>,
+    waiting: Option<RpcReplyPort<Batch>>,
+    shared: Arc<Shared>,
+}
+
+impl ReplayState {
+    /// Serves the waiting learner if a fresh batch is there (stale ones are dropped and counted).
+    fn serve(&mut self) {
+        let c = &self.shared.counters;
+        let current = PolicyVersion(self.shared.version());
+        let stale: u64 = self.buffer.drain_stale(current).iter().map(|b| b.groups.len() as u64).sum();
+        add(&c.dropped_stale, stale);
+        c.buffered_groups.fetch_sub(stale, Ordering::Relaxed);
+        if let Some(reply) = self.waiting.take().filter(|r| !r.is_closed()) {
+            match self.buffer.take_fresh(current, 1).pop() {
+                Some(b) => {
+                    c.buffered_groups.fetch_sub(b.groups.len() as u64, Ordering::Relaxed);
+                    if let Err(ractor::MessagingErr::SendErr(b)) = reply.send(b) {
+                        // The learner gave up waiting just now: keep the batch for its next ask.
+                        c.buffered_groups.fetch_add(b.groups.len() as u64, Ordering::Relaxed);
+                        let _ = self.buffer.push(b);
+                    }
+                }
+                None => self.waiting = Some(reply),
+            }
+        }
+        c.buffered_batches.store(self.buffer.len() as u64, Ordering::Relaxed);
+    }
+}
+
+pub(super) struct ReplayActor;
+
+impl Actor for ReplayActor {
+    type Msg = ReplayMsg;
+    type State = ReplayState;
+    type Arguments = ReplayArgs;
+
+    async fn pre_start(&self, _me: ActorRef<ReplayMsg>, a: ReplayArgs) -> Result<ReplayState, ActorProcessingErr> {
+        let capacity = (a.max_staleness + 1) as usize;
+        Ok(ReplayState { buffer: Buffer::new(capacity, a.max_staleness), waiting: None, shared: a.shared })
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<ReplayMsg>,
+        msg: ReplayMsg,
+        st: &mut ReplayState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ReplayMsg::Push(batch, reply) => {
+                let _ = reply.send(st.buffer.push(batch));
+            }
+            ReplayMsg::Take(reply) => st.waiting = Some(reply),
+        }
+        st.serve();
+        Ok(())
+    }
+}
