@@ -61,16 +61,16 @@ fn runtime_setup(init: &str, prompts: &str, out: &Path, topology: &str) -> Runti
     let sampler = phi4r_replay::GroupSampler::new(tokenizer.clone(), stop, phi4r_verifier::Verifier::default(), 64)
         .expect("sampler");
     let learner = Learner::new(model, cfg, 1000).expect("learner").with_tokenizer(tokenizer);
-    RuntimeSetup {
-        topology: Topology::parse(topology).expect("topology"),
-        threads: 2,
+    RuntimeSetup::real(
+        Topology::parse(topology).expect("topology"),
+        2,
         learner,
         source,
         sampler,
-        out: out.to_path_buf(),
-        stop_after: None,
-        progress: indicatif::ProgressBar::hidden(),
-    }
+        out.to_path_buf(),
+        None,
+        indicatif::ProgressBar::hidden(),
+    )
 }
 
 /// Polls `status` until `ok` holds (fails after two minutes: a hang, not a timing goal).

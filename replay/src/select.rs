@@ -39,6 +39,12 @@ pub fn select(candidates: &[GroupCounts], batch: usize, lo: f32, hi: f32) -> Opt
         return None;
     }
     let (lo, hi) = (f64::from(lo), f64::from(hi));
+    // The oldest `batch` in band is what the search below would choose (it prefers the oldest groups
+    // among in-band choices): take it without the search, whose tables grow with pool × batch.
+    let (p, c) = candidates[..batch].iter().fold((0, 0), |(p, c), g| (p + g.positives, c + g.completions));
+    if (lo..=hi).contains(&share(p, c)) {
+        return Some(Selection { chosen: (0..batch).collect(), positive_share: share(p, c) as f32, in_band: true });
+    }
     let dist = |(p, c): (usize, usize)| {
         let s = share(p, c);
         (lo - s).max(s - hi).max(0.0)

@@ -61,6 +61,16 @@ pub struct RlBenchArgs {
     /// A results JSON written by ../shared/peers/trl_bench.py (part e) to compare against.
     #[arg(long)]
     peer: Option<PathBuf>,
+    /// Instead of one iteration: the streaming runtime (`--topology`) on this model over a grid of
+    /// generator counts and max_staleness (learner idle fraction, rollouts/s, policy lag).
+    #[arg(long, conflicts_with = "simulate")]
+    stream: bool,
+    /// Instead of one iteration: the streaming runtime with stand-ins of fixed cost for the model, at
+    /// up to 256 generators, plus the runtime's own overhead per completion.
+    #[arg(long)]
+    simulate: bool,
+    #[command(flatten)]
+    grid: super::bench_stream::StreamBenchArgs,
 }
 
 #[derive(Debug, Args)]
@@ -136,7 +146,7 @@ const BATCH: usize = 16;
 const SEQ: usize = 256;
 const PROMPT: usize = 32;
 const NEW: usize = 128;
-const VOCAB: usize = 1024;
+pub(super) const VOCAB: usize = 1024;
 /// Repetitions without a peer file: one warm-up, then 3 training steps / 2 sampling runs.
 const TRAIN_REPS: Reps = Reps { warmup: 1, measured: 3 };
 const SAMPLE_REPS: Reps = Reps { warmup: 1, measured: 2 };
@@ -149,7 +159,7 @@ pub fn run(cmd: BenchCmd, pool: &ComputePool) -> anyhow::Result<()> {
     }
 }
 
-fn config(size: &str) -> anyhow::Result<Phi3Config> {
+pub(super) fn config(size: &str) -> anyhow::Result<Phi3Config> {
     let mut cfg = Phi3Config::preset(size.parse()?);
     cfg.vocab_size = VOCAB;
     Ok(cfg)
@@ -315,6 +325,15 @@ fn model_bench(a: ModelBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
 const RL_REPS: Reps = Reps { warmup: 2, measured: 6 };
 
 fn rl_bench(a: RlBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
+    if a.stream || a.simulate {
+        let report = if a.stream {
+            super::bench_stream::stream_grid(&a.grid, pool.threads(), &a.size)?
+        } else {
+            super::bench_stream::simulate_grid(&a.grid, pool.threads())?
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     use phi4r_learner::bench::{bench_prompts, time_grpo_iterations, GrpoBenchSetup, GrpoPhases};
     let dev = crate::cli::device()?;
     let peer = a.peer.as_deref().map(PeerResults::load).transpose().map_err(|e| anyhow::anyhow!("--peer: {e}"))?;

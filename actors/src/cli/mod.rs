@@ -1,6 +1,7 @@
 //! Subcommands. Each module holds one command's arguments and its `run`.
 
 mod bench;
+mod bench_stream;
 pub mod ctl;
 mod data;
 mod eval;

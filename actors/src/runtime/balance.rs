@@ -55,6 +55,7 @@ impl BalancerState {
         let shared = self.a.shared.clone();
         let c = &shared.counters;
         let current = PolicyVersion(shared.version());
+        c.in_transit.fetch_sub(groups.len() as u64, Ordering::Relaxed);
         for g in groups {
             add(&c.groups_seen, 1);
             if g.policy_version().staleness(current) > self.a.max_staleness {
@@ -177,10 +178,14 @@ impl ReplayState {
         if let Some(reply) = self.waiting.take().filter(|r| !r.is_closed()) {
             match self.buffer.take_fresh(current, 1).pop() {
                 Some(b) => {
-                    c.buffered_groups.fetch_sub(b.groups.len() as u64, Ordering::Relaxed);
+                    // The groups move from the buffer to the learner in one step of the pacing's count.
+                    let n = b.groups.len() as u64;
+                    c.training.store(n, Ordering::Relaxed);
+                    c.buffered_groups.fetch_sub(n, Ordering::Relaxed);
                     if let Err(ractor::MessagingErr::SendErr(b)) = reply.send(b) {
                         // The learner gave up waiting just now: keep the batch for its next ask.
-                        c.buffered_groups.fetch_add(b.groups.len() as u64, Ordering::Relaxed);
+                        c.buffered_groups.fetch_add(n, Ordering::Relaxed);
+                        c.training.store(0, Ordering::Relaxed);
                         let _ = self.buffer.push(b);
                     }
                 }

@@ -5,10 +5,9 @@
 
 use super::Shared;
 use crate::compute::Compute;
-use crate::learner::error_chain;
 use crate::messages::{ReplayMsg, StreamLearnerMsg, SupervisorMsg};
 use indicatif::ProgressBar;
-use phi4r_learner::rl::{train_groups, RlTrainReport};
+use phi4r_learner::rl::RlTrainReport;
 use phi4r_replay::{Batch, PolicyVersion, Versioned};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -43,6 +42,8 @@ pub struct StreamSummary {
     pub rollouts_per_s: f64,
     /// Share of the wall time the learner waited for a batch.
     pub learner_idle_fraction: f64,
+    /// The same once the pipeline is full: from the end of the first step on (None before a second step).
+    pub learner_idle_fraction_full: Option<f64>,
     /// Mean policy lag of the trained groups, versions.
     pub mean_policy_lag: f64,
     /// Largest policy lag of a trained group.
@@ -58,7 +59,7 @@ pub struct StreamSummary {
 }
 
 pub(super) struct StreamLearnerArgs {
-    pub compute: Compute,
+    pub compute: Compute<Box<dyn super::Trainer>>,
     pub pad_id: u32,
     pub out: PathBuf,
     pub progress: ProgressBar,
@@ -80,6 +81,8 @@ pub(super) struct LearnerState {
     metrics: std::fs::File,
     started: Instant,
     idle_s: f64,
+    /// (idle seconds, when) at the end of the first step.
+    first: Option<(f64, Instant)>,
     steps: u64,
     bad: u64,
     tokens: u64,
@@ -105,6 +108,10 @@ impl LearnerState {
             steps_per_s: self.steps as f64 / wall_s,
             rollouts_per_s: completions as f64 / wall_s,
             learner_idle_fraction: self.idle_s / wall_s,
+            learner_idle_fraction_full: self
+                .first
+                .filter(|_| self.steps >= 2)
+                .map(|(idle, at)| (self.idle_s - idle) / at.elapsed().as_secs_f64().max(1e-9)),
             mean_policy_lag: self.lags.0 as f64 / self.lags.1.max(1) as f64,
             max_policy_lag: self.lags.2,
             books: phi4r_replay::BookCounts::default(),
@@ -169,13 +176,10 @@ impl LearnerState {
         let path = self
             .a
             .compute
-            .call(move |l| {
-                l.record_easy(easy);
-                l.save_checkpoint(&out)
-            })
+            .call(move |l| l.checkpoint(&out, easy))
             .await
-            .map_err(|e| format!("{e:#}"))?
-            .map_err(|e| error_chain(&e))?;
+            .and_then(|r| r)
+            .map_err(|e| format!("{e:#}"))?;
         self.checkpoint = Some(path.clone());
         Ok(path)
     }
@@ -215,18 +219,22 @@ impl LearnerState {
             .a
             .compute
             .call(move |l| -> anyhow::Result<_> {
-                let version = l.state().step;
-                let report = train_groups(l, &groups, easy, pad_id)?;
-                let policy = super::Policy { version: l.state().step, model: l.model().frozen()? };
-                let ckpt = l.checkpoint_due().then(|| l.save_checkpoint(&out)).transpose()?;
+                let version = l.version();
+                let report = l.train(&groups, easy.clone(), pad_id)?;
+                let policy = l.snapshot()?;
+                let ckpt = l.checkpoint_due().then(|| l.checkpoint(&out, easy)).transpose()?;
                 Ok((report, version, policy, ckpt, l.is_finished()))
             })
             .await??;
         self.shared.publish(policy);
+        self.shared.counters.training.store(0, Ordering::Relaxed);
         if ckpt.is_some() {
             self.checkpoint = ckpt;
         }
         self.record(&report, &batch, version)?;
+        if self.first.is_none() {
+            self.first = Some((self.idle_s, Instant::now()));
+        }
         if finished || self.a.stop_after.is_some_and(|n| self.steps >= n) {
             me.send_message(StreamLearnerMsg::Stop)?;
         } else {
@@ -260,6 +268,7 @@ impl Actor for StreamLearnerActor {
             metrics,
             started: Instant::now(),
             idle_s: 0.0,
+            first: None,
             steps: 0,
             bad: 0,
             tokens: 0,

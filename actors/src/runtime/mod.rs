@@ -21,22 +21,24 @@
 //! [`Runtime::start`] spawns a topology in-process; [`RuntimeHandle`] drives it (the control endpoint and
 //! the tests use the same calls).
 
+mod backend;
 mod balance;
 mod learner;
 mod source;
 mod supervisor;
 mod workers;
 
+pub use backend::{Sampling, SimSampler, SimTrainer, Trainer};
 pub use learner::StreamSummary;
 
 use crate::compute::Compute;
 use crate::messages::{StreamLearnerMsg, SupervisorMsg};
 use crate::topology::Topology;
 use indicatif::ProgressBar;
-use phi4r_learner::Learner;
+use phi4r_learner::{Learner, StageConfig};
 use phi4r_model::Phi3;
-use phi4r_replay::{BookCounts, GroupSampler, PromptSource, RewardPolicyId};
-use phi4r_verifier::RewardPolicy;
+use phi4r_replay::{BookCounts, EasyMemory, GroupSampler, PromptSource, RewardPolicyId};
+use phi4r_verifier::{RewardPolicy, Verifier};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 use serde::Serialize;
@@ -50,8 +52,8 @@ use std::time::Instant;
 pub struct Policy {
     /// The learner's step when the copy was taken.
     pub version: u64,
-    /// The weights (never `Var`-backed).
-    pub model: Phi3,
+    /// The weights (never `Var`-backed); `None` for a simulated learner.
+    pub model: Option<Phi3>,
 }
 
 /// Counters every actor updates and `status` reads (all monotone except the gauges marked so).
@@ -85,6 +87,12 @@ pub struct Counters {
     pub in_flight: AtomicU64,
     /// Gauge: batches in the replay buffer.
     pub buffered_batches: AtomicU64,
+    /// Gauge: scored groups on their way from a verifier to a balancer (closed in the books, not yet
+    /// admitted).
+    pub in_transit: AtomicU64,
+    /// Gauge: groups of the batch the learner is training on (they count against the pacing until the
+    /// new version is published, so no prompt is admitted for a version that is about to be left behind).
+    pub training: AtomicU64,
 }
 
 impl Counters {
@@ -95,7 +103,11 @@ impl Counters {
     /// Groups that reached a balancer and are neither trained nor dropped yet, plus what is in flight: the
     /// outstanding work the pacing bounds.
     pub fn outstanding(&self) -> usize {
-        (Self::get(&self.in_flight) + Self::get(&self.pending_groups) + Self::get(&self.buffered_groups)) as usize
+        (Self::get(&self.in_flight)
+            + Self::get(&self.in_transit)
+            + Self::get(&self.pending_groups)
+            + Self::get(&self.buffered_groups)
+            + Self::get(&self.training)) as usize
     }
 
     /// Share of groups the filters kept so far (1 before any was seen).
@@ -270,12 +282,18 @@ pub struct RuntimeSetup {
     pub topology: Topology,
     /// The thread budget to split between roles.
     pub threads: usize,
-    /// The learner (policy, optimizer, reference, config), resumed or fresh.
-    pub learner: Learner,
+    /// The stage config (`[rl]`: group size, staleness, balance, temperature; seed).
+    pub config: StageConfig,
+    /// The learner ([`Learner`], resumed or fresh), or a stand-in.
+    pub learner: Box<dyn Trainer>,
+    /// The too-easy memory to start from (a resumed learner's).
+    pub easy: EasyMemory,
     /// The prompts.
     pub source: PromptSource,
-    /// Samples groups (tokenizer, stop ids, verifier).
-    pub sampler: GroupSampler,
+    /// How generators sample.
+    pub sampling: Sampling,
+    /// Grades completions (the verifier actors' copy).
+    pub verifier: Verifier,
     /// Run folder: checkpoints, metrics.jsonl, summary.json.
     pub out: PathBuf,
     /// Checkpoint and stop after this many steps in this process.
@@ -402,15 +420,53 @@ pub struct Runtime {
     join: tokio::task::JoinHandle<()>,
 }
 
+impl RuntimeSetup {
+    /// The setup of a real run: `learner` (resumed or fresh) samples through `sampler`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn real(
+        topology: Topology,
+        threads: usize,
+        learner: Learner,
+        source: PromptSource,
+        sampler: GroupSampler,
+        out: PathBuf,
+        stop_after: Option<u64>,
+        progress: ProgressBar,
+    ) -> Self {
+        RuntimeSetup {
+            topology,
+            threads,
+            config: learner.config().clone(),
+            easy: learner.easy().cloned().unwrap_or_default(),
+            learner: Box::new(learner),
+            source,
+            verifier: sampler.verifier().clone(),
+            sampling: Sampling::Real(sampler),
+            out,
+            stop_after,
+            progress,
+        }
+    }
+}
+
 impl Runtime {
     /// Spawns the topology's actors on the current tokio runtime and starts training.
     pub async fn start(setup: RuntimeSetup) -> anyhow::Result<Runtime> {
-        let RuntimeSetup { topology, threads, learner, source, sampler, out, stop_after, progress } = setup;
+        let RuntimeSetup {
+            topology,
+            threads,
+            config: cfg,
+            learner,
+            easy,
+            source,
+            sampling,
+            verifier,
+            out,
+            stop_after,
+            progress,
+        } = setup;
         let budget = topology.budget(threads);
-        let cfg = learner.config().clone();
-        let version = learner.state().step;
-        let policy = Policy { version, model: learner.model().frozen()? };
-        let easy = learner.easy().cloned().unwrap_or_default();
+        let policy = learner.snapshot()?;
         let shared = Arc::new(Shared::new(policy, easy));
         let params = SampleParams {
             group_size: cfg.rl.group_size,
@@ -419,15 +475,16 @@ impl Runtime {
             seed: cfg.seed,
             prompts_per_batch: cfg.rl.prompts_per_step.clamp(1, cfg.rl.balance.batch_groups.max(1)),
         };
-        let pad_id = sampler.pad_id();
-        let compute = Compute::spawn(learner, budget.learner)?;
+        let pad_id = sampling.pad_id();
+        let compute = Compute::spawn_role("learner", learner, budget.learner)?;
         let (done_tx, done) = tokio::sync::oneshot::channel();
         let args = supervisor::SupervisorArgs {
             topology,
             budget,
             shared: shared.clone(),
             source,
-            sampler,
+            sampling,
+            verifier,
             params,
             config: cfg,
             learner: learner::StreamLearnerArgs { compute, pad_id, out, progress, stop_after },

@@ -11,7 +11,7 @@ use crate::compute::Compute;
 use crate::messages::{BalancerMsg, SampleMsg, SourceMsg, StreamLearnerMsg, SupervisorMsg, VerifierMsg};
 use crate::topology::{ThreadBudget, Topology};
 use phi4r_learner::StageConfig;
-use phi4r_replay::{Balancer, GroupSampler, Holder, PromptSource};
+use phi4r_replay::{Balancer, Holder, PromptSource};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +23,8 @@ pub(super) struct SupervisorArgs {
     pub budget: ThreadBudget,
     pub shared: Arc<Shared>,
     pub source: PromptSource,
-    pub sampler: GroupSampler,
+    pub sampling: super::Sampling,
+    pub verifier: phi4r_verifier::Verifier,
     pub params: SampleParams,
     pub config: StageConfig,
     pub learner: StreamLearnerArgs,
@@ -57,7 +58,8 @@ pub(super) struct SupervisorState {
     topology: Topology,
     budget: ThreadBudget,
     shared: Arc<Shared>,
-    sampler: GroupSampler,
+    sampling: super::Sampling,
+    verifier: phi4r_verifier::Verifier,
     params: SampleParams,
     source: ActorRef<SourceMsg>,
     learner: ActorRef<StreamLearnerMsg>,
@@ -75,7 +77,7 @@ pub(super) struct SupervisorState {
 impl SupervisorState {
     async fn spawn_generator(&mut self, me: &ActorRef<SupervisorMsg>, index: usize) -> Result<(), ActorProcessingErr> {
         while self.gen_computes.len() <= index {
-            let state = SamplerState { sampler: self.sampler.clone() };
+            let state = SamplerState { sampling: self.sampling.clone() };
             self.gen_computes.push(Compute::spawn_role("generator", state, self.budget.generator)?);
         }
         let args = GeneratorArgs {
@@ -97,7 +99,7 @@ impl SupervisorState {
     async fn spawn_verifier(&mut self, me: &ActorRef<SupervisorMsg>, index: usize) -> Result<(), ActorProcessingErr> {
         let args = VerifierArgs {
             index,
-            verifier: self.sampler.verifier().clone(),
+            verifier: self.verifier.clone(),
             source: self.source.clone(),
             shared: self.shared.clone(),
         };
@@ -278,7 +280,8 @@ impl Actor for Supervisor {
             topology: a.topology,
             budget: a.budget,
             shared,
-            sampler: a.sampler,
+            sampling: a.sampling,
+            verifier: a.verifier,
             params: a.params,
             source,
             learner,

@@ -6,7 +6,7 @@
 use super::{SampleParams, Shared};
 use crate::compute::Compute;
 use crate::messages::{BalancerMsg, SampleMsg, SourceMsg, VerifierMsg};
-use phi4r_replay::{score_group, GroupSampler, Holder, PolicyVersion};
+use phi4r_replay::{score_group, Holder};
 use phi4r_verifier::Verifier;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -19,7 +19,7 @@ const IDLE_RETRY: Duration = Duration::from_millis(10);
 
 /// What a generator's compute thread owns.
 pub(super) struct SamplerState {
-    pub sampler: GroupSampler,
+    pub sampling: super::Sampling,
 }
 
 pub(super) struct GeneratorArgs {
@@ -91,15 +91,7 @@ impl Actor for GeneratorActor {
             .compute
             .call(move |s| {
                 let temperature = p.temperature.at(policy.version);
-                let groups = s.sampler.sample_unscored(
-                    &policy.model,
-                    &prompts,
-                    p.group_size,
-                    temperature,
-                    p.max_new_tokens,
-                    seed,
-                    PolicyVersion(policy.version),
-                );
+                let groups = s.sampling.sample(&policy, &prompts, p.group_size, temperature, p.max_new_tokens, seed);
                 #[cfg(feature = "test-hooks")]
                 if fault {
                     panic!("injected generator fault (test hook)");
@@ -175,6 +167,7 @@ impl Actor for VerifierActor {
                 b.get(lease.0 as usize % b.len().max(1)).cloned()
             };
             if let Some(b) = balancer {
+                a.shared.counters.in_transit.fetch_add(scored.len() as u64, Ordering::Relaxed);
                 b.send_message(BalancerMsg::Groups(scored))?;
             }
         }

@@ -97,16 +97,17 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
     let total = learner.state().total_steps;
     let out_dir = a.out.clone();
     if let Some(topology) = a.topology.clone() {
-        let setup = crate::runtime::RuntimeSetup {
+        let progress = super::stage_progress("rl", total, start_step)?;
+        let setup = crate::runtime::RuntimeSetup::real(
             topology,
             threads,
             learner,
             source,
             sampler,
-            out: a.out.clone(),
-            stop_after: a.stop_after,
-            progress: super::stage_progress("rl", total, start_step)?,
-        };
+            a.out.clone(),
+            a.stop_after,
+            progress,
+        );
         let summary = stream(setup, start_step >= total, a.control_addr)?;
         let text = serde_json::to_string_pretty(&summary)?;
         phi4r_model::write_atomic(&out_dir.join("summary.json"), text.as_bytes())?;
