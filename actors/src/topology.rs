@@ -238,6 +238,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_topology_files_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/topologies");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("configs/topologies") {
+            let path = entry.expect("entry").path();
+            let t = Topology::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(t.generators >= 1, "{}", path.display());
+            n += 1;
+        }
+        assert!(n >= 2);
+        let t = Topology::load(&dir.join("4gen-1learn.toml")).expect("4gen-1learn.toml");
+        assert_eq!((t.generators, t.budget(2)), (4, ThreadBudget { learner: 1, generator: 1 }));
+    }
+
+    #[test]
     fn the_default_budget_gives_the_learner_half() {
         let t = Topology::parse("4gen-1learn").expect("parses");
         assert_eq!(t.budget(2), ThreadBudget { learner: 1, generator: 1 });

@@ -35,26 +35,10 @@ struct Setup {
 
 impl Setup {
     fn new(dir: &Path) -> Self {
-        let data = dir.join("data");
-        run_ok(&["data", "synth", "--out", data.to_str().expect("utf-8"), "--problems", "40", "--rollouts", "2"]);
-        let init = dir.join("init");
-        let tok = data.join("tokenizer.json");
-        run_ok(&["model", "init", "--tokenizer", tok.to_str().expect("utf-8"), "--out", init.to_str().expect("utf-8")]);
+        let (init, prompts) = phi4r_e2e::rl_fixture(bin(), dir);
         let cfg = dir.join("rl.toml");
         std::fs::write(&cfg, CONFIG).expect("write config");
-        // A random-init model almost never answers the synthetic task (stage4.jsonl) right, so every group
-        // would be dropped for no signal; single-digit answers are hit by chance often enough (the
-        // verifier reads the last number) for some groups to be mixed and the update to run.
-        let prompts = dir.join("digits.jsonl");
-        let lines: String = (0..40)
-            .map(|i| format!("{{\"problem\":\"What is {} + 0?\",\"answer\":\"{}\",\"tier\":1}}\n", i % 10, i % 10))
-            .collect();
-        std::fs::write(&prompts, lines).expect("write prompts");
-        Setup {
-            prompts: prompts.to_str().expect("utf-8").to_string(),
-            init: init.to_str().expect("utf-8").to_string(),
-            cfg: cfg.to_str().expect("utf-8").to_string(),
-        }
+        Setup { prompts, init, cfg: cfg.to_str().expect("utf-8").to_string() }
     }
 
     fn rl<'a>(&'a self, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {

@@ -33,20 +33,8 @@ batch_groups = 2
 max_pending_groups = 8
 "#;
 
-/// Synthetic data, a random-init tiny model and single-digit prompts (a random model hits those by
-/// chance often enough for some groups to be mixed, so updates run).
 fn setup(dir: &Path) -> (String, String) {
-    let data = dir.join("data");
-    run_ok(&["data", "synth", "--out", data.to_str().expect("utf-8"), "--problems", "40", "--rollouts", "2"]);
-    let init = dir.join("init");
-    let tok = data.join("tokenizer.json");
-    run_ok(&["model", "init", "--tokenizer", tok.to_str().expect("utf-8"), "--out", init.to_str().expect("utf-8")]);
-    let prompts = dir.join("digits.jsonl");
-    let lines: String = (0..40)
-        .map(|i| format!("{{\"problem\":\"What is {} + 0?\",\"answer\":\"{}\",\"tier\":1}}\n", i % 10, i % 10))
-        .collect();
-    std::fs::write(&prompts, lines).expect("write prompts");
-    (init.to_str().expect("utf-8").into(), prompts.to_str().expect("utf-8").into())
+    phi4r_e2e::rl_fixture(bin(), dir)
 }
 
 fn runtime_setup(init: &str, prompts: &str, out: &Path, topology: &str) -> RuntimeSetup {

@@ -110,6 +110,16 @@ pub struct Batch {
     pub in_band: bool,
 }
 
+impl Batch {
+    /// Removes the groups sampled more than `max_staleness` versions before `current`; returns how many.
+    /// The rest of the batch stays trainable: one late group does not condemn the groups beside it.
+    pub fn drop_stale(&mut self, current: crate::PolicyVersion, max_staleness: u64) -> usize {
+        let before = self.groups.len();
+        self.groups.retain(|g| crate::Versioned::policy_version(g).staleness(current) <= max_staleness);
+        before - self.groups.len()
+    }
+}
+
 impl crate::Versioned for Batch {
     /// The oldest group's version: a batch is as stale as its stalest completion.
     fn policy_version(&self) -> crate::PolicyVersion {

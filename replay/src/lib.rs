@@ -107,6 +107,13 @@ impl<T: Versioned> Buffer<T> {
         stale.into()
     }
 
+    /// Takes up to `n` of the oldest items whatever their staleness (for items that drop their own stale
+    /// parts, like a [`Batch`]).
+    pub fn take_oldest(&mut self, n: usize) -> Vec<T> {
+        let k = n.min(self.items.len());
+        self.items.drain(..k).collect()
+    }
+
     /// Current counters.
     pub fn stats(&self) -> BufferStats {
         BufferStats { len: self.items.len(), dropped_stale: self.dropped_stale }
@@ -159,6 +166,9 @@ mod tests {
         b.push(Item(3, 6)).expect("room");
         assert_eq!(b.drain_stale(PolicyVersion(3)), vec![Item(0, 5)]);
         assert_eq!((b.len(), b.stats().dropped_stale), (1, 2));
+        b.push(Item(0, 7)).expect("room");
+        assert_eq!(b.take_oldest(5), vec![Item(3, 6), Item(0, 7)], "FIFO, staleness not checked");
+        assert!(b.is_empty());
     }
 
     proptest! {

@@ -61,3 +61,22 @@ pub fn err_with(bin: &Path, args: &[&str]) -> String {
     assert!(!out.status.success(), "phi4r-actors {args:?} should have failed");
     String::from_utf8(out.stderr).expect("stderr is UTF-8")
 }
+
+/// Stage 4 on a random-init model, as the RL tests run it: `data synth` (40 problems, its tokenizer),
+/// `model init` with that tokenizer into `dir/init`, and `dir/digits.jsonl`, 40 prompts with single-digit
+/// answers. A random model almost never answers the synthetic task, so every group would be dropped for no
+/// signal; single digits are hit by chance often enough (the verifier reads the last number) for some
+/// groups to be mixed and updates to run. Returns (init folder, prompts file) as strings.
+pub fn rl_fixture(bin: &Path, dir: &Path) -> (String, String) {
+    let utf8 = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    let data = dir.join("data");
+    ok_with(bin, &["data", "synth", "--out", &utf8(&data), "--problems", "40", "--rollouts", "2"]);
+    let init = dir.join("init");
+    ok_with(bin, &["model", "init", "--tokenizer", &utf8(&data.join("tokenizer.json")), "--out", &utf8(&init)]);
+    let prompts = dir.join("digits.jsonl");
+    let lines: String = (0..40)
+        .map(|i| format!("{{\"problem\":\"What is {} + 0?\",\"answer\":\"{}\",\"tier\":1}}\n", i % 10, i % 10))
+        .collect();
+    std::fs::write(&prompts, lines).expect("write prompts");
+    (utf8(&init), utf8(&prompts))
+}

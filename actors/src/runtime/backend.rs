@@ -126,7 +126,7 @@ pub struct SimSampler {
 #[derive(Debug, Clone)]
 pub enum Sampling {
     /// The model, through [`GroupSampler::sample_unscored`].
-    Real(GroupSampler),
+    Real(Box<GroupSampler>),
     /// A stand-in of fixed cost.
     Simulated(SimSampler),
 }

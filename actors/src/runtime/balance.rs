@@ -85,29 +85,33 @@ impl BalancerState {
         add(&self.a.shared.counters.dropped_stale, stale as u64);
         loop {
             let batch = match self.outbox.take() {
+                // Already counted as buffered when it left the pool.
                 Some(b) => b,
-                None => match self.a.balancer.next_batch() {
-                    BatchOrShortfall::Batch(b) => b,
-                    BatchOrShortfall::Shortfall(_) => {
-                        // Nothing more is coming (in flight 0, pacing full): release the closest batch
-                        // rather than wait forever, as the synchronous step does when its rounds run out.
-                        let idle = self.a.shared.counters.in_flight.load(Ordering::Relaxed) == 0;
-                        self.stalled = if idle && self.a.balancer.pending() > 0 { self.stalled + 1 } else { 0 };
-                        if self.stalled < STALL_TICKS {
-                            break;
+                None => {
+                    let b = match self.a.balancer.next_batch() {
+                        BatchOrShortfall::Batch(b) => b,
+                        BatchOrShortfall::Shortfall(_) => {
+                            // Nothing more is coming (in flight 0, pacing full): release the closest batch
+                            // rather than wait forever, as the synchronous step does when its rounds run out.
+                            let idle = self.a.shared.counters.in_flight.load(Ordering::Relaxed) == 0;
+                            self.stalled = if idle && self.a.balancer.pending() > 0 { self.stalled + 1 } else { 0 };
+                            if self.stalled < STALL_TICKS {
+                                break;
+                            }
+                            self.stalled = 0;
+                            self.a.balancer.final_batch()
                         }
-                        self.stalled = 0;
-                        self.a.balancer.final_batch()
-                    }
-                },
+                    };
+                    // From here until the learner takes it, the batch counts as buffered (the pacing
+                    // must see it while it waits in the outbox for room in the replay buffer, too).
+                    add(&self.a.shared.counters.buffered_groups, b.groups.len() as u64);
+                    self.sync_pending();
+                    b
+                }
             };
-            self.sync_pending();
-            let groups = batch.groups.len() as u64;
-            add(&self.a.shared.counters.buffered_groups, groups);
             match self.a.replay.call(|r| ReplayMsg::Push(batch, r), None).await? {
                 CallResult::Success(Ok(())) => {}
                 CallResult::Success(Err(back)) => {
-                    self.a.shared.counters.buffered_groups.fetch_sub(groups, Ordering::Relaxed);
                     self.outbox = Some(back);
                     break;
                 }
@@ -165,23 +169,32 @@ pub(super) struct ReplayState {
     buffer: Buffer<Batch>,
     waiting: Option<RpcReplyPort<Batch>>,
     shared: Arc<Shared>,
+    max_staleness: u64,
 }
 
 impl ReplayState {
-    /// Serves the waiting learner if a fresh batch is there (stale ones are dropped and counted).
+    /// Serves the waiting learner with the oldest batch, its stale groups removed and counted (a batch
+    /// left empty is dropped and the next one tried).
     fn serve(&mut self) {
         let c = &self.shared.counters;
         let current = PolicyVersion(self.shared.version());
-        let stale: u64 = self.buffer.drain_stale(current).iter().map(|b| b.groups.len() as u64).sum();
-        add(&c.dropped_stale, stale);
-        c.buffered_groups.fetch_sub(stale, Ordering::Relaxed);
         if let Some(reply) = self.waiting.take().filter(|r| !r.is_closed()) {
-            match self.buffer.take_fresh(current, 1).pop() {
+            let mut served = None;
+            while let Some(mut b) = self.buffer.take_oldest(1).pop() {
+                let n = b.groups.len() as u64;
+                let stale = b.drop_stale(current, self.max_staleness) as u64;
+                add(&c.dropped_stale, stale);
+                c.buffered_groups.fetch_sub(n, Ordering::Relaxed);
+                if !b.groups.is_empty() {
+                    served = Some(b);
+                    break;
+                }
+            }
+            match served {
                 Some(b) => {
                     // The groups move from the buffer to the learner in one step of the pacing's count.
                     let n = b.groups.len() as u64;
                     c.training.store(n, Ordering::Relaxed);
-                    c.buffered_groups.fetch_sub(n, Ordering::Relaxed);
                     if let Err(ractor::MessagingErr::SendErr(b)) = reply.send(b) {
                         // The learner gave up waiting just now: keep the batch for its next ask.
                         c.buffered_groups.fetch_add(n, Ordering::Relaxed);
@@ -205,7 +218,12 @@ impl Actor for ReplayActor {
 
     async fn pre_start(&self, _me: ActorRef<ReplayMsg>, a: ReplayArgs) -> Result<ReplayState, ActorProcessingErr> {
         let capacity = (a.max_staleness + 1) as usize;
-        Ok(ReplayState { buffer: Buffer::new(capacity, a.max_staleness), waiting: None, shared: a.shared })
+        Ok(ReplayState {
+            buffer: Buffer::new(capacity, a.max_staleness),
+            waiting: None,
+            shared: a.shared,
+            max_staleness: a.max_staleness,
+        })
     }
 
     async fn handle(

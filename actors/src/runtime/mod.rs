@@ -441,7 +441,7 @@ impl RuntimeSetup {
             learner: Box::new(learner),
             source,
             verifier: sampler.verifier().clone(),
-            sampling: Sampling::Real(sampler),
+            sampling: Sampling::Real(Box::new(sampler)),
             out,
             stop_after,
             progress,

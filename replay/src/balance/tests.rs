@@ -200,3 +200,23 @@ proptest! {
         prop_assert_eq!(b.stats().filter.kept, batched + b.pending() as u64 + refused);
     }
 }
+
+#[test]
+fn stale_groups_leave_a_batch_and_a_pool_the_rest_stays() {
+    let at = |v: u64, id: u64| {
+        let mut g = group(id, &[(1.0, 4), (-1.0, 4)]);
+        for c in &mut g.completions {
+            c.policy_version = crate::PolicyVersion(v);
+        }
+        g
+    };
+    let mut batch = Batch { groups: vec![at(1, 1), at(3, 2), at(2, 3)], positive_share: 0.5, in_band: true };
+    assert_eq!(batch.drop_stale(crate::PolicyVersion(4), 1), 2, "versions 1 and 2 lag 3 and 2 > 1");
+    assert_eq!(batch.groups.iter().map(|g| g.prompt.id.0).collect::<Vec<_>>(), [2]);
+    let mut b = Balancer::new(cfg(2, 8, 0.0, 1.0), EasyMemory::new()).expect("config");
+    for (v, id) in [(0, 1), (2, 2), (1, 3)] {
+        assert_eq!(b.push(at(v, id)), Admission::Kept);
+    }
+    assert_eq!(b.drop_stale(crate::PolicyVersion(2), 1), 1);
+    assert_eq!(b.pending(), 2);
+}

@@ -1,6 +1,6 @@
 //! `phi4r-actors stage rl`: stage 4 (GRPO) as the stage-4 learner actor over a compute thread, each step
 //! synchronous and on-policy ([`phi4r_learner::rl::rl_sync_step`]). Loads the prompts, the policy, the
-//! frozen reference and the resume guard, then hands over to [`crate::rl_learner`].
+//! frozen reference and the resume guard, then hands over to the stage-4 learner actor (`rl_learner`), or with `--topology` to [`crate::runtime`].
 
 use crate::compute::Compute;
 use crate::generator::{GeneratorActor, GeneratorSetup};
