@@ -9,6 +9,7 @@
 //! - [`control`]: the HTTP control endpoint (`status`, `scale`, `reward-policy`, `pause`, `resume`,
 //!   `checkpoint`, `stop`, `/metrics`) and its client.
 //! - [`compute`]: the dedicated OS threads that own tensor state.
+//! - [`pipeline`]: the main job (`phi4r-actors --topology 4gen-1learn`): all four stages, evaluated.
 
 pub mod cli;
 pub mod compute;
@@ -17,6 +18,7 @@ mod dataset;
 mod generator;
 mod learner;
 pub mod messages;
+pub mod pipeline;
 mod rl_learner;
 pub mod runtime;
 pub mod topology;

@@ -64,6 +64,9 @@ pub struct Phi3Config {
 /// Named presets (`--preset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
+    /// hidden 128, 4 layers, 4 heads, intermediate 512 (~1M parameters at a 512-token vocabulary: the main
+    /// job's default, DESIGN §7).
+    Micro,
     /// hidden 256, 4 layers, 4 heads, intermediate 1024.
     Tiny,
     /// hidden 512, 8 layers, 8 heads, intermediate 2048.
@@ -76,12 +79,14 @@ impl std::str::FromStr for Preset {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s {
+            "micro" => Ok(Preset::Micro),
             "tiny" => Ok(Preset::Tiny),
             "small" => Ok(Preset::Small),
             "phi4-mini" => Ok(Preset::Phi4Mini),
-            other => {
-                Err(Error::config("preset", format!("unknown preset `{other}` (expected tiny, small or phi4-mini)")))
-            }
+            other => Err(Error::config(
+                "preset",
+                format!("unknown preset `{other}` (expected micro, tiny, small or phi4-mini)"),
+            )),
         }
     }
 }
@@ -90,6 +95,7 @@ impl Phi3Config {
     /// A preset configuration.
     pub fn preset(p: Preset) -> Self {
         match p {
+            Preset::Micro => Self::micro(),
             Preset::Tiny => Self::tiny(),
             Preset::Small => Self::small(),
             Preset::Phi4Mini => Self::phi4_mini(),
@@ -116,6 +122,12 @@ impl Phi3Config {
             pad_token_id: None,
             sliding_window: None,
         }
+    }
+
+    /// `micro`: hidden 128, 4 layers, 4 heads, intermediate 512, vocab 1024 (`model init --tokenizer`
+    /// resizes the vocabulary to the tokenizer's).
+    pub fn micro() -> Self {
+        Self::base(1024, 128, 4, 4, 512)
     }
 
     /// `tiny`: hidden 256, 4 layers, 4 heads, intermediate 1024, vocab 1024 (the peer benchmark's shape).

@@ -24,8 +24,27 @@ pub struct Cli {
     /// error that says which.
     #[arg(long, global = true, default_value = "auto")]
     device: phi4r_model::DeviceSpec,
+    /// The main job (no subcommand): run all four stages on the embedded default with stage 4 streamed
+    /// through this topology (e.g. 4gen-1learn), evaluating after each stage, and print the table.
+    #[arg(long)]
+    topology: Option<crate::topology::Topology>,
+    /// Main job: quick (~3 min), default (≤ 15 min on 2 cores) or full.
+    #[arg(long, value_enum, default_value = "default", requires = "topology")]
+    profile: crate::pipeline::Profile,
+    /// Main job: the run folder [default: runs/<UTC timestamp>].
+    #[arg(long, requires = "topology")]
+    run_dir: Option<std::path::PathBuf>,
+    /// Main job: the seed of the whole run, data included.
+    #[arg(long, default_value_t = 0, requires = "topology")]
+    seed: u64,
+    /// Main job: run again from this stage (the earlier ones must be finished in --run-dir).
+    #[arg(long, value_enum, requires = "run_dir")]
+    from_stage: Option<crate::pipeline::StageName>,
+    /// Main job: continue an interrupted run in --run-dir (finished stages are kept).
+    #[arg(long, requires = "run_dir")]
+    resume: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,7 +75,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let threads = cli.threads.unwrap_or_else(phi4r_model::default_threads);
     let _ = DEVICE.set(cli.device);
     let pool = phi4r_model::ComputePool::new("compute", threads)?;
-    match cli.command {
+    let Some(command) = cli.command else {
+        let Some(topology) = cli.topology else {
+            anyhow::bail!(
+                "nothing to do: run the main job with `--topology 4gen-1learn`, or a subcommand (see --help)"
+            );
+        };
+        crate::pipeline::run(crate::pipeline::PipelineArgs {
+            topology,
+            profile: cli.profile,
+            run_dir: cli.run_dir,
+            seed: cli.seed,
+            from_stage: cli.from_stage,
+            resume: cli.resume,
+            threads,
+        })?;
+        return Ok(());
+    };
+    if cli.topology.is_some() {
+        anyhow::bail!("--topology before a subcommand runs the main job; a subcommand takes its own flags (e.g. `stage rl --topology ...`)");
+    }
+    match command {
         Command::Model(cmd) => pool.install(|| model::run(cmd)),
         Command::Generate(args) => pool.install(|| generate::run(args)),
         Command::Verify(args) => verify::run(args),

@@ -1,0 +1,542 @@
+//! The main job: `phi4r-actors --topology 4gen-1learn` runs the whole recipe on the embedded default and
+//! prints the per-stage table.
+//!
+//! Synthetic task and tokenizer (`data synth`: teacher rollouts, rejection sampling, stage sets, a held-out
+//! eval set) → a random-init model → stage 1 (mid, packed) → stage 2 (SFT, unpacked) → stage 3 (DPO, the
+//! stage-2 model as reference) → stage 4 (GRPO, streamed through the actor runtime with the requested
+//! topology), with a greedy evaluation after every stage. Each step is the same subcommand a user would
+//! run, as a child process of this binary, so each stage's own checks, checkpoints, metrics and resume
+//! apply unchanged; the run folder holds every command's output, the configs used, `report.json` and
+//! `report.md`.
+
+use crate::topology::Topology;
+use anyhow::Context;
+use clap::ValueEnum;
+use serde::Serialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// How much the main job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// A smoke run in about 3 minutes: few steps, small eval; stage 1 must beat the base model.
+    Quick,
+    /// The calibrated default (≤ 15 minutes on 2 cores).
+    Default,
+    /// Longer stages and the full eval set.
+    Full,
+}
+
+/// The knobs of a profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Model preset.
+    pub preset: &'static str,
+    /// Training problems of the synthetic task.
+    pub problems: usize,
+    /// Teacher rollouts per problem.
+    pub rollouts: usize,
+    /// Held-out problems per tier evaluated after each stage.
+    pub eval_per_tier: usize,
+    /// Completion limit of the evaluation.
+    pub eval_max_new_tokens: usize,
+    /// Optimizer steps of stage 1.
+    pub mid_steps: u64,
+    /// Stage 1's learning rate.
+    pub mid_lr: f64,
+    /// Optimizer steps of stage 2.
+    pub sft_steps: u64,
+    /// Optimizer steps of stage 3.
+    pub dpo_steps: u64,
+    /// Steps of stage 4.
+    pub rl_steps: u64,
+}
+
+impl Profile {
+    /// The plan of this profile.
+    pub fn plan(self) -> Plan {
+        match self {
+            Profile::Quick => Plan {
+                preset: "micro",
+                problems: 1500,
+                rollouts: 2,
+                eval_per_tier: 50,
+                eval_max_new_tokens: 256,
+                mid_steps: 250,
+                mid_lr: 3e-3,
+                sft_steps: 20,
+                dpo_steps: 10,
+                rl_steps: 4,
+            },
+            Profile::Default => Plan {
+                preset: "micro",
+                problems: 5000,
+                rollouts: 4,
+                eval_per_tier: 200,
+                eval_max_new_tokens: 320,
+                mid_steps: 700,
+                mid_lr: 3e-3,
+                sft_steps: 100,
+                dpo_steps: 40,
+                rl_steps: 30,
+            },
+            Profile::Full => Plan {
+                preset: "tiny",
+                problems: 5000,
+                rollouts: 4,
+                eval_per_tier: 200,
+                eval_max_new_tokens: 320,
+                mid_steps: 800,
+                mid_lr: 2e-3,
+                sft_steps: 200,
+                dpo_steps: 40,
+                rl_steps: 60,
+            },
+        }
+    }
+}
+
+/// The stages of the main job, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageName {
+    /// The synthetic data and the random-init model.
+    Data,
+    /// Stage 1.
+    Mid,
+    /// Stage 2.
+    Sft,
+    /// Stage 3.
+    Dpo,
+    /// Stage 4.
+    Rl,
+}
+
+impl StageName {
+    fn as_str(self) -> &'static str {
+        match self {
+            StageName::Data => "data",
+            StageName::Mid => "mid",
+            StageName::Sft => "sft",
+            StageName::Dpo => "dpo",
+            StageName::Rl => "rl",
+        }
+    }
+
+    fn row(self) -> &'static str {
+        match self {
+            StageName::Data => "base (random init)",
+            StageName::Mid => "+ mid-training",
+            StageName::Sft => "+ SFT",
+            StageName::Dpo => "+ rollout DPO",
+            StageName::Rl => "+ RLVR",
+        }
+    }
+}
+
+/// What the main job was asked.
+#[derive(Debug, Clone)]
+pub struct PipelineArgs {
+    /// Stage 4's topology.
+    pub topology: Topology,
+    /// How much to do.
+    pub profile: Profile,
+    /// The run folder (default `runs/<UTC timestamp>`).
+    pub run_dir: Option<PathBuf>,
+    /// The seed of the whole run, data included.
+    pub seed: u64,
+    /// Re-run from this stage (earlier ones must be finished in the run folder).
+    pub from_stage: Option<StageName>,
+    /// Continue an interrupted run: finished stages are kept, an unfinished one resumes.
+    pub resume: bool,
+    /// Compute threads, passed to every step.
+    pub threads: usize,
+}
+
+/// Stage 4's prompts: the training problems (`stage4.jsonl`) of the tiers the model before it solves
+/// 10–90% of the time on the eval set (RL learns from mixed groups only: DESIGN §7), or, if no tier is in
+/// that band, the best tier below 90%. Written to `data/rl_prompts.jsonl`; the tiers go to `rl_tiers.json`.
+fn rl_prompts(r: &Runner, before: Option<&Value>) -> anyhow::Result<PathBuf> {
+    let acc: Vec<(u64, f64)> = before
+        .and_then(|e| e["tiers"].as_object())
+        .map(|t| t.iter().filter_map(|(k, v)| Some((k.parse().ok()?, v["accuracy"].as_f64()?))).collect())
+        .unwrap_or_default();
+    let tiers = choose_rl_tiers(&acc);
+    let src = std::fs::read_to_string(r.p("data/stage4.jsonl"))?;
+    let mut out = String::new();
+    for line in src.lines() {
+        let v: Value = serde_json::from_str(line).with_context(|| format!("{}", r.p("data/stage4.jsonl").display()))?;
+        if v["tier"].as_u64().is_some_and(|t| tiers.contains(&t)) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let path = r.p("data/rl_prompts.jsonl");
+    phi4r_model::write_atomic(&path, out.as_bytes())?;
+    phi4r_model::write_atomic(&r.p("rl_tiers.json"), serde_json::to_string(&tiers)?.as_bytes())?;
+    eprintln!("[phi4r] stage rl prompts: tiers {tiers:?} (accuracy before stage 4: {acc:?})");
+    Ok(path)
+}
+
+/// The tiers whose accuracy lies in [0.1, 0.9]; else the most accurate tier below 0.9; else tier 1.
+fn choose_rl_tiers(acc: &[(u64, f64)]) -> Vec<u64> {
+    let band: Vec<u64> = acc.iter().filter(|(_, a)| (0.1..=0.9).contains(a)).map(|(t, _)| *t).collect();
+    if !band.is_empty() {
+        return band;
+    }
+    acc.iter().filter(|(_, a)| *a < 0.9).max_by(|x, y| x.1.total_cmp(&y.1)).map_or(vec![1], |(t, _)| vec![*t])
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Serialize)]
+struct Row {
+    stage: StageName,
+    label: &'static str,
+    eval: Value,
+    wall_s: f64,
+}
+
+/// The embedded stage configs (written into the run folder with the run's seed).
+const CONFIGS: [(&str, &str); 4] = [
+    ("mid", include_str!("../../configs/stages/mid.toml")),
+    ("sft", include_str!("../../configs/stages/sft.toml")),
+    ("dpo", include_str!("../../configs/stages/dpo.toml")),
+    ("rl", include_str!("../../configs/stages/rl.toml")),
+];
+
+/// A stage config with its top-level `seed` set to `seed`.
+fn seeded_config(text: &str, seed: u64) -> String {
+    text.lines()
+        .map(|l| if l.starts_with("seed = ") { format!("seed = {seed}") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+struct Runner {
+    bin: PathBuf,
+    dir: PathBuf,
+    threads: usize,
+}
+
+impl Runner {
+    /// Runs `phi4r-actors <args>` (stderr shown, stdout saved to `out` when given and returned).
+    fn run(&self, what: &str, args: &[String], out: Option<&Path>) -> anyhow::Result<String> {
+        let mut all = vec!["--threads".to_string(), self.threads.to_string()];
+        all.extend(args.iter().cloned());
+        eprintln!("[phi4r] {what}: phi4r-actors {}", all.join(" "));
+        let o = Command::new(&self.bin)
+            .args(&all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("{what}: starting {}", self.bin.display()))?;
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        if !o.status.success() {
+            anyhow::bail!(
+                "{what} failed ({}); the run folder {} keeps what was done, `--resume` continues",
+                o.status,
+                self.dir.display()
+            );
+        }
+        if let Some(p) = out {
+            phi4r_model::write_atomic(p, stdout.as_bytes())?;
+        }
+        Ok(stdout)
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// The latest checkpoint of a stage folder.
+fn latest(stage_dir: &Path) -> anyhow::Result<PathBuf> {
+    let name = std::fs::read_to_string(stage_dir.join("latest"))
+        .with_context(|| format!("{}: no checkpoint (is the stage finished?)", stage_dir.display()))?;
+    Ok(stage_dir.join(name.trim()))
+}
+
+/// Runs the main job; prints the table; returns the report.
+pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let plan = a.profile.plan();
+    let dir = match &a.run_dir {
+        Some(d) => d.clone(),
+        None => PathBuf::from("runs").join(timestamp()),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("--run-dir {}", dir.display()))?;
+    let r = Runner { bin: std::env::current_exe()?, dir: dir.clone(), threads: a.threads };
+    let args_json = serde_json::json!({
+        "topology": a.topology.to_string(), "profile": a.profile, "seed": a.seed, "plan": plan,
+    });
+    let args_file = dir.join("pipeline.json");
+    if let Ok(old) = std::fs::read_to_string(&args_file) {
+        let old: Value = serde_json::from_str(&old).with_context(|| format!("{}", args_file.display()))?;
+        if (a.resume || a.from_stage.is_some()) && old != args_json {
+            anyhow::bail!(
+                "{}: this run folder was started with {old}, not {args_json}; use another --run-dir",
+                args_file.display()
+            );
+        }
+    }
+    phi4r_model::write_atomic(&args_file, serde_json::to_string_pretty(&args_json)?.as_bytes())?;
+    for (name, text) in CONFIGS {
+        let path = dir.join("configs").join(format!("{name}.toml"));
+        std::fs::create_dir_all(path.parent().unwrap_or(&dir))?;
+        phi4r_model::write_atomic(&path, seeded_config(text, a.seed).as_bytes())?;
+    }
+    // Which stages run again: from --from-stage on; with --resume, those not finished.
+    let redo = |stage: StageName, done_marker: &Path| -> bool {
+        match a.from_stage {
+            Some(f) if stage >= f => true,
+            _ => !(done_marker.exists() && (a.resume || a.from_stage.is_some())),
+        }
+    };
+    let eval = |name: &str, model: &Path| -> anyhow::Result<Value> {
+        let out = r.p(&format!("eval/{name}.json"));
+        std::fs::create_dir_all(r.p("eval"))?;
+        let text = r.run(
+            &format!("eval {name}"),
+            &[
+                "eval".into(),
+                "--model".into(),
+                s(model),
+                "--data".into(),
+                s(&r.p("data/eval.jsonl")),
+                "--per-tier".into(),
+                plan.eval_per_tier.to_string(),
+                "--max-new-tokens".into(),
+                plan.eval_max_new_tokens.to_string(),
+                "--json".into(),
+            ],
+            Some(&out),
+        )?;
+        Ok(serde_json::from_str(&text)?)
+    };
+    let mut rows: Vec<Row> = vec![];
+
+    // Data and the base model.
+    let t = Instant::now();
+    if redo(StageName::Data, &r.p("eval/base.json")) {
+        let synth = dir.join("synth.toml");
+        phi4r_model::write_atomic(
+            &synth,
+            format!(
+                "seed = {}\nproblems = {}\nrollouts = {}\neval_per_tier = {}\n",
+                a.seed,
+                plan.problems,
+                plan.rollouts,
+                plan.eval_per_tier.max(200)
+            )
+            .as_bytes(),
+        )?;
+        r.run(
+            "data synth",
+            &["data".into(), "synth".into(), "--out".into(), s(&r.p("data")), "--config".into(), s(&synth)],
+            Some(&r.p("data/synth.json")),
+        )?;
+        let _ = std::fs::remove_dir_all(r.p("init"));
+        r.run(
+            "model init",
+            &[
+                "model".into(),
+                "init".into(),
+                "--preset".into(),
+                plan.preset.into(),
+                "--tokenizer".into(),
+                s(&r.p("data/tokenizer.json")),
+                "--seed".into(),
+                a.seed.to_string(),
+                "--out".into(),
+                s(&r.p("init")),
+            ],
+            None,
+        )?;
+        eval("base", &r.p("init"))?;
+    }
+    let base: Value = serde_json::from_str(&std::fs::read_to_string(r.p("eval/base.json"))?)?;
+    rows.push(Row {
+        stage: StageName::Data,
+        label: StageName::Data.row(),
+        eval: base,
+        wall_s: t.elapsed().as_secs_f64(),
+    });
+
+    // Stages 1-4, each from the previous one's checkpoint.
+    let mut prev = r.p("init");
+    for stage in [StageName::Mid, StageName::Sft, StageName::Dpo, StageName::Rl] {
+        let t = Instant::now();
+        let name = stage.as_str();
+        let out = r.p(name);
+        let eval_file = r.p(&format!("eval/{name}.json"));
+        if redo(stage, &eval_file) {
+            let resume = a.resume && out.join("latest").exists() && a.from_stage.is_none_or(|f| stage < f);
+            if !resume {
+                let _ = std::fs::remove_dir_all(&out);
+            }
+            let mut args: Vec<String> = vec![
+                "stage".into(),
+                name.into(),
+                "--config".into(),
+                s(&r.p(&format!("configs/{name}.toml"))),
+                "--profile".into(),
+                "cpu".into(),
+                "--init".into(),
+                s(&prev),
+                "--out".into(),
+                s(&out),
+            ];
+            let steps = match stage {
+                StageName::Mid => plan.mid_steps,
+                StageName::Sft => plan.sft_steps,
+                StageName::Dpo => plan.dpo_steps,
+                _ => plan.rl_steps,
+            };
+            args.extend(["--max-steps".into(), steps.to_string()]);
+            if stage != StageName::Rl {
+                // The schedule spans exactly `steps` optimizer steps, however many epochs that is.
+                args.extend(["--epochs".into(), "1000".into()]);
+            }
+            match stage {
+                StageName::Mid => {
+                    args.extend(["--data".into(), s(&r.p("data/stage1.jsonl")), "--lr".into(), plan.mid_lr.to_string()])
+                }
+                StageName::Sft => args.extend(["--data".into(), s(&r.p("data/stage2.jsonl"))]),
+                StageName::Dpo => {
+                    args.extend(["--data".into(), s(&r.p("data/stage3.jsonl")), "--ref".into(), s(&prev)])
+                }
+                _ => args.extend([
+                    "--prompts".into(),
+                    s(&rl_prompts(&r, rows.last().map(|r| &r.eval))?),
+                    "--ref".into(),
+                    s(&prev),
+                    "--topology".into(),
+                    a.topology.to_string(),
+                ]),
+            }
+            if resume {
+                args.push("--resume".into());
+            }
+            let _ = std::fs::remove_file(&eval_file);
+            r.run(&format!("stage {name}"), &args, Some(&out.join("run.json")))?;
+            eval(name, &latest(&out)?)?;
+        }
+        let ev: Value = serde_json::from_str(&std::fs::read_to_string(&eval_file)?)?;
+        rows.push(Row { stage, label: stage.row(), eval: ev, wall_s: t.elapsed().as_secs_f64() });
+        prev = latest(&out)?;
+    }
+
+    let wall_s = started.elapsed().as_secs_f64();
+    let table = markdown_table(&rows);
+    let report = serde_json::json!({
+        "run_dir": dir, "topology": a.topology.to_string(), "profile": a.profile, "seed": a.seed, "plan": plan,
+        "wall_s": wall_s, "rows": rows,
+    });
+    phi4r_model::write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    let md = format!(
+        "# phi4r main job — profile {:?}, seed {}, topology {}\n\nGreedy accuracy on the held-out synthetic eval set ({} problems per tier), 95% Wilson interval on the overall score. Wall time {:.0} s.\n\n{table}",
+        a.profile, a.seed, a.topology, plan.eval_per_tier, wall_s
+    );
+    phi4r_model::write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    println!("{table}");
+    println!("wall time {wall_s:.0} s; report: {}", dir.join("report.md").display());
+    Ok(report)
+}
+
+/// The seed's Performance table at laptop scale: one row per stage, one column per tier, then overall.
+fn markdown_table(rows: &[Row]) -> String {
+    let tiers: Vec<String> =
+        rows.first().and_then(|r| r.eval["tiers"].as_object()).map(|t| t.keys().cloned().collect()).unwrap_or_default();
+    let mut out = String::from("| stage |");
+    for t in &tiers {
+        out.push_str(&format!(" tier {t} |"));
+    }
+    out.push_str(" overall | 95% interval | stage time |\n|---|");
+    out.push_str(&"---|".repeat(tiers.len() + 3));
+    out.push('\n');
+    for r in rows {
+        out.push_str(&format!("| {} |", r.label));
+        for t in &tiers {
+            out.push_str(&format!(" {:.3} |", r.eval["tiers"][t]["accuracy"].as_f64().unwrap_or(f64::NAN)));
+        }
+        let lo = r.eval["interval"][0].as_f64().unwrap_or(f64::NAN);
+        let hi = r.eval["interval"][1].as_f64().unwrap_or(f64::NAN);
+        out.push_str(&format!(
+            " {:.3} | [{lo:.3}, {hi:.3}] | {:.0} s |\n",
+            r.eval["accuracy"].as_f64().unwrap_or(f64::NAN),
+            r.wall_s
+        ));
+    }
+    out
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC, from the system clock.
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_replaces_the_configs_seed_only() {
+        let text = "stage = \"mid\"\nseed = 42\n[profiles.cpu]\nlr = 1e-3\n";
+        assert_eq!(seeded_config(text, 7), "stage = \"mid\"\nseed = 7\n[profiles.cpu]\nlr = 1e-3\n");
+        for (name, text) in CONFIGS {
+            assert_eq!(
+                text.lines().filter(|l| l.starts_with("seed = ")).count(),
+                1,
+                "{name}.toml has one top-level seed"
+            );
+        }
+    }
+
+    #[test]
+    fn rl_trains_on_the_tiers_with_mixed_success() {
+        assert_eq!(choose_rl_tiers(&[(1, 0.95), (2, 0.6), (3, 0.2), (4, 0.05)]), [2, 3]);
+        assert_eq!(choose_rl_tiers(&[(1, 0.05), (2, 0.0)]), [1], "none in band: the best below 0.9");
+        assert_eq!(choose_rl_tiers(&[(1, 0.99), (2, 0.95)]), [1], "all solved: tier 1");
+        assert_eq!(choose_rl_tiers(&[]), [1]);
+    }
+
+    #[test]
+    fn timestamps_are_civil_utc() {
+        let t = timestamp();
+        assert_eq!(t.len(), 15, "{t}");
+        assert!(t.starts_with("20"), "{t}");
+    }
+
+    #[test]
+    fn the_table_has_a_column_per_tier_and_the_interval() {
+        let ev = serde_json::json!({"accuracy": 0.5, "interval": [0.4, 0.6], "tiers": {"1": {"accuracy": 0.75}, "2": {"accuracy": 0.25}}});
+        let t = markdown_table(&[Row { stage: StageName::Mid, label: "+ mid-training", eval: ev, wall_s: 12.0 }]);
+        assert!(
+            t.starts_with(
+                "| stage | tier 1 | tier 2 | overall | 95% interval | stage time |\n|---|---|---|---|---|---|\n"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("| + mid-training | 0.750 | 0.250 | 0.500 | [0.400, 0.600] | 12 s |"), "{t}");
+    }
+}

@@ -1,0 +1,35 @@
+//! The main job end to end: `phi4r-actors --topology 2gen-1learn --profile quick` runs data, stages 1-4
+//! (stage 4 streamed) and an evaluation after each, prints the table and writes report.json / report.md;
+//! the stage-1 row beats the base row beyond its interval.
+
+phi4r_e2e::use_binary!();
+
+#[test]
+fn the_quick_main_job_runs_every_stage_and_stage_1_beats_the_base_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("run");
+    let out = run_ok(&["--topology", "2gen-1learn", "--profile", "quick", "--run-dir", run.to_str().expect("utf-8")]);
+    assert!(out.contains("| stage | tier 1 |") && out.contains("| + RLVR |"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).expect("report.json")).expect("JSON");
+    let rows = report["rows"].as_array().expect("rows");
+    let stages: Vec<&str> = rows.iter().map(|r| r["stage"].as_str().expect("stage")).collect();
+    assert_eq!(stages, ["data", "mid", "sft", "dpo", "rl"]);
+    let acc = |i: usize| rows[i]["eval"]["accuracy"].as_f64().expect("accuracy");
+    let interval = |i: usize| rows[i]["eval"]["interval"].as_array().expect("interval")[1].as_f64().expect("hi");
+    assert!(acc(1) > interval(0), "stage 1 ({}) must beat the base model's upper bound ({})", acc(1), interval(0));
+    assert!(run.join("report.md").is_file());
+    let rl: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("rl/run.json")).expect("rl summary")).expect("JSON");
+    assert!(rl["books"]["issued"].as_u64().expect("books") > 0, "stage 4 ran through the runtime: {rl}");
+}
+
+#[test]
+fn a_subcommand_after_topology_or_nothing_at_all_is_explained() {
+    let e = run_err(&[]);
+    assert!(e.contains("--topology 4gen-1learn"), "{e}");
+    let e = run_err(&["--topology", "2gen-1learn", "verify", "--gold", "1", "--response", "1"]);
+    assert!(e.contains("main job"), "{e}");
+    let e = run_err(&["--topology", "2gen-banana"]);
+    assert!(e.contains("<N>gen-<M>learn"), "{e}");
+}
