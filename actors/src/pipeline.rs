@@ -47,10 +47,17 @@ pub struct Plan {
     pub mid_steps: u64,
     /// Stage 1's learning rate.
     pub mid_lr: f64,
+    /// Stage 1's sequences per optimizer step (packed rows of 256 tokens).
+    pub mid_batch: usize,
     /// Optimizer steps of stage 2.
     pub sft_steps: u64,
     /// Optimizer steps of stage 3.
     pub dpo_steps: u64,
+    /// `--dpo-pairs policy`: problems the stage-2 model samples 4 completions of.
+    pub policy_pair_problems: usize,
+    /// `--dpo-pairs policy`: stage 3's learning rate (on-policy pairs tolerate more than the teacher's
+    /// 1e-6 of the dpo config's cpu profile; measured: 1e-6 +0.2, 5e-6 +0.7, 2e-5 −0.8 points).
+    pub policy_dpo_lr: f64,
     /// Steps of stage 4.
     pub rl_steps: u64,
 }
@@ -65,10 +72,13 @@ impl Profile {
                 rollouts: 2,
                 eval_per_tier: 50,
                 eval_max_new_tokens: 256,
-                mid_steps: 250,
+                mid_steps: 300,
                 mid_lr: 3e-3,
+                mid_batch: 16,
                 sft_steps: 20,
                 dpo_steps: 10,
+                policy_pair_problems: 500,
+                policy_dpo_lr: 5e-6,
                 rl_steps: 4,
             },
             Profile::Default => Plan {
@@ -79,8 +89,11 @@ impl Profile {
                 eval_max_new_tokens: 320,
                 mid_steps: 700,
                 mid_lr: 3e-3,
+                mid_batch: 32,
                 sft_steps: 100,
                 dpo_steps: 40,
+                policy_pair_problems: 2000,
+                policy_dpo_lr: 5e-6,
                 rl_steps: 30,
             },
             Profile::Full => Plan {
@@ -91,12 +104,26 @@ impl Profile {
                 eval_max_new_tokens: 320,
                 mid_steps: 800,
                 mid_lr: 2e-3,
+                mid_batch: 32,
                 sft_steps: 200,
                 dpo_steps: 40,
+                policy_pair_problems: 2000,
+                policy_dpo_lr: 5e-6,
                 rl_steps: 60,
             },
         }
     }
+}
+
+/// Where stage 3's preference pairs come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DpoPairs {
+    /// The synthetic teacher's correct and incorrect rollouts (`data synth`'s stage3.jsonl).
+    Teacher,
+    /// The stage-2 model's own samples, verified: a correct and an incorrect completion of the same problem
+    /// (`data pairs`).
+    Policy,
 }
 
 /// The stages of the main job, in order.
@@ -154,6 +181,8 @@ pub struct PipelineArgs {
     pub resume: bool,
     /// Compute threads, passed to every step.
     pub threads: usize,
+    /// Where stage 3's pairs come from.
+    pub dpo_pairs: DpoPairs,
 }
 
 /// Stage 4's prompts: the training problems (`stage4.jsonl`) of the tiers the model before it solves
@@ -196,7 +225,8 @@ struct Row {
     stage: StageName,
     label: &'static str,
     eval: Value,
-    wall_s: f64,
+    /// Wall time of the stage and its evaluation in this process (None: kept from an earlier run).
+    wall_s: Option<f64>,
 }
 
 /// The embedded stage configs (written into the run folder with the run's seed).
@@ -276,11 +306,14 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
     let r = Runner { bin: std::env::current_exe()?, dir: dir.clone(), threads: a.threads };
     let args_json = serde_json::json!({
         "topology": a.topology.to_string(), "profile": a.profile, "seed": a.seed, "plan": plan,
+        "dpo_pairs": a.dpo_pairs,
     });
     let args_file = dir.join("pipeline.json");
     if let Ok(old) = std::fs::read_to_string(&args_file) {
         let old: Value = serde_json::from_str(&old).with_context(|| format!("{}", args_file.display()))?;
-        if (a.resume || a.from_stage.is_some()) && old != args_json {
+        // What the finished stages depend on; `--dpo-pairs` may change with `--from-stage dpo`.
+        let same = ["topology", "profile", "seed"].iter().all(|k| old[k] == args_json[k]);
+        if (a.resume || a.from_stage.is_some()) && !same {
             anyhow::bail!(
                 "{}: this run folder was started with {old}, not {args_json}; use another --run-dir",
                 args_file.display()
@@ -325,7 +358,8 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
 
     // Data and the base model.
     let t = Instant::now();
-    if redo(StageName::Data, &r.p("eval/base.json")) {
+    let ran = redo(StageName::Data, &r.p("eval/base.json"));
+    if ran {
         let synth = dir.join("synth.toml");
         phi4r_model::write_atomic(
             &synth,
@@ -367,7 +401,7 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
         stage: StageName::Data,
         label: StageName::Data.row(),
         eval: base,
-        wall_s: t.elapsed().as_secs_f64(),
+        wall_s: ran.then(|| t.elapsed().as_secs_f64()),
     });
 
     // Stages 1-4, each from the previous one's checkpoint.
@@ -377,7 +411,8 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
         let name = stage.as_str();
         let out = r.p(name);
         let eval_file = r.p(&format!("eval/{name}.json"));
-        if redo(stage, &eval_file) {
+        let ran = redo(stage, &eval_file);
+        if ran {
             let resume = a.resume && out.join("latest").exists() && a.from_stage.is_none_or(|f| stage < f);
             if !resume {
                 let _ = std::fs::remove_dir_all(&out);
@@ -411,7 +446,35 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
                 }
                 StageName::Sft => args.extend(["--data".into(), s(&r.p("data/stage2.jsonl"))]),
                 StageName::Dpo => {
-                    args.extend(["--data".into(), s(&r.p("data/stage3.jsonl")), "--ref".into(), s(&prev)])
+                    let pairs = match a.dpo_pairs {
+                        DpoPairs::Teacher => r.p("data/stage3.jsonl"),
+                        DpoPairs::Policy => {
+                            let out = r.p("data/stage3_policy.jsonl");
+                            r.run(
+                                "data pairs",
+                                &[
+                                    "data".into(),
+                                    "pairs".into(),
+                                    "--model".into(),
+                                    s(&prev),
+                                    "--problems".into(),
+                                    s(&r.p("data/stage4.jsonl")),
+                                    "--out".into(),
+                                    s(&out),
+                                    "--samples".into(),
+                                    "4".into(),
+                                    "--max-problems".into(),
+                                    plan.policy_pair_problems.to_string(),
+                                    "--seed".into(),
+                                    a.seed.to_string(),
+                                ],
+                                Some(&r.p("data/pairs.json")),
+                            )?;
+                            args.extend(["--lr".into(), plan.policy_dpo_lr.to_string()]);
+                            out
+                        }
+                    };
+                    args.extend(["--data".into(), s(&pairs), "--ref".into(), s(&prev)])
                 }
                 _ => args.extend([
                     "--prompts".into(),
@@ -430,7 +493,7 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
             eval(name, &latest(&out)?)?;
         }
         let ev: Value = serde_json::from_str(&std::fs::read_to_string(&eval_file)?)?;
-        rows.push(Row { stage, label: stage.row(), eval: ev, wall_s: t.elapsed().as_secs_f64() });
+        rows.push(Row { stage, label: stage.row(), eval: ev, wall_s: ran.then(|| t.elapsed().as_secs_f64()) });
         prev = latest(&out)?;
     }
 
@@ -469,10 +532,10 @@ fn markdown_table(rows: &[Row]) -> String {
         }
         let lo = r.eval["interval"][0].as_f64().unwrap_or(f64::NAN);
         let hi = r.eval["interval"][1].as_f64().unwrap_or(f64::NAN);
+        let time = r.wall_s.map_or("kept".to_string(), |w| format!("{w:.0} s"));
         out.push_str(&format!(
-            " {:.3} | [{lo:.3}, {hi:.3}] | {:.0} s |\n",
+            " {:.3} | [{lo:.3}, {hi:.3}] | {time} |\n",
             r.eval["accuracy"].as_f64().unwrap_or(f64::NAN),
-            r.wall_s
         ));
     }
     out
@@ -530,7 +593,10 @@ mod tests {
     #[test]
     fn the_table_has_a_column_per_tier_and_the_interval() {
         let ev = serde_json::json!({"accuracy": 0.5, "interval": [0.4, 0.6], "tiers": {"1": {"accuracy": 0.75}, "2": {"accuracy": 0.25}}});
-        let t = markdown_table(&[Row { stage: StageName::Mid, label: "+ mid-training", eval: ev, wall_s: 12.0 }]);
+        let t = markdown_table(&[
+            Row { stage: StageName::Mid, label: "+ mid-training", eval: ev.clone(), wall_s: Some(12.0) },
+            Row { stage: StageName::Sft, label: "+ SFT", eval: ev, wall_s: None },
+        ]);
         assert!(
             t.starts_with(
                 "| stage | tier 1 | tier 2 | overall | 95% interval | stage time |\n|---|---|---|---|---|---|\n"
@@ -538,5 +604,6 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("| + mid-training | 0.750 | 0.250 | 0.500 | [0.400, 0.600] | 12 s |"), "{t}");
+        assert!(t.contains("| + SFT | 0.750 | 0.250 | 0.500 | [0.400, 0.600] | kept |"), "{t}");
     }
 }

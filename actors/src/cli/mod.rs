@@ -43,6 +43,9 @@ pub struct Cli {
     /// Main job: continue an interrupted run in --run-dir (finished stages are kept).
     #[arg(long, requires = "run_dir")]
     resume: bool,
+    /// Main job: stage 3's pairs from the teacher's rollouts, or from the stage-2 model's own samples.
+    #[arg(long, value_enum, default_value = "teacher", requires = "topology")]
+    dpo_pairs: crate::pipeline::DpoPairs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -89,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             from_stage: cli.from_stage,
             resume: cli.resume,
             threads,
+            dpo_pairs: cli.dpo_pairs,
         })?;
         return Ok(());
     };

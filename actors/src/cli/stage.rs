@@ -77,6 +77,9 @@ pub struct StageArgs {
     /// Override the config's learning rate.
     #[arg(long)]
     lr: Option<f64>,
+    /// Override the config's batch_size (sequences per optimizer step).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Checkpoint and exit after this many steps (the schedule is unchanged; `--resume` continues).
     #[arg(long)]
     stop_after: Option<u64>,
@@ -202,6 +205,9 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
     }
     if let Some(lr) = a.lr {
         cfg.lr = lr;
+    }
+    if let Some(b) = a.batch_size {
+        cfg.batch_size = b;
     }
     cfg.validate()?;
     if stage == Stage::Rl {
