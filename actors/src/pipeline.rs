@@ -441,9 +441,14 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
                 args.extend(["--epochs".into(), "1000".into()]);
             }
             match stage {
-                StageName::Mid => {
-                    args.extend(["--data".into(), s(&r.p("data/stage1.jsonl")), "--lr".into(), plan.mid_lr.to_string()])
-                }
+                StageName::Mid => args.extend([
+                    "--data".into(),
+                    s(&r.p("data/stage1.jsonl")),
+                    "--lr".into(),
+                    plan.mid_lr.to_string(),
+                    "--batch-size".into(),
+                    plan.mid_batch.to_string(),
+                ]),
                 StageName::Sft => args.extend(["--data".into(), s(&r.p("data/stage2.jsonl"))]),
                 StageName::Dpo => {
                     let pairs = match a.dpo_pairs {

@@ -70,3 +70,41 @@ fn check_names_the_bad_line_or_skips_and_counts_it() {
     assert_eq!(ok["records"], 2);
     assert_eq!(ok["skipped_bad_lines"], 1);
 }
+
+#[test]
+fn data_pairs_writes_verified_pairs_of_one_problem_and_counts_what_it_sampled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (init, prompts) = phi4r_e2e::rl_fixture(bin(), dir.path());
+    let out = dir.path().join("pairs.jsonl");
+    let args = [
+        "--device",
+        "cpu",
+        "data",
+        "pairs",
+        "--model",
+        &init,
+        "--problems",
+        &prompts,
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--samples",
+        "4",
+        "--max-new-tokens",
+        "8",
+        "--max-problems",
+        "20",
+    ];
+    let report: serde_json::Value = serde_json::from_str(&run_ok(&args)).expect("JSON report");
+    assert_eq!(report["problems"], 20);
+    let stopped = report["completions_stopped"].as_u64().expect("count");
+    assert!(stopped <= 80, "{report}");
+    let text = std::fs::read_to_string(&out).expect("pairs file");
+    assert_eq!(text.lines().count() as u64, report["pairs"].as_u64().expect("pairs"));
+    for line in text.lines() {
+        let p: serde_json::Value = serde_json::from_str(line).expect("a pair");
+        assert!(p["prompt"].as_str().expect("prompt").starts_with("What is "), "{p}");
+        assert_ne!(p["chosen"], p["rejected"], "{p}");
+    }
+    let e = run_err(&["data", "pairs", "--model", &init, "--problems", "/nonexistent.jsonl", "--out", "x"]);
+    assert!(e.contains("/nonexistent.jsonl"), "{e}");
+}

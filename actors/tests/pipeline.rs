@@ -32,4 +32,15 @@ fn a_subcommand_after_topology_or_nothing_at_all_is_explained() {
     assert!(e.contains("main job"), "{e}");
     let e = run_err(&["--topology", "2gen-banana"]);
     assert!(e.contains("<N>gen-<M>learn"), "{e}");
+    // A run folder started with another seed is refused before anything runs.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("pipeline.json"),
+        r#"{"topology":"2gen-1learn-1ver-1bal","profile":"quick","seed":7}"#,
+    )
+    .expect("write");
+    let d = dir.path().to_str().expect("utf-8");
+    let e = run_err(&["--topology", "2gen-1learn", "--profile", "quick", "--run-dir", d, "--resume"]);
+    assert!(e.contains("was started with") && e.contains("\"seed\":7"), "{e}");
+    assert!(!dir.path().join("data").exists(), "nothing ran");
 }
