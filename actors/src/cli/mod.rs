@@ -31,7 +31,7 @@ pub struct Cli {
     /// Main job: quick (~3 min), default (≤ 15 min on 2 cores) or full.
     #[arg(long, value_enum, default_value = "default", requires = "topology")]
     profile: crate::pipeline::Profile,
-    /// Main job: the run folder [default: runs/<UTC timestamp>].
+    /// Main job: the run folder [default: runs/UTC-TIMESTAMP].
     #[arg(long, requires = "topology")]
     run_dir: Option<std::path::PathBuf>,
     /// Main job: the seed of the whole run, data included.
