@@ -262,13 +262,8 @@ impl Actor for Supervisor {
         let mut roles = BTreeMap::from([(source.get_id(), (Role::Source, 0)), (replay.get_id(), (Role::Replay, 0))]);
         let mut others = vec![source.get_cell(), replay.get_cell()];
         let mut balancers: Vec<ActorRef<BalancerMsg>> = vec![];
-        // A pool deeper than the staleness window would hold groups, waiting for an in-band batch, until
-        // they go stale: bound it by what pacing lets out, so the closest batch is released instead.
-        let mut balance = cfg.rl.balance;
-        balance.max_pending_groups =
-            balance.max_pending_groups.min((s as usize + 1) * balance.batch_groups).max(balance.batch_groups);
         for index in 0..a.topology.balancers {
-            let balancer = Balancer::new(balance, phi4r_replay::EasyMemory::new())?;
+            let balancer = Balancer::new(cfg.rl.balance, phi4r_replay::EasyMemory::new())?;
             let args =
                 BalancerArgs { index, balancer, replay: replay.clone(), shared: shared.clone(), max_staleness: s };
             let (b, _) = Actor::spawn_linked(None, BalancerActor, args, cell.clone()).await?;
