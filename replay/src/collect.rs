@@ -9,6 +9,7 @@ use crate::easy::EasyMemory;
 use crate::error::{Error, Result};
 use crate::filter::FilterCounts;
 use crate::source::PromptSource;
+use crate::splitmix64;
 use crate::types::{Group, Prompt, PromptId, RewardPolicyId, SampledCompletion, SampledGroup, ScoredCompletion};
 use phi4r_model::{Phi3, Tokenizer};
 use phi4r_rollout::{generate, FinishReason, PolicyVersion, SamplingConfig, StopRule};
@@ -20,14 +21,6 @@ use std::time::Instant;
 /// The sampling seed of generation round `round` of step `step`.
 fn round_seed(seed: u64, step: u64, round: usize) -> u64 {
     splitmix64(splitmix64(seed ^ splitmix64(step)) ^ (round as u64 + 1))
-}
-
-/// SplitMix64's finalizer: a seed derived from it shares no linear structure with its input.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// What one step's collection needs to know (from the stage's `[rl]` config, the seed and the step).

@@ -3,6 +3,7 @@
 //! none and misses none. Too-easy prompts ([`crate::EasyMemory`]) are skipped by the caller's predicate.
 
 use crate::error::{Error, Result};
+use crate::splitmix64;
 use crate::types::{Prompt, PromptId};
 
 /// The prompts of a run, each drawn in a per-step permutation of `(seed, step)`.
@@ -39,14 +40,6 @@ impl PromptSource {
         order.sort_unstable();
         order.into_iter().map(|(_, i)| &self.prompts[i]).filter(|p| !skip(p.id)).take(n).cloned().collect()
     }
-}
-
-/// SplitMix64's output function: a fixed, well-mixed hash of a 64-bit word (Steele et al. 2014).
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -274,7 +274,12 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
         dataset_handle.await?;
         result.map_err(|e| anyhow::anyhow!("stage {} stopped: {e}", stage.name()))
     })?;
-    let text = serde_json::to_string_pretty(&summary)?;
+    write_summary(&out_dir, &summary)
+}
+
+/// Writes a stage's summary to `OUT/summary.json` (atomically) and prints it on stdout.
+pub(crate) fn write_summary(out_dir: &std::path::Path, summary: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(summary)?;
     phi4r_model::write_atomic(&out_dir.join("summary.json"), text.as_bytes())?;
     println!("{text}");
     Ok(())

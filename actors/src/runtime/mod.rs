@@ -356,28 +356,35 @@ pub struct RuntimeHandle {
     shared: Arc<Shared>,
 }
 
-/// Runs `call` with a generous timeout, flattening ractor's errors.
-async fn ask<M: ractor::Message, R: Send + 'static>(
+/// How long a control call waits for the run to answer.
+const CONTROL_TIMEOUT: Option<std::time::Duration> = Some(std::time::Duration::from_secs(600));
+
+/// Asks `to` and waits (at most `timeout`), flattening ractor's errors into one that names `what`; a dead
+/// peer is an error, so an actor that asks one fails and is restarted.
+pub(super) async fn ask<M: ractor::Message, R: Send + 'static>(
     to: &ActorRef<M>,
     msg: impl FnOnce(ractor::RpcReplyPort<R>) -> M,
     what: &str,
+    timeout: Option<std::time::Duration>,
 ) -> anyhow::Result<R> {
-    match to.call(msg, Some(std::time::Duration::from_secs(600))).await {
+    match to.call(msg, timeout).await {
         Ok(CallResult::Success(r)) => Ok(r),
-        Ok(CallResult::Timeout) => anyhow::bail!("{what}: no answer in 600 s"),
-        Ok(CallResult::SenderError) | Err(_) => anyhow::bail!("{what}: the run has ended"),
+        Ok(CallResult::Timeout) => anyhow::bail!("{what}: no answer in {timeout:?}"),
+        Ok(CallResult::SenderError) | Err(_) => anyhow::bail!("{what}: the actor asked has stopped"),
     }
 }
 
 impl RuntimeHandle {
     /// The run's status.
     pub async fn status(&self) -> anyhow::Result<Status> {
-        ask(&self.supervisor, SupervisorMsg::Status, "status").await
+        ask(&self.supervisor, SupervisorMsg::Status, "status", CONTROL_TIMEOUT).await
     }
 
     /// Runs with `n` generators from now on; returns the count.
     pub async fn scale_generators(&self, n: usize) -> anyhow::Result<usize> {
-        ask(&self.supervisor, |r| SupervisorMsg::Scale(n, r), "scale").await?.map_err(anyhow::Error::msg)
+        ask(&self.supervisor, |r| SupervisorMsg::Scale(n, r), "scale", CONTROL_TIMEOUT)
+            .await?
+            .map_err(anyhow::Error::msg)
     }
 
     /// Swaps the reward policy on every verifier; returns its id.
@@ -399,7 +406,9 @@ impl RuntimeHandle {
 
     /// Writes a checkpoint between two steps; returns its folder.
     pub async fn checkpoint(&self) -> anyhow::Result<PathBuf> {
-        ask(&self.learner, StreamLearnerMsg::Checkpoint, "checkpoint").await?.map_err(anyhow::Error::msg)
+        ask(&self.learner, StreamLearnerMsg::Checkpoint, "checkpoint", CONTROL_TIMEOUT)
+            .await?
+            .map_err(anyhow::Error::msg)
     }
 
     /// Ends the run after the step in progress, with a checkpoint.

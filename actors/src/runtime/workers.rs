@@ -3,12 +3,11 @@
 //! under the reward policy of the moment and delivers them to a balancer. Both record each hand-over in
 //! the books first, so whoever dies holding a lease loses nothing.
 
-use super::{SampleParams, Shared};
+use super::{ask, SampleParams, Shared};
 use crate::compute::Compute;
 use crate::messages::{BalancerMsg, SampleMsg, SourceMsg, VerifierMsg};
 use phi4r_replay::{score_group, Holder};
 use phi4r_verifier::Verifier;
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,23 +29,9 @@ pub(super) struct GeneratorArgs {
     pub params: SampleParams,
 }
 
-/// Asks `to` and waits, treating a dead peer as an error (the caller's actor then fails and is restarted).
-async fn ask<M: ractor::Message, R: Send + 'static>(
-    to: &ActorRef<M>,
-    msg: impl FnOnce(ractor::RpcReplyPort<R>) -> M,
-) -> anyhow::Result<R> {
-    match to.call(msg, None).await? {
-        CallResult::Success(r) => Ok(r),
-        _ => anyhow::bail!("no answer"),
-    }
-}
-
 /// The sampling seed of a lease: a hash of the run's seed and the lease id.
 fn lease_seed(seed: u64, lease: u64) -> u64 {
-    let mut z = (seed ^ lease.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    phi4r_replay::splitmix64(seed ^ lease.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 pub(super) struct GeneratorActor;
@@ -75,7 +60,7 @@ impl Actor for GeneratorActor {
     ) -> Result<(), ActorProcessingErr> {
         let holder = Holder(me.get_id().pid());
         let max = a.params.prompts_per_batch;
-        let lease = ask(&a.source, |reply| SourceMsg::Lease { holder, max, reply }).await?;
+        let lease = ask(&a.source, |reply| SourceMsg::Lease { holder, max, reply }, "lease", None).await?;
         let Some(lease) = lease else {
             me.send_after(IDLE_RETRY, || SampleMsg::Next);
             return Ok(());
@@ -116,7 +101,9 @@ impl Actor for GeneratorActor {
         };
         let verifier = verifier.ok_or_else(|| anyhow::anyhow!("no verifier"))?;
         let to = Holder(verifier.get_id().pid());
-        if ask(&a.source, |reply| SourceMsg::HandOver { lease: lease.id, from: holder, to, reply }).await? {
+        if ask(&a.source, |reply| SourceMsg::HandOver { lease: lease.id, from: holder, to, reply }, "hand-over", None)
+            .await?
+        {
             // A verifier that died just now has its lease re-queued by the supervisor; this message is then
             // lost with its mailbox, which is what the books expect.
             let _ = verifier.send_message(VerifierMsg::Score { lease: lease.id, groups });
@@ -161,7 +148,7 @@ impl Actor for VerifierActor {
         .await?;
         metrics::histogram!("phi4r_verifier_seconds").record(started.elapsed().as_secs_f64());
         let holder = Holder(me.get_id().pid());
-        if ask(&a.source, |reply| SourceMsg::Delivered { lease, holder, reply }).await? {
+        if ask(&a.source, |reply| SourceMsg::Delivered { lease, holder, reply }, "delivery", None).await? {
             let balancer = {
                 let b = a.shared.balancers.read().unwrap_or_else(|e| e.into_inner());
                 b.get(lease.0 as usize % b.len().max(1)).cloned()

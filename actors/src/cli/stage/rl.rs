@@ -109,10 +109,7 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
             progress,
         );
         let summary = stream(setup, start_step >= total, a.control_addr)?;
-        let text = serde_json::to_string_pretty(&summary)?;
-        phi4r_model::write_atomic(&out_dir.join("summary.json"), text.as_bytes())?;
-        println!("{text}");
-        return Ok(());
+        return super::write_summary(&out_dir, &summary);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let summary = rt.block_on(async move {
@@ -146,10 +143,7 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
         generator_handle.await?;
         result.map_err(|e| anyhow::anyhow!("stage rl stopped: {e}"))
     })?;
-    let text = serde_json::to_string_pretty(&summary)?;
-    phi4r_model::write_atomic(&out_dir.join("summary.json"), text.as_bytes())?;
-    println!("{text}");
-    Ok(())
+    super::write_summary(&out_dir, &summary)
 }
 
 /// Runs stage 4 through the streaming runtime with a control endpoint on `control_addr`; Ctrl-C or
