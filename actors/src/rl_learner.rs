@@ -127,13 +127,7 @@ impl RlLearnerState {
         metrics::gauge!("phi4r_rl_accuracy").set(c.accuracy);
         metrics::gauge!("phi4r_rl_temperature").set(f64::from(c.temperature));
         metrics::gauge!("phi4r_rl_response_len_tokens").set(c.response_len_mean);
-        metrics::gauge!("phi4r_learner_lr").set(ev.lr);
-        if let Some(rl) = &r.rl {
-            metrics::gauge!("phi4r_learner_loss").set(ev.loss);
-            metrics::gauge!("phi4r_rl_kl").set(rl.kl);
-            metrics::gauge!("phi4r_rl_clip_fraction").set(rl.clip_fraction);
-            metrics::gauge!("phi4r_rl_entropy").set(rl.entropy);
-        }
+        rl_gauges(ev, r.rl.as_ref());
         let mut line = serde_json::to_value(ev)?;
         if let (Some(obj), serde_json::Value::Object(collect)) = (line.as_object_mut(), serde_json::to_value(c)?) {
             obj.extend(collect);
@@ -265,4 +259,21 @@ async fn step(me: &ActorRef<LearnerMsg>, msg: LearnerMsg, st: &mut RlLearnerStat
         Err(e) => return st.fail(me, e.to_string()),
     }
     Ok(())
+}
+
+/// The learner's stage-4 gauges after a step (synchronous and streamed runs alike).
+pub(crate) fn rl_gauges(ev: &phi4r_learner::StepEvent, rl: Option<&phi4r_learner::RlStats>) {
+    metrics::gauge!("phi4r_learner_lr").set(ev.lr);
+    let Some(rl) = rl else { return };
+    metrics::gauge!("phi4r_learner_loss").set(ev.loss);
+    metrics::gauge!("phi4r_rl_kl").set(rl.kl);
+    metrics::gauge!("phi4r_rl_clip_fraction").set(rl.clip_fraction);
+    metrics::gauge!("phi4r_rl_entropy").set(rl.entropy);
+    metrics::gauge!("phi4r_rl_overlong_masked").set(rl.overlong.masked as f64);
+    if let Some(v) = rl.value_loss {
+        metrics::gauge!("phi4r_rl_value_loss").set(v);
+    }
+    if let Some(e) = rl.explained_variance.filter(|e| e.is_finite()) {
+        metrics::gauge!("phi4r_rl_explained_variance").set(e);
+    }
 }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::grads::clip_grad_norm;
 use crate::learner::Learner;
 use crate::optim::AdamW;
-use crate::rl::{LossAgg, RlAlgo, RlBatch, RlConfig};
+use crate::rl::{LossAgg, Overlong, RlAlgo, RlBatch, RlConfig};
 use crate::schedule::Decay;
 use candle_core::Var;
 use phi4r_model::bench::{median, Reps};
@@ -129,6 +129,8 @@ pub fn grpo_bench_config(setup: &GrpoBenchSetup, seq_len: usize, steps: u64) -> 
             kl_coef: setup.kl_coef,
             loss_agg: LossAgg::TokenMean,
             temperature: TemperatureSchedule::Constant { temperature: 1.0 },
+            // TRL's peer trains every completion; a random model's are all cut at the limit.
+            overlong: Overlong::Off,
             ..RlConfig::default()
         },
         ..StageConfig::seed(Stage::Rl)
@@ -305,7 +307,7 @@ pub fn time_grpo_iterations(
             .map_err(|e| Error::input("time_grpo_iterations", e.to_string()))?;
         let t2 = Instant::now();
         drop(policy);
-        let batches = RlBatch::from_groups(&groups, cfg.rl.algo.adv_norm(), cfg.micro_batch, sampler.pad_id())?;
+        let (batches, _) = RlBatch::from_groups(&groups, &cfg.rl, cfg.micro_batch, sampler.pad_id())?;
         let t3 = Instant::now();
         let ev = learner.rl_step(&batches)?;
         let t4 = Instant::now();
@@ -326,6 +328,7 @@ pub fn time_grpo_iterations(
                 0.0,
                 cfg.rl.loss_agg,
                 b.completion_tokens() as f64 / ev.rl.completion_tokens.max(1) as f64,
+                None,
             )?;
             fwd_bwd_s += p0.elapsed().as_secs_f64();
             forward_s += time_logps(learner.model(), b)?;

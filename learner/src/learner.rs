@@ -13,10 +13,10 @@ use crate::grads::{clip_grad_norm, is_finite_step, Grads};
 use crate::inputs::RunInputs;
 use crate::optim::AdamW;
 use crate::reference::RefCache;
-use crate::rl::{LossAgg, RlBatch};
+use crate::rl::{explained_variance, ppo_targets, whiten, Critic, LossAgg, OverlongStats, RlAlgo, RlBatch};
 use crate::schedule::LrSchedule;
 use crate::state::{DataCursor, TrainState};
-use crate::step::{dpo_step, lm_step, rl_step};
+use crate::step::{dpo_step, lm_step, rl_step, PpoMicro, RlMicroStats};
 use candle_core::{DType, Device, Var};
 use phi4r_model::{write_atomic, Phi3, Tokenizer, TrainableModel};
 use phi4r_replay::EasyMemory;
@@ -99,6 +99,17 @@ pub struct RlStats {
     pub completions: usize,
     /// Their tokens.
     pub completion_tokens: usize,
+    /// Optimizer updates the step took (`rl.epochs` × mini-batches).
+    pub updates: usize,
+    /// PPO: the clipped value loss (null for GRPO).
+    pub value_loss: Option<f64>,
+    /// PPO: share of tokens where the clipped value error was the larger (null for GRPO).
+    pub value_clip_fraction: Option<f64>,
+    /// PPO: `1 − Var(returns − values) / Var(returns)` of the critic at the start of the step (null for
+    /// GRPO; NaN, written as null, when the returns do not vary).
+    pub explained_variance: Option<f64>,
+    /// What overlong handling did to the step's completions (filled by the caller that built the batch).
+    pub overlong: OverlongStats,
 }
 
 /// A stage-4 step's event and metrics.
@@ -123,6 +134,7 @@ pub struct Learner {
     tokenizer: Option<Tokenizer>,
     inputs: Option<RunInputs>,
     easy: Option<EasyMemory>,
+    critic: Option<Critic>,
 }
 
 /// What the micro-batches of a step added up to, before the update decision.
@@ -142,7 +154,14 @@ impl Learner {
         let named = model.vars();
         let vars = named.iter().map(|(_, v)| v.clone()).collect();
         let optimizer = AdamW::new(named, config.adamw())?;
+        let critic = match (config.stage, config.rl.algo) {
+            (Stage::Rl, RlAlgo::Ppo { .. }) => {
+                Some(Critic::zeros(model.model.config().hidden_size, model.model.device())?)
+            }
+            _ => None,
+        };
         Ok(Learner {
+            critic,
             vars,
             optimizer,
             schedule: config.schedule(total_steps),
@@ -162,6 +181,20 @@ impl Learner {
     pub fn with_reference(mut self, reference: Phi3) -> Self {
         self.reference = Some(reference);
         self
+    }
+
+    /// Starts PPO's value head from `critic` (e.g. [`Critic::load`] from the init checkpoint) instead of
+    /// zeros; ignored unless the stage runs PPO.
+    pub fn with_critic(mut self, critic: Critic) -> Self {
+        if self.critic.is_some() {
+            self.critic = Some(critic);
+        }
+        self
+    }
+
+    /// PPO's value head (None unless the stage runs PPO).
+    pub fn critic(&self) -> Option<&Critic> {
+        self.critic.as_ref()
     }
 
     /// Records `inputs` (fingerprints of data, tokenizer, reference) in every checkpoint, so a later
@@ -204,6 +237,12 @@ impl Learner {
         let easy_path = dir.join(EASY_FILE);
         if easy_path.is_file() {
             learner.easy = Some(read_json(&easy_path)?);
+        }
+        if learner.critic.is_some() {
+            let hidden = learner.model.model.config().hidden_size;
+            learner.critic = Some(Critic::load(&dir, hidden, device)?.ok_or_else(|| {
+                Error::checkpoint(&dir, format!("a PPO checkpoint needs {}", crate::rl::VALUE_HEAD_FILE))
+            })?);
         }
         learner.state = state;
         learner.tokenizer = tokenizer;
@@ -285,68 +324,147 @@ impl Learner {
         Ok(DpoStepEvent { step: self.finish_step(acc)?, dpo })
     }
 
-    /// One optimizer step of stage 4 over micro-batches of completions ([`RlBatch::from_groups`]): GRPO's
-    /// clipped surrogate against the sampler's log-probs plus `rl.kl_coef` × the k3 KL to the reference
-    /// ([`Learner::with_reference`], needed when `kl_coef > 0`), aggregated as `rl.loss_agg` over the
-    /// whole step (each micro loss scaled by its share), then the clip / finite check / AdamW path.
+    /// One step of stage 4 (one policy version) over micro-batches of completions
+    /// ([`RlBatch::from_groups`]): the clipped surrogate against the sampler's log-probs plus `rl.kl_coef`
+    /// × the k3 KL to the reference ([`Learner::with_reference`], needed when `kl_coef > 0`), aggregated
+    /// as `rl.loss_agg` over each mini-batch (each micro loss scaled by its share), then the clip / finite
+    /// check / AdamW path; `rl.epochs` passes of `rl.mini_batches` updates each (reshuffled after the
+    /// first pass). GRPO's advantages are the rows'; PPO's are GAE over the critic's values at the start
+    /// of the step, whitened over the step, and the critic takes one update with each policy update.
     pub fn rl_step(&mut self, micro_batches: &[RlBatch]) -> Result<RlStepEvent> {
         self.expect_stage("rl_step", &[Stage::Rl])?;
-        if micro_batches.iter().all(RlBatch::is_empty) {
+        let batches: Vec<&RlBatch> = micro_batches.iter().filter(|b| !b.is_empty()).collect();
+        if batches.is_empty() {
             return Err(Error::input("Learner::rl_step", "no completions"));
         }
-        for b in micro_batches {
+        for b in &batches {
             self.check_len("Learner::rl_step", b.lm())?;
         }
         let rl = self.config.rl.clone();
-        let step_tokens: usize = micro_batches.iter().map(RlBatch::completion_tokens).sum();
-        let step_rows: usize = micro_batches.iter().map(RlBatch::len).sum();
-        let mut acc = Accumulated { loss: 0.0, grads: None, tokens: 0, loss_tokens: 0, sequences: step_rows };
-        let (mut pg_loss, mut kl, mut clip, mut approx_kl, mut entropy) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for batch in micro_batches.iter().filter(|b| !b.is_empty()) {
-            let share = match rl.loss_agg {
-                LossAgg::TokenMean => batch.completion_tokens() as f64 / step_tokens.max(1) as f64,
-                LossAgg::SeqMean | LossAgg::TokenSum => batch.len() as f64 / step_rows.max(1) as f64,
-            };
-            let out = rl_step(
-                &self.model.model,
-                &self.vars,
-                self.reference.as_ref(),
-                batch,
-                &rl.algo,
-                rl.kl_coef,
-                rl.loss_agg,
-                share,
-            )?;
-            let s = out.stats;
-            let w = s.completion_tokens as f64 / step_tokens.max(1) as f64;
-            acc.tokens += s.tokens;
-            acc.loss_tokens += s.completion_tokens;
-            acc.loss += s.loss;
-            pg_loss += s.pg_loss;
-            kl += w * s.kl;
-            clip += w * s.clip_fraction;
-            approx_kl += w * s.approx_kl;
-            entropy += w * s.entropy;
-            if !acc.loss.is_finite() {
-                break;
+        let targets = match rl.algo {
+            RlAlgo::Ppo { gamma, lambda, .. } => Some(self.ppo_targets(&batches, gamma, lambda)?),
+            RlAlgo::Grpo { .. } => None,
+        };
+        let weight = |b: &RlBatch| match rl.loss_agg {
+            LossAgg::TokenMean => b.completion_tokens(),
+            LossAgg::SeqMean | LossAgg::TokenSum => b.len(),
+        };
+        let step_weight: usize = batches.iter().map(|b| weight(b)).sum();
+        let step_tokens: usize = batches.iter().map(|b| b.completion_tokens()).sum();
+        let step_rows: usize = batches.iter().map(|b| b.len()).sum();
+        let lr = self.schedule.lr_at(self.state.step);
+        let minis = rl.mini_batches.clamp(1, batches.len());
+        let mut order: Vec<usize> = (0..batches.len()).collect();
+        let mut m = MicroSums::default();
+        let (mut loss, mut norms, mut applied, mut bad, mut tokens) = (0.0, Vec::new(), false, false, 0);
+        for epoch in 0..rl.epochs {
+            if epoch > 0 {
+                shuffle(&mut order, self.config.seed ^ (self.state.step << 16) ^ epoch as u64);
             }
-            accumulate(&mut acc.grads, out.grads)?;
+            for mini in split_even(&order, minis) {
+                let mini_weight: usize = mini.iter().map(|&i| weight(batches[i])).sum();
+                let mini_share = mini_weight as f64 / step_weight.max(1) as f64 / rl.epochs as f64;
+                let (mut grads, mut value_grads, mut mini_loss) = (None, None, 0.0);
+                for &i in mini {
+                    let batch = batches[i];
+                    let ppo = match (&targets, rl.algo) {
+                        (Some(t), RlAlgo::Ppo { value_clip, .. }) => Some(PpoMicro {
+                            critic: self
+                                .critic
+                                .as_ref()
+                                .ok_or_else(|| Error::input("rl_step", "PPO without a critic"))?,
+                            advantages: &t.advantages[i],
+                            old_values: &t.values[i],
+                            returns: &t.returns[i],
+                            value_clip,
+                        }),
+                        _ => None,
+                    };
+                    let share = weight(batch) as f64 / mini_weight.max(1) as f64;
+                    let out = rl_step(
+                        &self.model.model,
+                        &self.vars,
+                        self.reference.as_ref(),
+                        batch,
+                        &rl.algo,
+                        rl.kl_coef,
+                        rl.loss_agg,
+                        share,
+                        ppo,
+                    )?;
+                    m.add(&out.stats, mini_share, step_tokens, rl.epochs);
+                    if epoch == 0 {
+                        tokens += out.stats.tokens;
+                    }
+                    mini_loss += out.stats.loss;
+                    if !mini_loss.is_finite() {
+                        break;
+                    }
+                    accumulate(&mut grads, out.grads)?;
+                    if let Some(vg) = out.value_grads {
+                        accumulate(&mut value_grads, vg)?;
+                    }
+                }
+                if epoch == 0 {
+                    loss += mini_loss * mini_weight as f64 / step_weight.max(1) as f64;
+                }
+                let (norm, good) = self.apply_update(mini_loss, grads, lr)?;
+                norms.push(norm);
+                applied |= good;
+                bad |= !good;
+                if let (true, Some(vg), RlAlgo::Ppo { value_lr, .. }) = (good, value_grads, rl.algo) {
+                    if let Some(critic) = self.critic.as_mut() {
+                        critic.step(&vg, value_lr)?;
+                    }
+                }
+            }
         }
-        let advantages: Vec<f64> =
-            micro_batches.iter().flat_map(|b| b.advantages().iter().map(|&a| f64::from(a))).collect();
+        let advantages: Vec<f64> = batches.iter().flat_map(|b| b.advantages().iter().map(|&a| f64::from(a))).collect();
         let n = advantages.len().max(1) as f64;
+        let ppo_stats = targets.as_ref().map(|t| t.explained_variance);
         let stats = RlStats {
-            pg_loss,
-            kl,
-            clip_fraction: clip,
-            approx_kl,
-            entropy,
+            pg_loss: m.pg_loss,
+            kl: m.kl,
+            clip_fraction: m.clip,
+            approx_kl: m.approx_kl,
+            entropy: m.entropy,
             advantage_mean: advantages.iter().sum::<f64>() / n,
             advantage_abs_mean: advantages.iter().map(|a| a.abs()).sum::<f64>() / n,
             completions: step_rows,
             completion_tokens: step_tokens,
+            updates: norms.len(),
+            value_loss: ppo_stats.map(|_| m.value_loss),
+            value_clip_fraction: ppo_stats.map(|_| m.value_clip),
+            explained_variance: ppo_stats,
+            overlong: OverlongStats::default(),
         };
-        Ok(RlStepEvent { step: self.finish_step(acc)?, rl: stats })
+        let grad_norm = norms.iter().sum::<f64>() / norms.len().max(1) as f64;
+        let summary = StepSummary { loss, lr, grad_norm, tokens, loss_tokens: step_tokens, sequences: step_rows };
+        Ok(RlStepEvent { step: self.advance(summary, applied, bad)?, rl: stats })
+    }
+
+    /// PPO's targets for the step: the critic's values of every micro-batch (one forward, no gradient),
+    /// GAE per row, advantages whitened over the whole step.
+    fn ppo_targets(&self, batches: &[&RlBatch], gamma: f64, lambda: f64) -> Result<PpoTargets> {
+        let critic = self.critic.as_ref().ok_or_else(|| Error::input("rl_step", "PPO without a critic"))?;
+        let mut t = PpoTargets::default();
+        for b in batches {
+            let tensors = b.lm().tensors(self.model.model.device())?;
+            let hidden = self.model.model.forward_hidden(&tensors.input_ids, b.lm().layout())?.detach();
+            let values: Vec<f32> = critic.values(&hidden)?.flatten_all()?.to_vec1()?;
+            let (adv, ret) = ppo_targets(&values, b.lm().loss_mask(), b.rewards(), gamma, lambda)?;
+            t.values.push(values);
+            t.advantages.push(adv);
+            t.returns.push(ret);
+        }
+        let mask: Vec<f32> = batches.iter().flat_map(|b| b.lm().loss_mask().iter().copied()).collect();
+        let flat = |x: &[Vec<f32>]| x.iter().flatten().copied().collect::<Vec<f32>>();
+        t.explained_variance = explained_variance(&flat(&t.values), &flat(&t.returns), &mask);
+        let mut white = whiten(&flat(&t.advantages), &mask)?.into_iter();
+        for a in &mut t.advantages {
+            *a = white.by_ref().take(a.len()).collect();
+        }
+        Ok(t)
     }
 
     /// A stage-4 step that found nothing to train on (every group filtered out): the clock advances (the
@@ -429,6 +547,9 @@ impl Learner {
             if let Some(easy) = &self.easy {
                 write_json(&dir.join(EASY_FILE), easy)?;
             }
+            if let Some(critic) = &self.critic {
+                critic.save(dir)?;
+            }
             // Last: its presence marks the folder complete.
             write_json(&dir.join(STATE_FILE), &self.state)
         })
@@ -492,15 +613,37 @@ impl Learner {
     /// Clip, finite check, update or skip, and the counters.
     fn finish_step(&mut self, acc: Accumulated) -> Result<StepEvent> {
         let lr = self.schedule.lr_at(self.state.step);
-        let mut grads = acc.grads;
-        let grad_norm = match (&mut grads, acc.loss.is_finite()) {
+        let (grad_norm, good) = self.apply_update(acc.loss, acc.grads, lr)?;
+        let summary = StepSummary {
+            loss: acc.loss,
+            lr,
+            grad_norm,
+            tokens: acc.tokens,
+            loss_tokens: acc.loss_tokens,
+            sequences: acc.sequences,
+        };
+        self.advance(summary, good, !good)
+    }
+
+    /// Clips `grads` and applies them at `lr` when the loss and the norm are finite; returns the norm
+    /// before clipping and whether the update was applied.
+    fn apply_update(&mut self, loss: f64, mut grads: Option<Grads>, lr: f64) -> Result<(f64, bool)> {
+        let grad_norm = match (&mut grads, loss.is_finite()) {
             (Some(g), true) => clip_grad_norm(g, self.config.max_grad_norm)?,
             _ => f64::NAN,
         };
-        let good = is_finite_step(acc.loss, grad_norm);
+        let good = is_finite_step(loss, grad_norm);
         if let (true, Some(g)) = (good, &grads) {
             self.optimizer.step(g, lr)?;
         }
+        Ok((grad_norm, good))
+    }
+
+    /// Advances the clock after a step whose updates were `applied` (any) and `bad` (any skipped for a
+    /// non-finite loss or gradient).
+    fn advance(&mut self, acc: StepSummary, applied: bool, bad: bool) -> Result<StepEvent> {
+        let StepSummary { loss, lr, grad_norm, .. } = acc;
+        let good = !bad;
         let s = &mut self.state;
         s.step += 1;
         s.tokens_seen += acc.tokens as u64;
@@ -518,15 +661,85 @@ impl Learner {
             step: s.step,
             total_steps: s.total_steps,
             epoch: s.cursor.epoch,
-            loss: acc.loss,
+            loss,
             lr,
             grad_norm,
             tokens: acc.tokens,
             loss_tokens: acc.loss_tokens,
             sequences: acc.sequences,
-            skipped: !good,
+            skipped: !applied,
             bad_steps_in_row: s.bad_steps_in_row,
         })
+    }
+}
+
+/// What a step reports besides its update outcome.
+struct StepSummary {
+    loss: f64,
+    lr: f64,
+    grad_norm: f64,
+    tokens: usize,
+    loss_tokens: usize,
+    sequences: usize,
+}
+
+/// PPO's targets of a step, one vector per micro-batch, row-major `(b·t)`.
+#[derive(Default)]
+struct PpoTargets {
+    values: Vec<Vec<f32>>,
+    advantages: Vec<Vec<f32>>,
+    returns: Vec<Vec<f32>>,
+    explained_variance: f64,
+}
+
+/// Stage-4 metrics summed over a step's micro passes, each weighted by its share of the step.
+#[derive(Default)]
+struct MicroSums {
+    pg_loss: f64,
+    kl: f64,
+    clip: f64,
+    approx_kl: f64,
+    entropy: f64,
+    value_loss: f64,
+    value_clip: f64,
+}
+
+impl MicroSums {
+    /// Adds a micro pass: its losses (already scaled by its share of the mini-batch) times `mini_share`
+    /// (the mini-batch's share of the step, over the passes), its rates by its share of the step's tokens
+    /// over the passes.
+    fn add(&mut self, s: &RlMicroStats, mini_share: f64, step_tokens: usize, epochs: usize) {
+        let w = s.completion_tokens as f64 / step_tokens.max(1) as f64 / epochs as f64;
+        self.pg_loss += mini_share * s.pg_loss;
+        self.value_loss += mini_share * s.value_loss;
+        self.kl += w * s.kl;
+        self.clip += w * s.clip_fraction;
+        self.approx_kl += w * s.approx_kl;
+        self.entropy += w * s.entropy;
+        self.value_clip += w * s.value_clip_fraction;
+    }
+}
+
+/// Splits `order` into `parts` contiguous runs whose lengths differ by at most one.
+fn split_even(order: &[usize], parts: usize) -> Vec<&[usize]> {
+    let (n, parts) = (order.len(), parts.max(1));
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    for p in 0..parts {
+        let len = n / parts + usize::from(p < n % parts);
+        out.push(&order[start..start + len]);
+        start += len;
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// A seeded Fisher–Yates shuffle (splitmix64), so a resumed step reshuffles the same way.
+fn shuffle(order: &mut [usize], seed: u64) {
+    let mut state = seed;
+    for i in (1..order.len()).rev() {
+        state = phi4r_replay::splitmix64(state);
+        order.swap(i, (state % (i as u64 + 1)) as usize);
     }
 }
 

@@ -23,8 +23,8 @@
 //!   [`clipped_surrogate`] with clip-higher and the [`LossAgg`] choices, [`truncated_is_weights`],
 //!   [`value_loss_clipped`] and DAPO's [`overlong_penalty`], each with a golden test against the TRL /
 //!   verl / OpenRLHF formula), [`RlConfig`] (`[rl]`), [`RlBatch`] (what [`Learner::rl_step`] consumes) and
-//!   the synchronous on-policy step ([`phi4r_replay::collect_groups`] + [`rl::train_collected`]). GAE / PPO are not
-//!   wired yet.
+//!   the synchronous on-policy step ([`phi4r_replay::collect_groups`] + [`rl::train_collected`]); PPO's value
+//!   head is [`Critic`], its targets [`ppo_targets`].
 //!
 //! Depends on `phi4r-model`, `phi4r-data`, and for stage 4 `phi4r-replay`, `phi4r-rollout` (sampling)
 //! and `phi4r-verifier` (rewards); never on tokio, ractor or a logger: stats leave as typed events.
@@ -59,10 +59,10 @@ pub use loss::{dpo_loss, lm_loss, sequence_logps, DpoOutput};
 pub use optim::{AdamW, AdamWConfig};
 pub use reference::{batch_logps, RefCache, RefLogps};
 pub use rl::{
-    aggregate, clipped_surrogate, gae, grpo_advantages, k3_kl, outcome_rewards, overlong_penalty, truncated_is_weights,
-    value_loss_clipped, whiten, AdvNorm, Clip, IsWeights, LossAgg, Overlong, OverlongOutcome, PolicyLossOutput, RlAlgo,
-    RlBatch, RlConfig, RlRow, ValueLossOutput,
+    aggregate, clipped_surrogate, explained_variance, gae, grpo_advantages, k3_kl, outcome_rewards, overlong_penalty,
+    ppo_targets, truncated_is_weights, value_loss_clipped, whiten, AdvNorm, Clip, Critic, IsWeights, LossAgg, Overlong,
+    OverlongOutcome, OverlongStats, PolicyLossOutput, RlAlgo, RlBatch, RlConfig, RlRow, ValueLossOutput,
 };
 pub use schedule::{Decay, LrSchedule};
 pub use state::{DataCursor, TrainState};
-pub use step::{dpo_step, lm_step, rl_step, DpoMicroStats, LmStats, RlMicroStats, StepOutput};
+pub use step::{dpo_step, lm_step, rl_step, DpoMicroStats, LmStats, PpoMicro, RlMicroOutput, RlMicroStats, StepOutput};

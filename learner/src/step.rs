@@ -8,7 +8,9 @@ use crate::batch::{LmBatch, PairBatch};
 use crate::error::{Error, Result};
 use crate::grads::Grads;
 use crate::loss::{dpo_loss, lm_loss, sequence_logps};
-use crate::rl::{aggregate, clipped_surrogate, k3_kl, masked_mean_host, LossAgg, RlAlgo, RlBatch};
+use crate::rl::{
+    aggregate, clipped_surrogate, k3_kl, masked_mean_host, value_loss_clipped, Critic, LossAgg, RlAlgo, RlBatch,
+};
 use candle_core::{DType, Tensor, Var, D};
 use phi4r_model::loss::token_logps;
 use phi4r_model::Phi3;
@@ -116,6 +118,33 @@ pub fn dpo_step(
     })
 }
 
+/// PPO's inputs to a micro-batch beyond the [`RlBatch`]: the critic and the step's targets for this
+/// micro-batch, row-major `(b·t)` over its target positions.
+#[derive(Clone, Copy)]
+pub struct PpoMicro<'a> {
+    /// The value head.
+    pub critic: &'a Critic,
+    /// Per-token advantages (GAE, whitened over the step).
+    pub advantages: &'a [f32],
+    /// The critic's values at the start of the step.
+    pub old_values: &'a [f32],
+    /// GAE returns (the value targets).
+    pub returns: &'a [f32],
+    /// The value loss's clip around `old_values`.
+    pub value_clip: f64,
+}
+
+/// A stage-4 micro-batch's gradients (the policy's, and with PPO the value head's) and statistics.
+#[derive(Debug, Clone)]
+pub struct RlMicroOutput {
+    /// Gradients of the policy's variables.
+    pub grads: Grads,
+    /// Gradients of the value head's variables (PPO).
+    pub value_grads: Option<Grads>,
+    /// What the micro-batch measured.
+    pub stats: RlMicroStats,
+}
+
 /// What one stage-4 micro-batch measured (host numbers; rates are means over its completion tokens).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RlMicroStats {
@@ -137,12 +166,18 @@ pub struct RlMicroStats {
     pub tokens: usize,
     /// Completions.
     pub completions: usize,
+    /// PPO: its share of the value loss (0 for GRPO).
+    pub value_loss: f64,
+    /// PPO: share of completion tokens where the clipped value error was the larger (0 for GRPO).
+    pub value_clip_fraction: f64,
 }
 
 /// One stage-4 micro-batch: the policy's per-token log-probs of the completions, GRPO's clipped surrogate
 /// against the sampler's log-probs (π_old), plus `kl_coef` × the k3 KL to `reference` (whose forward
 /// runs only when `kl_coef > 0`), aggregated by `agg` and scaled by `share` (this micro-batch's share of
-/// the step: tokens for token-mean, completions otherwise), then backward.
+/// the step: tokens for token-mean, completions otherwise), then backward. With `ppo`, the advantages are
+/// its per-token ones, and the critic's clipped value loss (on the detached final hidden state, so only
+/// the head learns from it) joins the same backward.
 ///
 /// ```text
 /// # reference (TRL GRPOTrainer._compute_loss, with verl's clip-higher and agg_loss):
@@ -159,17 +194,22 @@ pub fn rl_step(
     kl_coef: f64,
     agg: LossAgg,
     share: f64,
-) -> Result<StepOutput<RlMicroStats>> {
+    ppo: Option<PpoMicro>,
+) -> Result<RlMicroOutput> {
     let (b, t) = batch.lm().dims();
     let dev = model.device();
     let tensors = batch.lm().tensors(dev)?;
     // Each row's logits at its sampling temperature: the distribution its completion was drawn from.
     let temps = Tensor::from_slice(batch.temperatures(), (b, 1, 1), dev)?;
-    let logits = model.forward(&tensors.input_ids, batch.lm().layout())?.broadcast_div(&temps)?;
+    let hidden = model.forward_hidden(&tensors.input_ids, batch.lm().layout())?;
+    let logits = model.lm_head(&hidden)?.broadcast_div(&temps)?;
     let logps = token_logps(&logits, &tensors.targets)?;
     let mask = &tensors.loss_mask;
     let old_logps = Tensor::from_slice(batch.old_logps(), (b, t), dev)?;
-    let advantages = Tensor::from_slice(batch.advantages(), b, dev)?;
+    let advantages = match &ppo {
+        Some(p) => Tensor::from_slice(p.advantages, (b, t), dev)?,
+        None => Tensor::from_slice(batch.advantages(), b, dev)?,
+    };
     let pg = clipped_surrogate(&logps, &old_logps, &advantages, mask, algo.clip(), agg, None)?;
     let (loss, kl) = if kl_coef > 0.0 {
         let reference = reference.ok_or_else(|| {
@@ -183,13 +223,29 @@ pub fn rl_step(
     } else {
         (pg.loss.clone(), 0.0)
     };
+    let (loss, value_part) = match &ppo {
+        Some(p) => {
+            let values = p.critic.values(&hidden)?;
+            let old = Tensor::from_slice(p.old_values, (b, t), dev)?;
+            let returns = Tensor::from_slice(p.returns, (b, t), dev)?;
+            let v = value_loss_clipped(&values, &old, &returns, mask, p.value_clip, agg)?;
+            let part = (scalar(&v.loss)? * share, v.clip_fraction);
+            ((loss + v.loss)?, Some(part))
+        }
+        None => (loss, None),
+    };
     let loss = (loss * share)?;
-    let value = scalar(&loss)?;
     let pg_loss = scalar(&pg.loss)? * share;
+    let (value_loss, value_clip_fraction) = value_part.unwrap_or((0.0, 0.0));
+    // The step loss reported is the policy's (the value loss is its own metric).
+    let value = scalar(&loss)? - value_loss;
     let entropy = masked_mean_entropy(&logits.detach(), mask)?;
-    let grads = Grads::from_store(&loss.backward()?, vars);
-    Ok(StepOutput {
+    let store = loss.backward()?;
+    let grads = Grads::from_store(&store, vars);
+    let value_grads = ppo.map(|p| Grads::from_store(&store, &p.critic.vars()));
+    Ok(RlMicroOutput {
         grads,
+        value_grads,
         stats: RlMicroStats {
             loss: value,
             pg_loss,
@@ -200,6 +256,8 @@ pub fn rl_step(
             completion_tokens: batch.completion_tokens(),
             tokens: batch.lm().tokens(),
             completions: b,
+            value_loss,
+            value_clip_fraction,
         },
     })
 }

@@ -54,6 +54,7 @@ fn batch(r: &Rows, advantages: &[f32], range: std::ops::Range<usize>) -> Result<
             sampler_logps: &r.logps[i],
             temperature: 1.0,
             advantage: advantages[i],
+            reward: advantages[i].signum(),
         })
         .collect();
     Ok(RlBatch::new(&rows, 0)?)
@@ -185,10 +186,80 @@ fn the_samplers_tempered_log_probs_are_the_learners_at_the_first_step() -> Resul
             sampler_logps: &g.logprobs,
             temperature: 0.6,
             advantage: a,
+            reward: a,
         })
         .collect();
     let ev = l.rl_step(&[RlBatch::new(&rows, 0)?])?;
     assert!(ev.rl.approx_kl.abs() < 1e-5, "approx_kl {}", ev.rl.approx_kl);
     assert_eq!(ev.rl.clip_fraction, 0.0);
+    Ok(())
+}
+
+fn ppo_config(epochs: usize, mini_batches: usize) -> StageConfig {
+    let mut c = config(0.0, LossAgg::TokenMean);
+    c.rl.algo = RlAlgo::ppo();
+    c.rl.epochs = epochs;
+    c.rl.mini_batches = mini_batches;
+    c
+}
+
+// PPO: the critic starts at zero, so at the first step its explained variance is exactly 0 and the value
+// loss is 0.5 · mean(R²) over tokens, here R = ±1 on every token (γ = λ = 1): 0.5. After the step the
+// head has moved towards the returns, the checkpoint carries it beside the HF files, and a resumed run's
+// next step is bit-identical to a straight run's (the head and its moments come back).
+#[test]
+fn ppo_trains_a_value_head_and_resumes_it_exactly() -> Result<()> {
+    let r = rows();
+    let adv = [1.0, -1.0, 1.0, -1.0];
+    let model = || TrainableModel::init(&tiny(), 3, DType::F32, &Device::Cpu);
+    let mut l = Learner::new(model()?, ppo_config(1, 1), 10)?;
+    let ev = l.rl_step(&[batch(&r, &adv, 0..2)?, batch(&r, &adv, 2..4)?])?;
+    assert_eq!(ev.rl.explained_variance, Some(0.0));
+    let vloss = ev.rl.value_loss.ok_or_else(|| anyhow::anyhow!("no value loss"))?;
+    assert!((vloss - 0.5).abs() < 1e-6, "value loss {vloss}");
+    assert_eq!(ev.rl.updates, 1);
+    let ev2 = l.rl_step(&[batch(&r, &adv, 0..2)?, batch(&r, &adv, 2..4)?])?;
+    let ev2_loss = ev2.rl.value_loss.ok_or_else(|| anyhow::anyhow!("no value loss"))?;
+    assert!(ev2_loss < vloss, "the critic learned: {ev2_loss} < {vloss}");
+    assert!(ev2.rl.explained_variance.is_some_and(|e| e > 0.0), "{:?}", ev2.rl.explained_variance);
+
+    let dir = tempfile::tempdir()?;
+    let ckpt = l.save_checkpoint(dir.path())?;
+    assert!(ckpt.join(phi4r_learner::rl::VALUE_HEAD_FILE).is_file());
+    assert!(ckpt.join(phi4r_learner::rl::VALUE_OPTIMIZER_FILE).is_file());
+    let straight = l.rl_step(&[batch(&r, &adv, 0..2)?, batch(&r, &adv, 2..4)?])?;
+    let mut resumed = Learner::resume(dir.path(), ppo_config(1, 1), DType::F32, &Device::Cpu)?;
+    let again = resumed.rl_step(&[batch(&r, &adv, 0..2)?, batch(&r, &adv, 2..4)?])?;
+    assert_eq!(weights(&resumed)?, weights(&l)?);
+    assert_eq!(again.rl.value_loss, straight.rl.value_loss);
+    std::fs::remove_file(ckpt.join(phi4r_learner::rl::VALUE_HEAD_FILE))?;
+    assert!(Learner::resume(dir.path(), ppo_config(1, 1), DType::F32, &Device::Cpu).is_err());
+    Ok(())
+}
+
+// `rl.mini_batches = 2` over two micro-batches is two updates, each on its own micro-batch: the same
+// weights as two one-batch steps of a learner with one update per step (constant lr, sampler log-probs
+// as π_old in both). `rl.epochs = 2` doubles the updates, and the second pass sees a moved policy.
+#[test]
+fn mini_batches_and_epochs_are_sequential_updates() -> Result<()> {
+    let r = rows();
+    let adv = [1.2, -0.7, 0.4, -0.9];
+    let mut cfg = config(0.0, LossAgg::TokenMean);
+    cfg.rl.mini_batches = 2;
+    let mut split = Learner::new(TrainableModel::init(&tiny(), 3, DType::F32, &Device::Cpu)?, cfg.clone(), 10)?;
+    let ev = split.rl_step(&[batch(&r, &adv, 0..2)?, batch(&r, &adv, 2..4)?])?;
+    assert_eq!((ev.rl.updates, ev.step.step), (2, 1));
+    let mut one =
+        Learner::new(TrainableModel::init(&tiny(), 3, DType::F32, &Device::Cpu)?, config(0.0, LossAgg::TokenMean), 10)?;
+    one.rl_step(&[batch(&r, &adv, 0..2)?])?;
+    one.rl_step(&[batch(&r, &adv, 2..4)?])?;
+    for (a, b) in weights(&split)?.iter().flatten().zip(weights(&one)?.iter().flatten()) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    cfg.rl.epochs = 2;
+    let mut twice = Learner::new(TrainableModel::init(&tiny(), 3, DType::F32, &Device::Cpu)?, cfg, 10)?;
+    let ev = twice.rl_step(&[batch(&r, &adv, 0..2)?, batch(&r, &adv, 2..4)?])?;
+    assert_eq!(ev.rl.updates, 4);
+    assert!(ev.rl.approx_kl.abs() > 1e-6, "the second pass measures drift from the sampler");
     Ok(())
 }

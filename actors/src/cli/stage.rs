@@ -12,7 +12,9 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use phi4r_data::ChatTemplate;
-use phi4r_learner::{latest_checkpoint, resume_changes, Change, Learner, RunInputs, Stage, StageConfig, StageFeed};
+use phi4r_learner::{
+    latest_checkpoint, resume_changes, Change, Learner, RlAlgo, RunInputs, Stage, StageConfig, StageFeed,
+};
 use phi4r_model::TrainableModel;
 use ractor::Actor;
 use std::path::PathBuf;
@@ -28,6 +30,15 @@ pub enum StageName {
     Dpo,
     /// Stage 4: RLVR with GRPO on sampled, verified groups (needs --prompts instead of --data).
     Rl,
+}
+
+/// Stage 4's policy-gradient algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AlgoName {
+    /// GRPO: group-relative advantages, no critic.
+    Grpo,
+    /// PPO: a value head and GAE.
+    Ppo,
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +91,11 @@ pub struct StageArgs {
     /// Override the config's batch_size (sequences per optimizer step).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Stage rl: the algorithm. `ppo` replaces the config's `rl.algo` with PPO's defaults (value head,
+    /// GAE γ = λ = 1, value clip 0.5, value lr 1e-3) unless the config already chose PPO; `grpo` keeps a
+    /// GRPO config as is.
+    #[arg(long, value_enum)]
+    algo: Option<AlgoName>,
     /// Checkpoint and exit after this many steps (the schedule is unchanged; `--resume` continues).
     #[arg(long)]
     stop_after: Option<u64>,
@@ -208,6 +224,14 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
     }
     if let Some(b) = a.batch_size {
         cfg.batch_size = b;
+    }
+    match (a.algo, cfg.rl.algo) {
+        (Some(AlgoName::Ppo), RlAlgo::Grpo { .. }) => cfg.rl.algo = RlAlgo::ppo(),
+        (Some(AlgoName::Grpo), RlAlgo::Ppo { .. }) => cfg.rl.algo = RlAlgo::default(),
+        _ => {}
+    }
+    if a.algo.is_some() && stage != Stage::Rl {
+        anyhow::bail!("--algo is for stage rl");
     }
     cfg.validate()?;
     if stage == Stage::Rl {

@@ -148,12 +148,7 @@ impl LearnerState {
         metrics::counter!("phi4r_learner_tokens_total").increment(ev.tokens as u64);
         metrics::gauge!("phi4r_learner_idle_fraction").set(self.idle_s / wall);
         metrics::gauge!("phi4r_rl_reward_mean").set(reward_mean);
-        metrics::gauge!("phi4r_learner_lr").set(ev.lr);
-        if let Some(rl) = &r.rl {
-            metrics::gauge!("phi4r_learner_loss").set(ev.loss);
-            metrics::gauge!("phi4r_rl_kl").set(rl.kl);
-            metrics::gauge!("phi4r_rl_clip_fraction").set(rl.clip_fraction);
-        }
+        crate::rl_learner::rl_gauges(ev, r.rl.as_ref());
         let mut line = serde_json::to_value(ev)?;
         line["rl"] = serde_json::to_value(&r.rl)?;
         line["reward_mean"] = reward_mean.into();

@@ -4,8 +4,9 @@
 
 use crate::batch::LmBatch;
 use crate::error::{Error, Result};
-use crate::rl::{grpo_advantages, AdvNorm};
+use crate::rl::{grpo_advantages, OverlongOutcome, RlConfig};
 use phi4r_replay::Group;
+use serde::Serialize;
 
 /// One completion to train on.
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +22,8 @@ pub struct RlRow<'a> {
     pub temperature: f32,
     /// The completion's advantage.
     pub advantage: f32,
+    /// Its reward after overlong shaping (PPO puts it on the last token).
+    pub reward: f32,
 }
 
 /// A `(b, t)` batch of completions: inputs, targets and completion mask as an [`LmBatch`], with the
@@ -30,7 +33,19 @@ pub struct RlBatch {
     lm: LmBatch,
     old_logps: Vec<f32>,
     advantages: Vec<f32>,
+    rewards: Vec<f32>,
     temperatures: Vec<f32>,
+}
+
+/// What overlong handling ([`Overlong`]) did to a step's completions.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct OverlongStats {
+    /// Completions that hit `max_new_tokens` without ending.
+    pub truncated: usize,
+    /// Of those, masked out of the loss ([`Overlong::Mask`]).
+    pub masked: usize,
+    /// Mean penalty added to a completion's reward ([`Overlong::SoftPenalty`]; 0 otherwise).
+    pub penalty_mean: f64,
 }
 
 impl RlBatch {
@@ -74,28 +89,54 @@ impl RlBatch {
             lm,
             old_logps,
             advantages: rows.iter().map(|r| r.advantage).collect(),
+            rewards: rows.iter().map(|r| r.reward).collect(),
             temperatures: rows.iter().map(|r| r.temperature).collect(),
         })
     }
 
-    /// Every completion of `groups` with its group-relative advantage ([`grpo_advantages`], each group
-    /// normalized on its own), in micro-batches of at most `micro_batch` rows.
-    pub fn from_groups(groups: &[Group], norm: AdvNorm, micro_batch: usize, pad_id: u32) -> Result<Vec<Self>> {
+    /// Every completion of `groups` with its reward after `rl.overlong` and its group-relative advantage
+    /// ([`grpo_advantages`] with `rl.algo`'s normalization, each group on its own, over all its
+    /// completions), in micro-batches of at most `micro_batch` rows. Completions masked by
+    /// [`Overlong::Mask`] and empty ones are left out (after their group's advantages are taken, as DAPO).
+    pub fn from_groups(
+        groups: &[Group],
+        rl: &RlConfig,
+        micro_batch: usize,
+        pad_id: u32,
+    ) -> Result<(Vec<Self>, OverlongStats)> {
         let mut rows = Vec::new();
+        let (mut stats, mut penalty, mut n) = (OverlongStats::default(), 0f64, 0usize);
         for g in groups {
-            let adv = grpo_advantages(&g.rewards(), g.completions.len().max(1), norm)?;
-            for (c, a) in g.completions.iter().zip(adv) {
+            let shaped: Vec<OverlongOutcome> = g
+                .completions
+                .iter()
+                .map(|c| rl.overlong.apply(c.reward, c.tokens.len(), rl.max_new_tokens, c.truncated))
+                .collect();
+            let rewards: Vec<f32> = shaped.iter().map(|o| o.reward).collect();
+            let adv = grpo_advantages(&rewards, g.completions.len().max(1), rl.algo.adv_norm())?;
+            for ((c, a), o) in g.completions.iter().zip(adv).zip(&shaped) {
+                n += 1;
+                penalty += f64::from(o.penalty);
+                stats.truncated += usize::from(c.truncated);
+                if !o.in_loss {
+                    stats.masked += 1;
+                    continue;
+                }
                 rows.push(RlRow {
                     prompt: &g.prompt.ids,
                     completion: &c.tokens,
                     sampler_logps: &c.sampler_logps,
                     temperature: c.temperature,
                     advantage: a,
+                    reward: o.reward,
                 });
             }
         }
+        stats.penalty_mean = if n == 0 { 0.0 } else { penalty / n as f64 };
         rows.retain(|r| !r.completion.is_empty());
-        rows.chunks(micro_batch.max(1)).map(|chunk| RlBatch::new(chunk, pad_id)).collect()
+        let batches =
+            rows.chunks(micro_batch.max(1)).map(|chunk| RlBatch::new(chunk, pad_id)).collect::<Result<_>>()?;
+        Ok((batches, stats))
     }
 
     /// The inputs, targets and completion mask.
@@ -116,6 +157,11 @@ impl RlBatch {
     /// One advantage per row.
     pub fn advantages(&self) -> &[f32] {
         &self.advantages
+    }
+
+    /// One reward per row (after overlong shaping).
+    pub fn rewards(&self) -> &[f32] {
+        &self.rewards
     }
 
     /// Rows (completions).
@@ -147,8 +193,16 @@ mod tests {
                 sampler_logps: &[-0.1, -0.2, -0.3],
                 temperature: 1.0,
                 advantage: 1.0,
+                reward: 1.0,
             },
-            RlRow { prompt: &[3], completion: &[8], sampler_logps: &[-0.4], temperature: 1.0, advantage: -1.0 },
+            RlRow {
+                prompt: &[3],
+                completion: &[8],
+                sampler_logps: &[-0.4],
+                temperature: 1.0,
+                advantage: -1.0,
+                reward: -1.0,
+            },
         ];
         let b = RlBatch::new(&rows, 0)?;
         assert_eq!(b.lm().dims(), (2, 5));
@@ -156,8 +210,54 @@ mod tests {
         assert_eq!(b.lm().loss_mask(), &[0., 1., 1., 1., 0., 1., 0., 0., 0., 0.]);
         assert_eq!(b.old_logps(), &[0., -0.1, -0.2, -0.3, 0., -0.4, 0., 0., 0., 0.]);
         assert_eq!((b.advantages(), b.completion_tokens()), (&[1.0, -1.0][..], 4));
-        let bad = RlRow { prompt: &[1], completion: &[2, 3], sampler_logps: &[-0.1], temperature: 1.0, advantage: 0.0 };
+        let bad = RlRow {
+            prompt: &[1],
+            completion: &[2, 3],
+            sampler_logps: &[-0.1],
+            temperature: 1.0,
+            advantage: 0.0,
+            reward: 0.0,
+        };
         assert!(RlBatch::new(&[bad], 0).is_err());
+        Ok(())
+    }
+
+    // One group of three, the last truncated at max_new_tokens 4: rewards [+1, -1, -1]. Mask drops the
+    // truncated row after the group's advantages are taken; SoftPenalty with cache 2 keeps it and shapes
+    // the rewards by length (lengths 1, 3, 4: penalties 0, -0.5, -1); Off keeps everything as is.
+    #[test]
+    fn overlong_masks_or_penalizes_truncated_completions() -> Result<()> {
+        use crate::rl::Overlong;
+        use phi4r_replay::{PolicyVersion, Prompt, PromptId, RewardPolicyId, ScoredCompletion};
+        use phi4r_rollout::FinishReason;
+        let completion = |reward: f32, len: usize| ScoredCompletion {
+            tokens: vec![7; len],
+            sampler_logps: vec![-0.5; len],
+            policy_version: PolicyVersion(0),
+            temperature: 1.0,
+            finish: if len == 4 { FinishReason::Length } else { FinishReason::Eos },
+            reward,
+            truncated: len == 4,
+            reward_policy: RewardPolicyId(0),
+        };
+        let g = Group {
+            prompt: Prompt { id: PromptId(1), ids: vec![1, 2, 3], gold: "42".into(), tier: 1 },
+            completions: vec![completion(1.0, 1), completion(-1.0, 3), completion(-1.0, 4)],
+        };
+        let mut rl = RlConfig { max_new_tokens: 4, ..RlConfig::default() };
+        let (batches, stats) = RlBatch::from_groups(std::slice::from_ref(&g), &rl, 8, 0)?;
+        assert_eq!((batches[0].len(), stats.truncated, stats.masked), (2, 1, 1));
+        assert_eq!(batches[0].rewards(), &[1.0, -1.0]);
+        // advantages over all three: mean -1/3, std 1.1547 -> +1.1547, -0.5774 (the masked one's -0.5774 unused)
+        assert!((batches[0].advantages()[0] - 1.1547).abs() < 1e-3, "{:?}", batches[0].advantages());
+        rl.overlong = Overlong::SoftPenalty { cache_len: 2 };
+        let (batches, stats) = RlBatch::from_groups(std::slice::from_ref(&g), &rl, 8, 0)?;
+        assert_eq!((batches[0].len(), stats.masked), (3, 0));
+        assert_eq!(batches[0].rewards(), &[1.0, -1.5, -2.0]);
+        assert!((stats.penalty_mean + 0.5).abs() < 1e-9);
+        rl.overlong = Overlong::Off;
+        let (batches, _) = RlBatch::from_groups(std::slice::from_ref(&g), &rl, 8, 0)?;
+        assert_eq!(batches[0].rewards(), &[1.0, -1.0, -1.0]);
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! schedule and the replay crate's filter and balance configs.
 
 use crate::error::{Error, Result};
-use crate::rl::{AdvNorm, Clip, LossAgg};
+use crate::rl::{AdvNorm, Clip, LossAgg, Overlong};
 use phi4r_replay::BalanceConfig;
 use phi4r_replay::{CollectParams, TemperatureSchedule};
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,23 @@ pub enum RlAlgo {
         /// Upper clip ε: the ratio is clipped at `1 + eps_high` (DAPO's clip-higher: 0.28).
         eps_high: f64,
     },
+    /// PPO (Schulman et al. 2017) as RLHF stacks run it (OpenRLHF, verl): a value head on the policy's
+    /// final hidden state ([`crate::rl::Critic`]), GAE(γ, λ) with the outcome reward on the last completion
+    /// token, advantages whitened over the step, the clipped surrogate and a clipped value loss.
+    Ppo {
+        /// Lower clip ε of the ratio.
+        eps_low: f64,
+        /// Upper clip ε of the ratio.
+        eps_high: f64,
+        /// GAE discount γ.
+        gamma: f64,
+        /// GAE λ (1 with γ 1: Monte Carlo returns, the robust choice while the critic starts from zero).
+        lambda: f64,
+        /// The value loss's clip around the values at the start of the step (verl `cliprange_value`).
+        value_clip: f64,
+        /// The value head's own learning rate (constant; its own AdamW).
+        value_lr: f64,
+    },
 }
 
 impl Default for RlAlgo {
@@ -31,18 +48,37 @@ impl Default for RlAlgo {
 }
 
 impl RlAlgo {
-    /// How advantages are normalized.
+    /// PPO with the defaults of `stage rl --algo ppo`: the GRPO clip range, γ = λ = 1, value clip 0.5
+    /// (verl), value lr 1e-3.
+    pub fn ppo() -> Self {
+        RlAlgo::Ppo { eps_low: 0.2, eps_high: 0.28, gamma: 1.0, lambda: 1.0, value_clip: 0.5, value_lr: 1e-3 }
+    }
+
+    /// The algorithm's name (`grpo`, `ppo`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RlAlgo::Grpo { .. } => "grpo",
+            RlAlgo::Ppo { .. } => "ppo",
+        }
+    }
+}
+
+impl RlAlgo {
+    /// How group-relative advantages are normalized (PPO's sequence-level advantage is not used: GAE
+    /// replaces it in the step; the group's std-normalized one is kept as its metric).
     pub fn adv_norm(&self) -> AdvNorm {
         match *self {
-            RlAlgo::Grpo { norm_std: true, .. } => AdvNorm::default(),
             RlAlgo::Grpo { norm_std: false, .. } => AdvNorm::None,
+            RlAlgo::Grpo { norm_std: true, .. } | RlAlgo::Ppo { .. } => AdvNorm::default(),
         }
     }
 
     /// The ratio's clip range.
     pub fn clip(&self) -> Clip {
         match *self {
-            RlAlgo::Grpo { eps_low, eps_high, .. } => Clip { low: eps_low, high: eps_high },
+            RlAlgo::Grpo { eps_low, eps_high, .. } | RlAlgo::Ppo { eps_low, eps_high, .. } => {
+                Clip { low: eps_low, high: eps_high }
+            }
         }
     }
 }
@@ -74,6 +110,14 @@ pub struct RlConfig {
     /// the learner (0 = synchronous on-policy). Enforced by pacing how many prompts are handed out; what
     /// still arrives too late is dropped and counted as `stale`.
     pub max_staleness: u64,
+    /// Passes over each step's batch (PPO's epochs); each pass takes `mini_batches` optimizer updates.
+    /// The policy version advances once per step, whatever the number of updates.
+    pub epochs: usize,
+    /// Optimizer updates per pass: the step's micro-batches split into this many mini-batches (at most
+    /// one per micro-batch), reshuffled after the first pass.
+    pub mini_batches: usize,
+    /// Completions cut at `max_new_tokens` (DAPO §3.4): masked from the loss, penalized, or left alone.
+    pub overlong: Overlong,
 }
 
 impl RlConfig {
@@ -105,6 +149,9 @@ impl Default for RlConfig {
             temperature: TemperatureSchedule::Linear { start: 1.0, end: 0.6, steps: 100 },
             balance: BalanceConfig { batch_groups: 32, max_pending_groups: 128, ..BalanceConfig::default() },
             max_staleness: 1,
+            epochs: 1,
+            mini_batches: 1,
+            overlong: Overlong::default(),
         }
     }
 }
@@ -118,7 +165,7 @@ impl RlConfig {
         check(self.max_draw_rounds >= 1, "rl.max_draw_rounds", "must be at least 1".into())?;
         check(self.max_new_tokens >= 1, "rl.max_new_tokens", "must be at least 1".into())?;
         match self.algo {
-            RlAlgo::Grpo { eps_low, eps_high, .. } => {
+            RlAlgo::Grpo { eps_low, eps_high, .. } | RlAlgo::Ppo { eps_low, eps_high, .. } => {
                 check(
                     eps_low.is_finite() && (0.0..1.0).contains(&eps_low),
                     "rl.algo.eps_low",
@@ -130,6 +177,30 @@ impl RlConfig {
                     format!("must be a finite number >= 0, got {eps_high}"),
                 )?;
             }
+        }
+        if let RlAlgo::Ppo { gamma, lambda, value_clip, value_lr, .. } = self.algo {
+            for (v, key) in [(gamma, "rl.algo.gamma"), (lambda, "rl.algo.lambda")] {
+                check((0.0..=1.0).contains(&v), key, format!("must be in [0, 1], got {v}"))?;
+            }
+            check(
+                value_clip.is_finite() && value_clip > 0.0,
+                "rl.algo.value_clip",
+                format!("must be a finite number > 0, got {value_clip}"),
+            )?;
+            check(
+                value_lr.is_finite() && value_lr > 0.0,
+                "rl.algo.value_lr",
+                format!("must be a finite number > 0, got {value_lr}"),
+            )?;
+        }
+        check(self.epochs >= 1, "rl.epochs", "must be at least 1".into())?;
+        check(self.mini_batches >= 1, "rl.mini_batches", "must be at least 1".into())?;
+        if let Overlong::SoftPenalty { cache_len } = self.overlong {
+            check(
+                cache_len >= 1 && cache_len <= self.max_new_tokens,
+                "rl.overlong.cache_len",
+                format!("must be in [1, rl.max_new_tokens = {}], got {cache_len}", self.max_new_tokens),
+            )?;
         }
         check(
             self.kl_coef.is_finite() && self.kl_coef >= 0.0,

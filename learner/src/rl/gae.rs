@@ -98,6 +98,68 @@ pub fn whiten(x: &[f32], mask: &[f32]) -> Result<Vec<f32>> {
     Ok(x.iter().zip(mask).map(|(&v, &m)| if m == 0.0 { 0.0 } else { ((f64::from(v) - mean) * scale) as f32 }).collect())
 }
 
+/// PPO's targets for a `(b, t)` batch, row-major: each row's outcome reward ([`outcome_rewards`]) goes on
+/// its last valid position, then [`gae`] per row over the critic's `values`. Returns `(advantages,
+/// returns)`, both `(b·t)` with zeros where `mask` is 0; advantages are not whitened yet (that is over the
+/// whole step: [`whiten`]).
+///
+/// # Shapes
+/// `values`, `mask`: (b·t); `rewards`: (b) → (b·t), (b·t)
+pub fn ppo_targets(
+    values: &[f32],
+    mask: &[f32],
+    rewards: &[f32],
+    gamma: f64,
+    lambda: f64,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let b = rewards.len();
+    if b == 0 || values.len() != mask.len() || !values.len().is_multiple_of(b) {
+        return Err(Error::input(
+            "ppo_targets",
+            format!("{} values, {} mask entries, {b} rewards", values.len(), mask.len()),
+        ));
+    }
+    let t = values.len() / b;
+    let (mut advantages, mut returns) = (Vec::with_capacity(b * t), Vec::with_capacity(b * t));
+    for (r, &reward) in rewards.iter().enumerate() {
+        let row = r * t..(r + 1) * t;
+        let (a, ret) = gae(
+            &outcome_rewards(&mask[row.clone()], reward),
+            &values[row.clone()],
+            &mask[row],
+            gamma as f32,
+            lambda as f32,
+        )?;
+        advantages.extend(a);
+        returns.extend(ret);
+    }
+    Ok((advantages, returns))
+}
+
+/// `1 − Var(returns − values) / Var(returns)` over the positions where `mask` is non-zero (verl
+/// `vf_explained_var`): 1 is a perfect critic, 0 one no better than the mean, negative a harmful one.
+/// NaN when the returns do not vary.
+pub fn explained_variance(values: &[f32], returns: &[f32], mask: &[f32]) -> f64 {
+    let valid: Vec<(f64, f64)> = values
+        .iter()
+        .zip(returns)
+        .zip(mask)
+        .filter(|(_, &m)| m != 0.0)
+        .map(|((&v, &r), _)| (f64::from(v), f64::from(r)))
+        .collect();
+    let var = |xs: &mut dyn Iterator<Item = f64>| {
+        let xs: Vec<f64> = xs.collect();
+        let n = xs.len() as f64;
+        let mean = xs.iter().sum::<f64>() / n;
+        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n
+    };
+    let var_r = var(&mut valid.iter().map(|&(_, r)| r));
+    if valid.is_empty() || var_r == 0.0 {
+        return f64::NAN;
+    }
+    1.0 - var(&mut valid.iter().map(|&(v, r)| r - v)) / var_r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +210,32 @@ mod tests {
             close(adv[i], -1.0 - values[i], 1e-6);
         }
         Ok(())
+    }
+
+    // Two rows of t = 3, gamma = lambda = 1: row 0 (mask [0, 1, 1], reward +1, values [9, 0.2, 0.4]) ->
+    // advantages [0, 0.8, 0.6], returns [0, 1, 1]; row 1 (mask [1, 0, 0], reward -1, value 0.5) ->
+    // advantage -1.5, return -1.
+    #[test]
+    fn ppo_targets_put_each_reward_on_its_rows_last_token() -> Result<()> {
+        let values = [9.0, 0.2, 0.4, 0.5, 7.0, 7.0];
+        let mask = [0.0, 1.0, 1.0, 1.0, 0.0, 0.0];
+        let (adv, ret) = ppo_targets(&values, &mask, &[1.0, -1.0], 1.0, 1.0)?;
+        for (a, b) in adv.iter().zip([0.0, 0.8, 0.6, -1.5, 0.0, 0.0]) {
+            close(*a, b, 1e-6);
+        }
+        assert_eq!(ret, vec![0.0, 1.0, 1.0, -1.0, 0.0, 0.0]);
+        assert!(ppo_targets(&values, &mask, &[1.0; 4], 1.0, 1.0).is_err());
+        Ok(())
+    }
+
+    // numpy: r = [1, 1, -1, -1]; v = [0.5, 0.5, -0.5, -0.5]: var(r - v) = 0.25, var(r) = 1 -> 0.75;
+    // v = 0 -> 0; the masked-out last position is ignored.
+    #[test]
+    fn explained_variance_by_hand() {
+        let (r, m) = ([1.0, 1.0, -1.0, -1.0, 5.0], [1.0, 1.0, 1.0, 1.0, 0.0]);
+        close(explained_variance(&[0.5, 0.5, -0.5, -0.5, 0.0], &r, &m) as f32, 0.75, 1e-6);
+        close(explained_variance(&[0.0; 5], &r, &m) as f32, 0.0, 1e-6);
+        assert!(explained_variance(&[0.0; 2], &[1.0, 1.0], &[1.0, 1.0]).is_nan());
     }
 
     // torch: x = [1., 2., 3., 100.], mask = [1, 1, 1, 0]: mean 2, unbiased var 1 -> [-1, 0, 1, 0]

@@ -1,7 +1,8 @@
 //! Stage 4 (RLVR): the math as pure functions, the `[rl]` config ([`RlConfig`]), the batches
 //! [`crate::Learner::rl_step`] consumes ([`RlBatch`]), and the synchronous on-policy step (`sync`:
-//! [`phi4r_replay::collect_groups`] then [`train_collected`]). GRPO is wired; GAE / value loss (PPO),
-//! truncated IS and the overlong penalty are built but not used by the step yet.
+//! [`phi4r_replay::collect_groups`] then [`train_collected`]). GRPO and PPO ([`Critic`], [`ppo_targets`])
+//! are wired, with several updates per batch (`rl.epochs`, `rl.mini_batches`) and overlong handling
+//! ([`Overlong`]); truncated IS is built but not used by the step yet.
 //!
 //! - [`grpo_advantages`] (`advantage`): group-relative advantages, `(r − mean) / (std + ε)` or, with
 //!   [`AdvNorm::None`], Dr. GRPO's `r − mean`.
@@ -22,6 +23,7 @@
 mod advantage;
 mod batch;
 mod config;
+mod critic;
 mod gae;
 mod kl;
 mod overlong;
@@ -30,9 +32,10 @@ mod sync;
 mod value;
 
 pub use advantage::{grpo_advantages, AdvNorm};
-pub use batch::{RlBatch, RlRow};
+pub use batch::{OverlongStats, RlBatch, RlRow};
 pub use config::{RlAlgo, RlConfig};
-pub use gae::{gae, outcome_rewards, whiten};
+pub use critic::{Critic, VALUE_HEAD_FILE, VALUE_OPTIMIZER_FILE};
+pub use gae::{explained_variance, gae, outcome_rewards, ppo_targets, whiten};
 pub use kl::k3_kl;
 pub use overlong::{overlong_penalty, Overlong, OverlongOutcome};
 pub use policy_loss::{aggregate, clipped_surrogate, truncated_is_weights, Clip, IsWeights, LossAgg, PolicyLossOutput};

@@ -59,10 +59,8 @@ pub fn train_collected(learner: &mut Learner, collected: Collected, pad_id: u32)
     if groups.is_empty() {
         return Ok(RlStepReport { step: learner.idle_step()?, rl: None, collect: report });
     }
-    let cfg = learner.config();
-    let batches = RlBatch::from_groups(&groups, cfg.rl.algo.adv_norm(), cfg.micro_batch, pad_id)?;
-    let ev = learner.rl_step(&batches)?;
-    Ok(RlStepReport { step: ev.step, rl: Some(ev.rl), collect: report })
+    let (step, rl) = train_batch(learner, &groups, pad_id)?;
+    Ok(RlStepReport { step, rl, collect: report })
 }
 
 /// What one streaming stage-4 step did (the batch came from the replay buffer, not a collection).
@@ -88,8 +86,23 @@ pub fn train_groups(
     if groups.is_empty() {
         return Ok(RlTrainReport { step: learner.idle_step()?, rl: None });
     }
+    let (step, rl) = train_batch(learner, groups, pad_id)?;
+    Ok(RlTrainReport { step, rl })
+}
+
+/// [`RlBatch::from_groups`] then [`Learner::rl_step`], or [`Learner::idle_step`] when overlong masking
+/// left nothing to train; the overlong counts go into the step's [`RlStats`].
+fn train_batch(
+    learner: &mut Learner,
+    groups: &[phi4r_replay::Group],
+    pad_id: u32,
+) -> Result<(StepEvent, Option<RlStats>)> {
     let cfg = learner.config();
-    let batches = RlBatch::from_groups(groups, cfg.rl.algo.adv_norm(), cfg.micro_batch, pad_id)?;
-    let ev = learner.rl_step(&batches)?;
-    Ok(RlTrainReport { step: ev.step, rl: Some(ev.rl) })
+    let (batches, overlong) = RlBatch::from_groups(groups, &cfg.rl, cfg.micro_batch, pad_id)?;
+    if batches.is_empty() {
+        return Ok((learner.idle_step()?, None));
+    }
+    let mut ev = learner.rl_step(&batches)?;
+    ev.rl.overlong = overlong;
+    Ok((ev.step, Some(ev.rl)))
 }

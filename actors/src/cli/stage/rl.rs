@@ -77,7 +77,15 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
     let total = cfg.max_steps.context("stage rl needs max_steps (the number of steps)")?;
     let mut learner = match &resumed {
         Some(path) => Learner::resume(path, cfg.clone(), dtype, &dev)?,
-        None => Learner::new(init, cfg.clone(), total)?.with_tokenizer(tokenizer),
+        None => {
+            let hidden = init.model.config().hidden_size;
+            let learner = Learner::new(init, cfg.clone(), total)?.with_tokenizer(tokenizer);
+            // PPO from a checkpoint that has a value head (an earlier PPO run) starts from it.
+            match phi4r_learner::Critic::load(&a.init, hidden, &dev)? {
+                Some(critic) => learner.with_critic(critic),
+                None => learner,
+            }
+        }
     }
     .with_inputs(inputs);
     if forced.iter().any(|c| c.key == "data") {
