@@ -12,6 +12,7 @@
 use crate::topology::Topology;
 use anyhow::Context;
 use clap::ValueEnum;
+use phi4r_rollout::{paired_difference, PairedDifference};
 use serde::Serialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -349,6 +350,7 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
                 "--max-new-tokens".into(),
                 plan.eval_max_new_tokens.to_string(),
                 "--json".into(),
+                "--per-problem".into(),
             ],
             Some(&out),
         )?;
@@ -504,13 +506,20 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
 
     let wall_s = started.elapsed().as_secs_f64();
     let table = markdown_table(&rows);
+    let deltas: Vec<Option<PairedDifference>> = rows.windows(2).map(|w| paired(&w[0].eval, &w[1].eval)).collect();
+    let mut slim = serde_json::to_value(&rows)?;
+    for row in slim.as_array_mut().into_iter().flatten() {
+        if let Some(ev) = row["eval"].as_object_mut() {
+            ev.remove("per_problem");
+        }
+    }
     let report = serde_json::json!({
         "run_dir": dir, "topology": a.topology.to_string(), "profile": a.profile, "seed": a.seed, "plan": plan,
-        "wall_s": wall_s, "rows": rows,
+        "wall_s": wall_s, "rows": slim, "deltas_vs_row_above": deltas,
     });
     phi4r_model::write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     let md = format!(
-        "# phi4r main job — profile {:?}, seed {}, topology {}\n\nGreedy accuracy on the held-out synthetic eval set ({} problems per tier), 95% Wilson interval on the overall score. Wall time {:.0} s.\n\n{table}",
+        "# phi4r main job — profile {:?}, seed {}, topology {}\n\nGreedy accuracy on the held-out synthetic eval set ({} problems per tier), 95% Wilson interval on the overall score; Δ is the change from the row above on the same problems, with its 95% paired interval. Wall time {:.0} s.\n\n{table}",
         a.profile, a.seed, a.topology, plan.eval_per_tier, wall_s
     );
     phi4r_model::write_atomic(&dir.join("report.md"), md.as_bytes())?;
@@ -527,10 +536,10 @@ fn markdown_table(rows: &[Row]) -> String {
     for t in &tiers {
         out.push_str(&format!(" tier {t} |"));
     }
-    out.push_str(" overall | 95% interval | stage time |\n|---|");
-    out.push_str(&"---|".repeat(tiers.len() + 3));
+    out.push_str(" overall | 95% interval | Δ vs row above [95% paired] | stage time |\n|---|");
+    out.push_str(&"---|".repeat(tiers.len() + 4));
     out.push('\n');
-    for r in rows {
+    for (i, r) in rows.iter().enumerate() {
         out.push_str(&format!("| {} |", r.label));
         for t in &tiers {
             out.push_str(&format!(" {:.3} |", r.eval["tiers"][t]["accuracy"].as_f64().unwrap_or(f64::NAN)));
@@ -538,12 +547,29 @@ fn markdown_table(rows: &[Row]) -> String {
         let lo = r.eval["interval"][0].as_f64().unwrap_or(f64::NAN);
         let hi = r.eval["interval"][1].as_f64().unwrap_or(f64::NAN);
         let time = r.wall_s.map_or("kept".to_string(), |w| format!("{w:.0} s"));
+        let delta = match i.checked_sub(1).and_then(|p| paired(&rows[p].eval, &r.eval)) {
+            Some(d) => format!("{:+.3} [{:+.3}, {:+.3}]", d.mean, d.interval[0], d.interval[1]),
+            None => "".to_string(),
+        };
         out.push_str(&format!(
-            " {:.3} | [{lo:.3}, {hi:.3}] | {time} |\n",
+            " {:.3} | [{lo:.3}, {hi:.3}] | {delta} | {time} |\n",
             r.eval["accuracy"].as_f64().unwrap_or(f64::NAN),
         ));
     }
     out
+}
+
+/// The paired difference `after − before` over every problem of two evaluations of the same set (their
+/// `per_problem` lists, tiers in order); None when either lacks them or they do not line up.
+fn paired(before: &Value, after: &Value) -> Option<PairedDifference> {
+    let scores = |ev: &Value| -> Option<(Vec<usize>, usize)> {
+        let per = ev["per_problem"].as_object()?;
+        let flat = per.values().flat_map(|v| v.as_array().cloned().unwrap_or_default());
+        let flat: Option<Vec<usize>> = flat.map(|x| x.as_u64().map(|x| x as usize)).collect();
+        Some((flat?, ev["samples"].as_u64().unwrap_or(1) as usize))
+    };
+    let ((b, kb), (a, ka)) = (scores(before)?, scores(after)?);
+    paired_difference(&b, kb, &a, ka)
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC, from the system clock.
@@ -597,18 +623,26 @@ mod tests {
 
     #[test]
     fn the_table_has_a_column_per_tier_and_the_interval() {
-        let ev = serde_json::json!({"accuracy": 0.5, "interval": [0.4, 0.6], "tiers": {"1": {"accuracy": 0.75}, "2": {"accuracy": 0.25}}});
+        let ev = serde_json::json!({"accuracy": 0.5, "interval": [0.4, 0.6], "samples": 1,
+            "tiers": {"1": {"accuracy": 0.75}, "2": {"accuracy": 0.25}},
+            "per_problem": {"1": [1, 1, 0, 1], "2": [0, 1, 0, 0]}});
+        let mut better = ev.clone();
+        better["per_problem"]["2"] = serde_json::json!([1, 1, 0, 0]);
         let t = markdown_table(&[
-            Row { stage: StageName::Mid, label: "+ mid-training", eval: ev.clone(), wall_s: Some(12.0) },
-            Row { stage: StageName::Sft, label: "+ SFT", eval: ev, wall_s: None },
+            Row { stage: StageName::Mid, label: "+ mid-training", eval: ev, wall_s: Some(12.0) },
+            Row { stage: StageName::Sft, label: "+ SFT", eval: better, wall_s: None },
         ]);
         assert!(
             t.starts_with(
-                "| stage | tier 1 | tier 2 | overall | 95% interval | stage time |\n|---|---|---|---|---|---|\n"
+                "| stage | tier 1 | tier 2 | overall | 95% interval | Δ vs row above [95% paired] | stage time |\n|---|---|---|---|---|---|---|\n"
             ),
             "{t}"
         );
-        assert!(t.contains("| + mid-training | 0.750 | 0.250 | 0.500 | [0.400, 0.600] | 12 s |"), "{t}");
-        assert!(t.contains("| + SFT | 0.750 | 0.250 | 0.500 | [0.400, 0.600] | kept |"), "{t}");
+        assert!(t.contains("| + mid-training | 0.750 | 0.250 | 0.500 | [0.400, 0.600] |  | 12 s |"), "{t}");
+        // One of 8 problems flips to correct: mean 0.125, sd sqrt(1/8) -> ±0.245.
+        assert!(
+            t.contains("| + SFT | 0.750 | 0.250 | 0.500 | [0.400, 0.600] | +0.125 [-0.120, +0.370] | kept |"),
+            "{t}"
+        );
     }
 }

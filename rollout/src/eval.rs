@@ -122,6 +122,51 @@ pub struct EvalReport {
     pub overall: TierResult,
     /// Per tier, keyed by the tier's number as text (JSON object keys).
     pub tiers: BTreeMap<String, TierResult>,
+    /// Per tier, each problem's correct samples (of k), in the order the problems were given: what a
+    /// paired comparison of two models on the same problems needs ([`paired_difference`]).
+    pub per_problem: BTreeMap<String, Vec<usize>>,
+}
+
+/// The mean per-problem difference `after − before` of two evaluations of the same problems, with its
+/// 95% interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PairedDifference {
+    /// Problems compared.
+    pub n: usize,
+    /// Mean of `after_i − before_i` (each a problem's share of correct samples).
+    pub mean: f64,
+    /// 95% interval of the mean: `mean ± 1.96 · sd / √n` with the sample sd of the differences.
+    pub interval: [f64; 2],
+}
+
+/// A paired comparison of two models on the same problems: the differences of their per-problem
+/// scores (correct samples over `k_before` / `k_after`), their mean and its 95% normal interval. Paired,
+/// the noise is that of the problems on which the two disagree, not of the whole set, so the interval is
+/// far narrower than two overlapping Wilson intervals suggest. `None` when the lists differ in length or
+/// are empty.
+///
+/// ```text
+/// # reference (numpy): d = after - before; m = d.mean(); h = 1.96 * d.std(ddof=1) / sqrt(len(d))
+/// ```
+pub fn paired_difference(
+    before: &[usize],
+    k_before: usize,
+    after: &[usize],
+    k_after: usize,
+) -> Option<PairedDifference> {
+    let n = before.len();
+    if n == 0 || after.len() != n {
+        return None;
+    }
+    let d: Vec<f64> = before
+        .iter()
+        .zip(after)
+        .map(|(&b, &a)| a as f64 / k_after.max(1) as f64 - b as f64 / k_before.max(1) as f64)
+        .collect();
+    let mean = d.iter().sum::<f64>() / n as f64;
+    let sd = if n < 2 { 0.0 } else { (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() };
+    let h = 1.959_963_984_540_054 * sd / (n as f64).sqrt();
+    Some(PairedDifference { n, mean, interval: [mean - h, mean + h] })
 }
 
 /// The 95% Wilson score interval of `correct` successes in `n` trials (`[0, 1]` for n = 0): unlike the
@@ -176,6 +221,10 @@ pub fn tally(graded: &BTreeMap<u8, Vec<Vec<Graded>>>) -> EvalReport {
     EvalReport {
         overall: TierResult::from_graded(&all),
         tiers: graded.iter().map(|(t, g)| (t.to_string(), TierResult::from_graded(g))).collect(),
+        per_problem: graded
+            .iter()
+            .map(|(t, g)| (t.to_string(), g.iter().map(|p| p.iter().filter(|x| x.correct).count()).collect()))
+            .collect(),
     }
 }
 
@@ -244,6 +293,20 @@ mod tests {
         Graded { correct, stopped: true, answer: answer.map(str::to_string) }
     }
 
+    // numpy: before = [1, 0, 1, 0, 1], after = [1, 1, 1, 0, 0] -> d = [0, 1, 0, 0, -1]; mean 0,
+    // std(ddof=1) = sqrt(2/4) = 0.70711; h = 1.96 * 0.70711 / sqrt(5) = 0.61980.
+    // With k = 2 after: scores [2, 2, 2, 0, 0] / 2 are the same shares.
+    #[test]
+    fn paired_difference_by_hand() {
+        let d = paired_difference(&[1, 0, 1, 0, 1], 1, &[1, 1, 1, 0, 0], 1).expect("same length");
+        assert_eq!((d.n, d.mean), (5, 0.0));
+        assert!((d.interval[1] - 0.61980).abs() < 1e-4 && (d.interval[0] + 0.61980).abs() < 1e-4, "{d:?}");
+        assert_eq!(paired_difference(&[1, 0, 1, 0, 1], 1, &[2, 2, 2, 0, 0], 2), Some(d));
+        let all_better = paired_difference(&[0, 0, 0], 1, &[1, 1, 1], 1).expect("same length");
+        assert_eq!((all_better.mean, all_better.interval), (1.0, [1.0, 1.0]));
+        assert_eq!(paired_difference(&[1], 1, &[1, 0], 1), None);
+    }
+
     #[test]
     fn tallies_per_tier_and_overall() {
         let one = |x: Graded| vec![x];
@@ -258,6 +321,7 @@ mod tests {
         assert_eq!(r.overall.stopped, 4.0 / 6.0);
         assert_eq!(r.overall.truncated, 2.0 / 6.0);
         assert_eq!((r.tiers["1"].correct, r.tiers["1"].accuracy, r.tiers["1"].stopped), (3, 0.75, 0.75));
+        assert_eq!((&r.per_problem["1"], &r.per_problem["2"]), (&vec![1, 1, 0, 1], &vec![0, 0]));
         assert_eq!((r.tiers["2"].correct, r.tiers["2"].accuracy), (0, 0.0));
         assert_eq!(r.tiers["2"].interval[0], 0.0);
     }

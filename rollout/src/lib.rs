@@ -18,8 +18,8 @@ mod sampling;
 
 pub use error::{Error, Result};
 pub use eval::{
-    evaluate, majority_is_correct, select_per_tier, tally, wilson, wilson_share, EvalConfig, EvalReport, Graded,
-    TierResult,
+    evaluate, majority_is_correct, paired_difference, select_per_tier, tally, wilson, wilson_share, EvalConfig,
+    EvalReport, Graded, PairedDifference, TierResult,
 };
 pub use generate::{generate, FinishReason, Generation, StopRule};
 pub use sampling::{sample, Sampled, SamplingConfig, TemperatureSchedule};

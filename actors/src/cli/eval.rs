@@ -41,6 +41,10 @@ pub struct EvalArgs {
     /// JSON on stdout only (without it, a table also goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Also write each problem's correct samples per tier (`per_problem`), for paired comparisons of two
+    /// checkpoints on the same problems (the main job's Δ column); the JSON is then compact.
+    #[arg(long)]
+    per_problem: bool,
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
@@ -62,7 +66,14 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let mut out = serde_json::to_value(&report)?;
     out["model"] = serde_json::to_value(&a.model)?;
     out["data"] = serde_json::to_value(&a.data)?;
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    if a.per_problem {
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        if let Some(o) = out.as_object_mut() {
+            o.remove("per_problem");
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
     if !a.json {
         eprint!("{}", table(&report));
     }
