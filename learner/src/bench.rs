@@ -329,6 +329,7 @@ pub fn time_grpo_iterations(
                 cfg.rl.loss_agg,
                 b.completion_tokens() as f64 / ev.rl.completion_tokens.max(1) as f64,
                 None,
+                None,
             )?;
             fwd_bwd_s += p0.elapsed().as_secs_f64();
             forward_s += time_logps(learner.model(), b)?;

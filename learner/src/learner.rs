@@ -13,10 +13,10 @@ use crate::grads::{clip_grad_norm, is_finite_step, Grads};
 use crate::inputs::RunInputs;
 use crate::optim::AdamW;
 use crate::reference::RefCache;
-use crate::rl::{explained_variance, ppo_targets, whiten, Critic, LossAgg, OverlongStats, RlAlgo, RlBatch};
+use crate::rl::{explained_variance, ppo_targets, whiten, Critic, LossAgg, OffPolicy, OverlongStats, RlAlgo, RlBatch};
 use crate::schedule::LrSchedule;
 use crate::state::{DataCursor, TrainState};
-use crate::step::{dpo_step, lm_step, rl_step, PpoMicro, RlMicroStats};
+use crate::step::{dpo_step, lm_step, rl_step, PpoMicro, ProximalMicro, RlMicroStats};
 use candle_core::{DType, Device, Var};
 use phi4r_model::{write_atomic, Phi3, Tokenizer, TrainableModel};
 use phi4r_replay::EasyMemory;
@@ -108,6 +108,9 @@ pub struct RlStats {
     /// PPO: `1 − Var(returns − values) / Var(returns)` of the critic at the start of the step (null for
     /// GRPO; NaN, written as null, when the returns do not vary).
     pub explained_variance: Option<f64>,
+    /// Decoupled objective: share of tokens whose importance weight hit `rl.off_policy.cap` (null
+    /// otherwise).
+    pub is_capped_share: Option<f64>,
     /// What overlong handling did to the step's completions (filled by the caller that built the batch).
     pub overlong: OverlongStats,
 }
@@ -345,6 +348,11 @@ impl Learner {
             RlAlgo::Ppo { gamma, lambda, .. } => Some(self.ppo_targets(&batches, gamma, lambda)?),
             RlAlgo::Grpo { .. } => None,
         };
+        // The decoupled objective's π_prox: the learner's own log-probs before any update of the step.
+        let proximal = match rl.off_policy {
+            OffPolicy::Decoupled { cap } => Some((self.proximal_logps(&batches)?, cap)),
+            OffPolicy::Sampler => None,
+        };
         let weight = |b: &RlBatch| match rl.loss_agg {
             LossAgg::TokenMean => b.completion_tokens(),
             LossAgg::SeqMean | LossAgg::TokenSum => b.len(),
@@ -380,6 +388,7 @@ impl Learner {
                         }),
                         _ => None,
                     };
+                    let prox = proximal.as_ref().map(|(l, cap)| ProximalMicro { logps: &l[i], cap: *cap });
                     let share = weight(batch) as f64 / mini_weight.max(1) as f64;
                     let out = rl_step(
                         &self.model.model,
@@ -391,6 +400,7 @@ impl Learner {
                         rl.loss_agg,
                         share,
                         ppo,
+                        prox,
                     )?;
                     m.add(&out.stats, mini_share, step_tokens, rl.epochs);
                     if epoch == 0 {
@@ -436,11 +446,29 @@ impl Learner {
             value_loss: ppo_stats.map(|_| m.value_loss),
             value_clip_fraction: ppo_stats.map(|_| m.value_clip),
             explained_variance: ppo_stats,
+            is_capped_share: proximal.as_ref().map(|_| m.is_capped),
             overlong: OverlongStats::default(),
         };
         let grad_norm = norms.iter().sum::<f64>() / norms.len().max(1) as f64;
         let summary = StepSummary { loss, lr, grad_norm, tokens, loss_tokens: step_tokens, sequences: step_rows };
         Ok(RlStepEvent { step: self.advance(summary, applied, bad)?, rl: stats })
+    }
+
+    /// Each micro-batch's completion log-probs under the current weights at its rows' temperatures
+    /// (one forward, no gradient): the decoupled objective's proximal policy.
+    fn proximal_logps(&self, batches: &[&RlBatch]) -> Result<Vec<Vec<f32>>> {
+        let dev = self.model.model.device();
+        batches
+            .iter()
+            .map(|b| {
+                let (rows, _) = b.lm().dims();
+                let t = b.lm().tensors(dev)?;
+                let temps = candle_core::Tensor::from_slice(b.temperatures(), (rows, 1, 1), dev)?;
+                let logits = self.model.model.forward(&t.input_ids, b.lm().layout())?.detach().broadcast_div(&temps)?;
+                let logps = phi4r_model::loss::token_logps(&logits, &t.targets)?;
+                Ok(logps.flatten_all()?.to_vec1::<f32>()?)
+            })
+            .collect()
     }
 
     /// PPO's targets for the step: the critic's values of every micro-batch (one forward, no gradient),
@@ -702,6 +730,7 @@ struct MicroSums {
     entropy: f64,
     value_loss: f64,
     value_clip: f64,
+    is_capped: f64,
 }
 
 impl MicroSums {
@@ -717,6 +746,7 @@ impl MicroSums {
         self.approx_kl += w * s.approx_kl;
         self.entropy += w * s.entropy;
         self.value_clip += w * s.value_clip_fraction;
+        self.is_capped += w * s.is_capped_share;
     }
 }
 

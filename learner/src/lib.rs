@@ -60,9 +60,13 @@ pub use optim::{AdamW, AdamWConfig};
 pub use reference::{batch_logps, RefCache, RefLogps};
 pub use rl::{
     aggregate, clipped_surrogate, explained_variance, gae, grpo_advantages, k3_kl, outcome_rewards, overlong_penalty,
-    ppo_targets, truncated_is_weights, value_loss_clipped, whiten, AdvNorm, Clip, Critic, IsWeights, LossAgg, Overlong,
-    OverlongOutcome, OverlongStats, PolicyLossOutput, RlAlgo, RlBatch, RlConfig, RlRow, ValueLossOutput,
+    ppo_targets, truncated_is_weights, value_loss_clipped, whiten, AdvNorm, Clip, Critic, IsWeights, LossAgg,
+    OffPolicy, Overlong, OverlongOutcome, OverlongStats, PolicyLossOutput, RlAlgo, RlBatch, RlConfig, RlRow,
+    ValueLossOutput,
 };
 pub use schedule::{Decay, LrSchedule};
 pub use state::{DataCursor, TrainState};
-pub use step::{dpo_step, lm_step, rl_step, DpoMicroStats, LmStats, PpoMicro, RlMicroOutput, RlMicroStats, StepOutput};
+pub use step::{
+    dpo_step, lm_step, rl_step, DpoMicroStats, LmStats, PpoMicro, ProximalMicro, RlMicroOutput, RlMicroStats,
+    StepOutput,
+};

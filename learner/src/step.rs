@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::grads::Grads;
 use crate::loss::{dpo_loss, lm_loss, sequence_logps};
 use crate::rl::{
-    aggregate, clipped_surrogate, k3_kl, masked_mean_host, value_loss_clipped, Critic, LossAgg, RlAlgo, RlBatch,
+    aggregate, clipped_surrogate, k3_kl, masked_mean_host, truncated_is_weights, value_loss_clipped, Critic, LossAgg,
+    RlAlgo, RlBatch,
 };
 use candle_core::{DType, Tensor, Var, D};
 use phi4r_model::loss::token_logps;
@@ -134,6 +135,15 @@ pub struct PpoMicro<'a> {
     pub value_clip: f64,
 }
 
+/// The decoupled objective's inputs to a micro-batch ([`crate::rl::OffPolicy::Decoupled`]).
+#[derive(Clone, Copy)]
+pub struct ProximalMicro<'a> {
+    /// The learner's log-probs at the start of the step (π_prox), row-major `(b·t)`: π_old of the ratio.
+    pub logps: &'a [f32],
+    /// Cap of the weight `π_prox / π_sampler`.
+    pub cap: f64,
+}
+
 /// A stage-4 micro-batch's gradients (the policy's, and with PPO the value head's) and statistics.
 #[derive(Debug, Clone)]
 pub struct RlMicroOutput {
@@ -170,6 +180,8 @@ pub struct RlMicroStats {
     pub value_loss: f64,
     /// PPO: share of completion tokens where the clipped value error was the larger (0 for GRPO).
     pub value_clip_fraction: f64,
+    /// Decoupled objective: share of completion tokens whose importance weight hit the cap (0 otherwise).
+    pub is_capped_share: f64,
 }
 
 /// One stage-4 micro-batch: the policy's per-token log-probs of the completions, GRPO's clipped surrogate
@@ -195,6 +207,7 @@ pub fn rl_step(
     agg: LossAgg,
     share: f64,
     ppo: Option<PpoMicro>,
+    proximal: Option<ProximalMicro>,
 ) -> Result<RlMicroOutput> {
     let (b, t) = batch.lm().dims();
     let dev = model.device();
@@ -205,12 +218,21 @@ pub fn rl_step(
     let logits = model.lm_head(&hidden)?.broadcast_div(&temps)?;
     let logps = token_logps(&logits, &tensors.targets)?;
     let mask = &tensors.loss_mask;
-    let old_logps = Tensor::from_slice(batch.old_logps(), (b, t), dev)?;
+    let sampler_logps = Tensor::from_slice(batch.old_logps(), (b, t), dev)?;
     let advantages = match &ppo {
         Some(p) => Tensor::from_slice(p.advantages, (b, t), dev)?,
         None => Tensor::from_slice(batch.advantages(), b, dev)?,
     };
-    let pg = clipped_surrogate(&logps, &old_logps, &advantages, mask, algo.clip(), agg, None)?;
+    let (old_logps, is) = match proximal {
+        Some(p) => {
+            let prox = Tensor::from_slice(p.logps, (b, t), dev)?;
+            let is = truncated_is_weights(&prox, &sampler_logps, mask, p.cap)?;
+            (prox, Some(is))
+        }
+        None => (sampler_logps, None),
+    };
+    let pg =
+        clipped_surrogate(&logps, &old_logps, &advantages, mask, algo.clip(), agg, is.as_ref().map(|w| &w.weights))?;
     let (loss, kl) = if kl_coef > 0.0 {
         let reference = reference.ok_or_else(|| {
             Error::input("rl_step", "rl.kl_coef > 0 needs a reference model (Learner::with_reference)")
@@ -258,6 +280,7 @@ pub fn rl_step(
             completions: b,
             value_loss,
             value_clip_fraction,
+            is_capped_share: is.map_or(0.0, |w| w.clipped_share),
         },
     })
 }

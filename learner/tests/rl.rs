@@ -292,3 +292,45 @@ fn a_step_makes_rewarded_completions_likelier_and_punished_ones_less_likely() ->
     }
     Ok(())
 }
+
+// The decoupled objective: π_old is the learner's own log-probs at the start of the step, so at the first
+// pass the ratio is exactly 1 (approx_kl 0, nothing clipped) however far the sampler's log-probs are;
+// the sampler enters only through min(π_prox / π_sampler, cap). Sampler log-probs 3 nats below the
+// learner's give weights e³ ≈ 20: every token is capped at 2, so the step's loss is twice that of the
+// sampler objective on up-to-date sampler log-probs (ratio 1 there too).
+#[test]
+fn the_decoupled_objective_clips_around_the_learner_and_caps_the_sampler_weight() -> Result<()> {
+    let mut r = rows();
+    let adv = [1.0, -1.0, 0.5, -0.5];
+    let mut cfg = config(0.0, LossAgg::TokenMean);
+    cfg.rl.off_policy = phi4r_learner::OffPolicy::Decoupled { cap: 2.0 };
+    let model = || TrainableModel::init(&tiny(), 3, DType::F32, &Device::Cpu);
+    let mut decoupled = Learner::new(model()?, cfg, 10)?;
+    // The learner's own log-probs of the completions, minus 3 nats: a very stale sampler.
+    let probe = batch(&r, &adv, 0..4)?;
+    let t = probe.lm().tensors(&Device::Cpu)?;
+    let own =
+        token_logps(&decoupled.model().forward(&t.input_ids, probe.lm().layout())?, &t.targets)?.to_vec2::<f32>()?;
+    for (i, lp) in r.logps.iter_mut().enumerate() {
+        let p = r.prompts[i].len();
+        for (j, x) in lp.iter_mut().enumerate() {
+            *x = own[i][p + j - 1] - 3.0;
+        }
+    }
+    let dev = decoupled.rl_step(&[batch(&r, &adv, 0..4)?])?;
+    assert!(dev.rl.approx_kl.abs() < 1e-6 && dev.rl.clip_fraction == 0.0, "{:?}", dev.rl);
+    assert_eq!(dev.rl.is_capped_share, Some(1.0));
+    // A plain learner whose sampler log-probs are its own (ratio 1).
+    let mut plain = Learner::new(model()?, config(0.0, LossAgg::TokenMean), 10)?;
+    for (i, lp) in r.logps.iter_mut().enumerate() {
+        let p = r.prompts[i].len();
+        for (j, x) in lp.iter_mut().enumerate() {
+            *x = own[i][p + j - 1];
+        }
+    }
+    let ev = plain.rl_step(&[batch(&r, &adv, 0..4)?])?;
+    assert_eq!(ev.rl.is_capped_share, None);
+    assert!(ev.step.loss.abs() > 1e-3, "a loss to compare: {}", ev.step.loss);
+    assert!((dev.step.loss - 2.0 * ev.step.loss).abs() < 1e-5, "{} vs 2 × {}", dev.step.loss, ev.step.loss);
+    Ok(())
+}

@@ -83,6 +83,23 @@ impl RlAlgo {
     }
 }
 
+/// What π_old is in the clipped ratio, and how stale or mismatched sampler log-probs are corrected.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OffPolicy {
+    /// π_old = the sampler's stored log-probs (exact on-policy; with staleness, the behaviour policy's).
+    #[default]
+    Sampler,
+    /// AReaL's decoupled objective (Fu et al. 2025), which is also verl's truncated IS: π_old = the
+    /// learner's own log-probs at the start of the step (the proximal policy, one extra forward), and each
+    /// token's loss weighted by `min(π_prox / π_sampler, cap)`, so stale versions (or a sampler with
+    /// other kernels or precision) enter through a bounded weight, not through the clip.
+    Decoupled {
+        /// Cap of the importance weight (verl `tis_imp_ratio_cap`; 2.0 is common).
+        cap: f64,
+    },
+}
+
 /// Hyper-parameters of stage 4 (RLVR). Seed defaults in [`RlConfig::default`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -118,6 +135,8 @@ pub struct RlConfig {
     pub mini_batches: usize,
     /// Completions cut at `max_new_tokens` (DAPO §3.4): masked from the loss, penalized, or left alone.
     pub overlong: Overlong,
+    /// π_old and the importance-sampling correction of stale or mismatched sampler log-probs.
+    pub off_policy: OffPolicy,
 }
 
 impl RlConfig {
@@ -152,6 +171,7 @@ impl Default for RlConfig {
             epochs: 1,
             mini_batches: 1,
             overlong: Overlong::default(),
+            off_policy: OffPolicy::default(),
         }
     }
 }
@@ -191,6 +211,13 @@ impl RlConfig {
                 value_lr.is_finite() && value_lr > 0.0,
                 "rl.algo.value_lr",
                 format!("must be a finite number > 0, got {value_lr}"),
+            )?;
+        }
+        if let OffPolicy::Decoupled { cap } = self.off_policy {
+            check(
+                cap.is_finite() && cap > 0.0,
+                "rl.off_policy.cap",
+                format!("must be a finite number > 0, got {cap}"),
             )?;
         }
         check(self.epochs >= 1, "rl.epochs", "must be at least 1".into())?;

@@ -2,7 +2,7 @@
 //! [`crate::Learner::rl_step`] consumes ([`RlBatch`]), and the synchronous on-policy step (`sync`:
 //! [`phi4r_replay::collect_groups`] then [`train_collected`]). GRPO and PPO ([`Critic`], [`ppo_targets`])
 //! are wired, with several updates per batch (`rl.epochs`, `rl.mini_batches`) and overlong handling
-//! ([`Overlong`]); truncated IS is built but not used by the step yet.
+//! ([`Overlong`]) and the decoupled / truncated-IS objective ([`OffPolicy`]).
 //!
 //! - [`grpo_advantages`] (`advantage`): group-relative advantages, `(r − mean) / (std + ε)` or, with
 //!   [`AdvNorm::None`], Dr. GRPO's `r − mean`.
@@ -33,7 +33,7 @@ mod value;
 
 pub use advantage::{grpo_advantages, AdvNorm};
 pub use batch::{OverlongStats, RlBatch, RlRow};
-pub use config::{RlAlgo, RlConfig};
+pub use config::{OffPolicy, RlAlgo, RlConfig};
 pub use critic::{Critic, VALUE_HEAD_FILE, VALUE_OPTIMIZER_FILE};
 pub use gae::{explained_variance, gae, outcome_rewards, ppo_targets, whiten};
 pub use kl::k3_kl;
