@@ -162,11 +162,8 @@ impl Topology {
                 return Err(format!("`{name}` needs at least 1"));
             }
         }
-        if self.learners > 1 {
-            return Err(format!(
-                "{} learners: data-parallel learner replicas are not built yet (use 1learn)",
-                self.learners
-            ));
+        if self.learners > 8 {
+            return Err(format!("{} learners: at most 8 data-parallel replicas in one process", self.learners));
         }
         Ok(())
     }
@@ -216,7 +213,7 @@ mod tests {
             ("gen-1learn", "does not start with a count"),
             ("0gen-1learn", "at least 1"),
             ("2gen-2gen-1learn", "twice"),
-            ("2gen-2learn", "data-parallel"),
+            ("2gen-9learn", "data-parallel"),
             ("", "count"),
         ] {
             let e = Topology::parse(s).expect_err(s).to_string();

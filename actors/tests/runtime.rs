@@ -27,6 +27,8 @@ prompts_per_step = 2
 max_new_tokens = 12
 kl_coef = 0.0
 max_staleness = 1
+# A random-init model's completions all run to the limit: train them (the default masks them).
+overlong = { kind = "off" }
 
 [rl.balance]
 batch_groups = 2
@@ -59,6 +61,7 @@ fn runtime_setup(init: &str, prompts: &str, out: &Path, topology: &str) -> Runti
         None,
         indicatif::ProgressBar::hidden(),
     )
+    .expect("setup")
 }
 
 /// Polls `status` until `ok` holds (fails after two minutes: a hang, not a timing goal).
@@ -172,7 +175,7 @@ fn sigint_checkpoints_and_resume_continues() {
     let cfg = dir.path().join("rl.toml");
     std::fs::write(&cfg, CONFIG.replace("max_steps = 1000", "max_steps = 6")).expect("config");
     let out = dir.path().join("run");
-    let args = |extra: &[&str]| -> Vec<String> {
+    let args = |topology: &str, extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = [
             "--device",
             "cpu",
@@ -181,7 +184,7 @@ fn sigint_checkpoints_and_resume_continues() {
             "stage",
             "rl",
             "--topology",
-            "2gen-1learn",
+            topology,
             "--config",
             cfg.to_str().expect("utf-8"),
             "--prompts",
@@ -197,7 +200,7 @@ fn sigint_checkpoints_and_resume_continues() {
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
-    let argv = args(&[]);
+    let argv = args("2gen-1learn", &[]);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let child = phi4r_e2e::command(bin(), &argv)
         .stdout(std::process::Stdio::piped())
@@ -222,9 +225,11 @@ fn sigint_checkpoints_and_resume_continues() {
     let latest = std::fs::read_to_string(out.join("latest")).expect("a checkpoint was written");
     assert_eq!(latest.trim(), format!("step-{steps:08}"));
 
-    let argv = args(&["--resume"]);
+    // The rest of the run with two data-parallel learner replicas (M = 2) from the same checkpoint.
+    let argv = args("2gen-2learn", &["--resume"]);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let summary: serde_json::Value = serde_json::from_str(&run_ok(&argv)).expect("summary");
     assert_eq!(summary["steps"].as_u64(), Some(6 - steps), "resume runs the remaining steps: {summary}");
+    assert!(summary["groups"]["trained"].as_u64() > Some(0), "the replicas trained: {summary}");
     assert_eq!(std::fs::read_to_string(out.join("latest")).expect("latest").trim(), "step-00000006");
 }

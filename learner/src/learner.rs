@@ -353,10 +353,7 @@ impl Learner {
             OffPolicy::Decoupled { cap } => Some((self.proximal_logps(&batches)?, cap)),
             OffPolicy::Sampler => None,
         };
-        let weight = |b: &RlBatch| match rl.loss_agg {
-            LossAgg::TokenMean => b.completion_tokens(),
-            LossAgg::SeqMean | LossAgg::TokenSum => b.len(),
-        };
+        let weight = |b: &RlBatch| rl_weight(rl.loss_agg, b);
         let step_weight: usize = batches.iter().map(|b| weight(b)).sum();
         let step_tokens: usize = batches.iter().map(|b| b.completion_tokens()).sum();
         let step_rows: usize = batches.iter().map(|b| b.len()).sum();
@@ -452,6 +449,99 @@ impl Learner {
         let grad_norm = norms.iter().sum::<f64>() / norms.len().max(1) as f64;
         let summary = StepSummary { loss, lr, grad_norm, tokens, loss_tokens: step_tokens, sequences: step_rows };
         Ok(RlStepEvent { step: self.advance(summary, applied, bad)?, rl: stats })
+    }
+
+    /// An independent replica of this learner for data-parallel training: a deep copy of the weights,
+    /// the same optimizer moments (exactly), schedule, state, reference (shared: it is frozen), tokenizer,
+    /// inputs and too-easy memory. A PPO learner's critic is not replicated: data parallelism is GRPO's.
+    pub fn replicate(&self) -> Result<Learner> {
+        if self.critic.is_some() {
+            return Err(Error::config(
+                "rl.algo",
+                "data-parallel learner replicas run GRPO (PPO's critic is not replicated)",
+            ));
+        }
+        let mut r = Learner::new(self.model.deep_copy()?, self.config.clone(), self.state.total_steps)?;
+        r.optimizer.load_state_bytes(&self.optimizer.state_bytes()?, self.model.model.device())?;
+        r.state = self.state.clone();
+        r.reference = self.reference.as_ref().map(Phi3::frozen).transpose()?;
+        r.tokenizer = self.tokenizer.clone();
+        r.inputs = self.inputs.clone();
+        r.easy = self.easy.clone();
+        Ok(r)
+    }
+
+    /// One replica's part of a data-parallel GRPO step: the gradients of `batches` (its shard), each micro
+    /// loss scaled by its share of the whole step (`step_weight`: the step's tokens for token-mean, its
+    /// completions otherwise; `step_tokens` its completion tokens), so that the shards' gradients sum to
+    /// the whole step's. Applied by [`Learner::rl_apply`] once summed.
+    pub fn rl_shard(&self, batches: &[&RlBatch], step_weight: usize, step_tokens: usize) -> Result<RlShard> {
+        self.expect_stage("rl_shard", &[Stage::Rl])?;
+        let rl = &self.config.rl;
+        let mut shard = RlShard::default();
+        for batch in batches.iter().filter(|b| !b.is_empty()) {
+            self.check_len("Learner::rl_shard", batch.lm())?;
+            let share = rl_weight(rl.loss_agg, batch) as f64 / step_weight.max(1) as f64;
+            let out = rl_step(
+                &self.model.model,
+                &self.vars,
+                self.reference.as_ref(),
+                batch,
+                &rl.algo,
+                rl.kl_coef,
+                rl.loss_agg,
+                share,
+                None,
+                None,
+            )?;
+            shard.sums.add(&out.stats, 1.0, step_tokens, 1);
+            shard.loss += out.stats.loss;
+            shard.tokens += out.stats.tokens;
+            shard.loss_tokens += out.stats.completion_tokens;
+            shard.rows += out.stats.completions;
+            shard.advantages.extend(batch.advantages().iter().map(|&a| f64::from(a)));
+            accumulate(&mut shard.grads, out.grads)?;
+        }
+        Ok(shard)
+    }
+
+    /// Applies a data-parallel step's summed shards ([`RlShard::merge`]): clip, finite check, AdamW, the
+    /// clock. Every replica given the same sum takes the same update.
+    pub fn rl_apply(&mut self, shard: RlShard) -> Result<RlStepEvent> {
+        self.expect_stage("rl_apply", &[Stage::Rl])?;
+        if shard.rows == 0 {
+            return Err(Error::input("Learner::rl_apply", "no completions"));
+        }
+        let lr = self.schedule.lr_at(self.state.step);
+        let (grad_norm, good) = self.apply_update(shard.loss, shard.grads, lr)?;
+        let n = shard.advantages.len().max(1) as f64;
+        let m = shard.sums;
+        let stats = RlStats {
+            pg_loss: m.pg_loss,
+            kl: m.kl,
+            clip_fraction: m.clip,
+            approx_kl: m.approx_kl,
+            entropy: m.entropy,
+            advantage_mean: shard.advantages.iter().sum::<f64>() / n,
+            advantage_abs_mean: shard.advantages.iter().map(|a| a.abs()).sum::<f64>() / n,
+            completions: shard.rows,
+            completion_tokens: shard.loss_tokens,
+            updates: 1,
+            value_loss: None,
+            value_clip_fraction: None,
+            explained_variance: None,
+            is_capped_share: None,
+            overlong: OverlongStats::default(),
+        };
+        let summary = StepSummary {
+            loss: shard.loss,
+            lr,
+            grad_norm,
+            tokens: shard.tokens,
+            loss_tokens: shard.loss_tokens,
+            sequences: shard.rows,
+        };
+        Ok(RlStepEvent { step: self.advance(summary, good, !good)?, rl: stats })
     }
 
     /// Each micro-batch's completion log-probs under the current weights at its rows' temperatures
@@ -720,8 +810,46 @@ struct PpoTargets {
     explained_variance: f64,
 }
 
+/// A micro-batch's weight in its step's loss: its completion tokens for token-mean, its completions
+/// otherwise.
+fn rl_weight(agg: LossAgg, b: &RlBatch) -> usize {
+    match agg {
+        LossAgg::TokenMean => b.completion_tokens(),
+        LossAgg::SeqMean | LossAgg::TokenSum => b.len(),
+    }
+}
+
+/// One data-parallel replica's gradients and measurements of its shard of a step ([`Learner::rl_shard`]);
+/// shards add up with [`RlShard::merge`] (the all-reduce).
+#[derive(Debug, Clone, Default)]
+pub struct RlShard {
+    grads: Option<Grads>,
+    loss: f64,
+    tokens: usize,
+    loss_tokens: usize,
+    rows: usize,
+    sums: MicroSums,
+    advantages: Vec<f64>,
+}
+
+impl RlShard {
+    /// Adds `other` into `self`: gradients, losses and the step-weighted metrics sum; advantages append.
+    pub fn merge(&mut self, other: RlShard) -> Result<()> {
+        if let Some(g) = other.grads {
+            accumulate(&mut self.grads, g)?;
+        }
+        self.loss += other.loss;
+        self.tokens += other.tokens;
+        self.loss_tokens += other.loss_tokens;
+        self.rows += other.rows;
+        self.sums.merge(&other.sums);
+        self.advantages.extend(other.advantages);
+        Ok(())
+    }
+}
+
 /// Stage-4 metrics summed over a step's micro passes, each weighted by its share of the step.
-#[derive(Default)]
+#[derive(Debug, Clone, Copy, Default)]
 struct MicroSums {
     pg_loss: f64,
     kl: f64,
@@ -747,6 +875,17 @@ impl MicroSums {
         self.entropy += w * s.entropy;
         self.value_clip += w * s.value_clip_fraction;
         self.is_capped += w * s.is_capped_share;
+    }
+
+    fn merge(&mut self, o: &MicroSums) {
+        self.pg_loss += o.pg_loss;
+        self.kl += o.kl;
+        self.clip += o.clip;
+        self.approx_kl += o.approx_kl;
+        self.entropy += o.entropy;
+        self.value_loss += o.value_loss;
+        self.value_clip += o.value_clip;
+        self.is_capped += o.is_capped;
     }
 }
 

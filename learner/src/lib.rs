@@ -41,6 +41,7 @@ pub mod inputs;
 mod learner;
 pub mod loss;
 mod optim;
+mod parallel;
 mod reference;
 pub mod rl;
 mod schedule;
@@ -54,9 +55,10 @@ pub use error::{Error, Result};
 pub use feed::{FeedReport, FeedStep, StageBatch, StageFeed};
 pub use grads::{clip_grad_norm, is_finite_step, Grads};
 pub use inputs::{resume_changes, Change, FileFingerprint, RunInputs};
-pub use learner::{DpoStats, DpoStepEvent, Learner, RlStats, RlStepEvent, StepEvent};
+pub use learner::{DpoStats, DpoStepEvent, Learner, RlShard, RlStats, RlStepEvent, StepEvent};
 pub use loss::{dpo_loss, lm_loss, sequence_logps, DpoOutput};
 pub use optim::{AdamW, AdamWConfig};
+pub use parallel::DataParallel;
 pub use reference::{batch_logps, RefCache, RefLogps};
 pub use rl::{
     aggregate, clipped_surrogate, explained_variance, gae, grpo_advantages, k3_kl, outcome_rewards, overlong_penalty,

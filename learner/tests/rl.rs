@@ -334,3 +334,40 @@ fn the_decoupled_objective_clips_around_the_learner_and_caps_the_sampler_weight(
     assert!((dev.step.loss - 2.0 * ev.step.loss).abs() < 1e-5, "{} vs 2 × {}", dev.step.loss, ev.step.loss);
     Ok(())
 }
+
+// Data-parallel learners (`<N>gen-2learn`): two replicas, each on half the micro-batches, their gradients
+// summed and applied by both, give the single learner's update on the whole batch — weights within 1e-5
+// after two steps, for each aggregation, with the KL anchor on — and the replicas stay identical.
+#[test]
+fn two_data_parallel_learners_on_half_batches_equal_one_on_the_whole() -> Result<()> {
+    use phi4r_learner::DataParallel;
+    let r = rows();
+    let adv = [1.2, -0.7, 0.4, -0.9];
+    for agg in [LossAgg::TokenMean, LossAgg::SeqMean, LossAgg::TokenSum] {
+        let make = || -> Result<Learner> {
+            let model = TrainableModel::init(&tiny(), 3, DType::F32, &Device::Cpu)?;
+            let reference = TrainableModel::init(&tiny(), 4, DType::F32, &Device::Cpu)?.model.frozen()?;
+            Ok(Learner::new(model, config(0.1, agg), 10)?.with_reference(reference))
+        };
+        let mut one = make()?;
+        let mut two = DataParallel::new(make()?, 2)?;
+        for _ in 0..2 {
+            let micro = [batch(&r, &adv, 0..2)?, batch(&r, &adv, 2..4)?];
+            let a = one.rl_step(&micro)?;
+            let b = two.rl_step(&micro)?;
+            assert!((a.step.loss - b.step.loss).abs() < 1e-6, "{agg:?}: loss {} vs {}", a.step.loss, b.step.loss);
+            assert!((a.rl.kl - b.rl.kl).abs() < 1e-6 && a.rl.completions == b.rl.completions);
+        }
+        let (w1, w2) = (weights(&one)?, weights(two.leader())?);
+        let worst = w1.iter().flatten().zip(w2.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-5, "{agg:?}: max weight difference {worst}");
+        let mut replicas = vec![];
+        two.for_each(|l| replicas.push(weights(l).expect("weights")));
+        assert_eq!(replicas[0], replicas[1], "the replicas stay identical");
+    }
+    let mut ppo = config(0.0, LossAgg::TokenMean);
+    ppo.rl.algo = RlAlgo::ppo();
+    let l = Learner::new(TrainableModel::init(&tiny(), 3, DType::F32, &Device::Cpu)?, ppo, 10)?;
+    assert!(DataParallel::new(l, 2).is_err(), "PPO is refused by name");
+    Ok(())
+}

@@ -46,6 +46,17 @@ impl TrainableModel {
         Ok(TrainableModel { model, varmap })
     }
 
+    /// An independent copy: new variables holding copies of these values (a data-parallel replica).
+    pub fn deep_copy(&self) -> Result<Self> {
+        let tensors: HashMap<String, Tensor> =
+            self.vars().into_iter().map(|(name, v)| Ok((name, v.as_tensor().copy()?))).collect::<Result<_>>()?;
+        let varmap = VarMap::new();
+        let (dtype, device) = (self.model.dtype(), self.model.device().clone());
+        let vb = trainable_builder(Values::Tensors(tensors), &varmap, dtype, &device);
+        let model = Phi3::new(self.model.config(), vb, self.model.kernels())?;
+        Ok(TrainableModel { model, varmap })
+    }
+
     /// All trainable variables (for an optimizer), sorted by name so the order is reproducible.
     pub fn vars(&self) -> Vec<(String, Var)> {
         let data = match self.varmap.data().lock() {

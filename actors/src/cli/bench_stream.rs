@@ -96,7 +96,7 @@ pub fn stream_grid(a: &StreamBenchArgs, threads: usize, size: &str) -> anyhow::R
                 out.path().join(format!("g{n}-s{s}")),
                 None,
                 indicatif::ProgressBar::hidden(),
-            );
+            )?;
             let summary = run_one(setup)?;
             eprintln!("stream {n} generators, max_staleness {s}: {}", row(&topology, s, &summary));
             rows.push(row(&topology, s, &summary));

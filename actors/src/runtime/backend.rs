@@ -5,7 +5,7 @@
 
 use super::Policy;
 use phi4r_learner::rl::{train_groups, RlTrainReport};
-use phi4r_learner::{Learner, Stage, StepEvent};
+use phi4r_learner::{DataParallel, Learner, Stage, StepEvent};
 use phi4r_replay::{EasyMemory, Group, GroupSampler, PolicyVersion, Prompt, SampledCompletion, SampledGroup};
 use phi4r_rollout::FinishReason;
 use rand::rngs::StdRng;
@@ -53,6 +53,35 @@ impl Trainer for Learner {
 
     fn is_finished(&self) -> bool {
         Learner::is_finished(self)
+    }
+}
+
+/// M > 1 (`<N>gen-<M>learn`): data-parallel replicas behind the same actor; checkpoints and snapshots
+/// are replica 0's (all are identical).
+impl Trainer for DataParallel {
+    fn version(&self) -> u64 {
+        self.leader().state().step
+    }
+
+    fn train(&mut self, groups: &[Group], easy: EasyMemory, pad_id: u32) -> anyhow::Result<RlTrainReport> {
+        Ok(self.train_groups(groups, easy, pad_id)?)
+    }
+
+    fn snapshot(&self) -> anyhow::Result<Policy> {
+        self.leader().snapshot()
+    }
+
+    fn checkpoint(&mut self, out: &Path, easy: EasyMemory) -> anyhow::Result<PathBuf> {
+        self.for_each(|l| l.record_easy(easy.clone()));
+        Ok(self.leader().save_checkpoint(out)?)
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.leader().checkpoint_due()
+    }
+
+    fn is_finished(&self) -> bool {
+        self.leader().is_finished()
     }
 }
 

@@ -35,7 +35,7 @@ use crate::compute::Compute;
 use crate::messages::{StreamLearnerMsg, SupervisorMsg};
 use crate::topology::Topology;
 use indicatif::ProgressBar;
-use phi4r_learner::{Learner, StageConfig};
+use phi4r_learner::{DataParallel, Learner, StageConfig};
 use phi4r_model::Phi3;
 use phi4r_replay::{BookCounts, EasyMemory, GroupSampler, PromptSource, RewardPolicyId};
 use phi4r_verifier::{RewardPolicy, Verifier};
@@ -430,7 +430,9 @@ pub struct Runtime {
 }
 
 impl RuntimeSetup {
-    /// The setup of a real run: `learner` (resumed or fresh) samples through `sampler`.
+    /// The setup of a real run: `learner` (resumed or fresh) samples through `sampler`; with M > 1
+    /// learners in the topology, it and M − 1 replicas train data-parallel ([`DataParallel`]), which
+    /// refuses, naming the key, a config it does not support.
     #[allow(clippy::too_many_arguments)]
     pub fn real(
         topology: Topology,
@@ -441,20 +443,26 @@ impl RuntimeSetup {
         out: PathBuf,
         stop_after: Option<u64>,
         progress: ProgressBar,
-    ) -> Self {
-        RuntimeSetup {
+    ) -> anyhow::Result<Self> {
+        let config = learner.config().clone();
+        let easy = learner.easy().cloned().unwrap_or_default();
+        let learner: Box<dyn Trainer> = match topology.learners {
+            0 | 1 => Box::new(learner),
+            m => Box::new(DataParallel::new(learner, m)?),
+        };
+        Ok(RuntimeSetup {
             topology,
             threads,
-            config: learner.config().clone(),
-            easy: learner.easy().cloned().unwrap_or_default(),
-            learner: Box::new(learner),
+            config,
+            easy,
+            learner,
             source,
             verifier: sampler.verifier().clone(),
             sampling: Sampling::Real(Box::new(sampler)),
             out,
             stop_after,
             progress,
-        }
+        })
     }
 }
 

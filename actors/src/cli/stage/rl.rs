@@ -115,7 +115,7 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
             a.out.clone(),
             a.stop_after,
             progress,
-        );
+        )?;
         let summary = stream(setup, start_step >= total, a.control_addr)?;
         return super::write_summary(&out_dir, &summary);
     }
