@@ -9,6 +9,7 @@
 //! apply unchanged; the run folder holds every command's output, the configs used, `report.json` and
 //! `report.md`.
 
+use crate::cli::stage::AlgoName;
 use crate::topology::Topology;
 use anyhow::Context;
 use clap::ValueEnum;
@@ -61,6 +62,8 @@ pub struct Plan {
     pub policy_dpo_lr: f64,
     /// Steps of stage 4.
     pub rl_steps: u64,
+    /// Stage 4's learning rate.
+    pub rl_lr: f64,
 }
 
 impl Profile {
@@ -81,6 +84,7 @@ impl Profile {
                 policy_pair_problems: 500,
                 policy_dpo_lr: 5e-6,
                 rl_steps: 4,
+                rl_lr: 1e-5,
             },
             Profile::Default => Plan {
                 preset: "micro",
@@ -96,6 +100,7 @@ impl Profile {
                 policy_pair_problems: 2000,
                 policy_dpo_lr: 5e-6,
                 rl_steps: 30,
+                rl_lr: 1e-5,
             },
             Profile::Full => Plan {
                 preset: "tiny",
@@ -111,6 +116,7 @@ impl Profile {
                 policy_pair_problems: 2000,
                 policy_dpo_lr: 5e-6,
                 rl_steps: 60,
+                rl_lr: 1e-5,
             },
         }
     }
@@ -184,6 +190,8 @@ pub struct PipelineArgs {
     pub threads: usize,
     /// Where stage 3's pairs come from.
     pub dpo_pairs: DpoPairs,
+    /// Stage 4's algorithm.
+    pub algo: AlgoName,
 }
 
 /// Stage 4's prompts: the training problems (`stage4.jsonl`) of the tiers the model before it solves
@@ -307,12 +315,12 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
     let r = Runner { bin: std::env::current_exe()?, dir: dir.clone(), threads: a.threads };
     let args_json = serde_json::json!({
         "topology": a.topology.to_string(), "profile": a.profile, "seed": a.seed, "plan": plan,
-        "dpo_pairs": a.dpo_pairs,
+        "dpo_pairs": a.dpo_pairs, "algo": format!("{:?}", a.algo).to_lowercase(),
     });
     let args_file = dir.join("pipeline.json");
     if let Ok(old) = std::fs::read_to_string(&args_file) {
         let old: Value = serde_json::from_str(&old).with_context(|| format!("{}", args_file.display()))?;
-        // What the finished stages depend on; `--dpo-pairs` may change with `--from-stage dpo`.
+        // What the finished stages depend on; `--dpo-pairs` and `--algo` may change with `--from-stage`.
         let same = ["topology", "profile", "seed"].iter().all(|k| old[k] == args_json[k]);
         if (a.resume || a.from_stage.is_some()) && !same {
             anyhow::bail!(
@@ -490,6 +498,10 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
                     s(&prev),
                     "--topology".into(),
                     a.topology.to_string(),
+                    "--lr".into(),
+                    plan.rl_lr.to_string(),
+                    "--algo".into(),
+                    format!("{:?}", a.algo).to_lowercase(),
                 ]),
             }
             if resume {

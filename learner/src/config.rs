@@ -328,11 +328,16 @@ fn has_dotted(table: &toml::Table, key: &str) -> bool {
 }
 
 /// Overlays `over` on `base`, merging nested tables key by key (so `[profiles.cpu.rl]` changes only the
-/// keys it names).
+/// keys it names). A tagged table whose `kind` changes (e.g. `rl.temperature` from `linear` to
+/// `constant`) is replaced whole: the old variant's fields would not belong to the new one.
 fn deep_extend(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => deep_extend(b, o),
+            (Some(toml::Value::Table(b)), toml::Value::Table(o))
+                if o.get("kind").is_none_or(|kind| b.get("kind") == Some(kind)) =>
+            {
+                deep_extend(b, o)
+            }
             (_, v) => {
                 base.insert(k, v);
             }
@@ -464,6 +469,14 @@ max_new_tokens = 256
         assert_eq!(key_and_line(in_profile), ("profiles.cpu.rl.max_new_tokens".into(), Some(17)));
         let nested = load(&RL.replace("max_pending_groups = 8", "max_pending_groups = 1"), None).expect_err("pool");
         assert_eq!(key_and_line(nested), ("rl.balance.max_pending_groups".into(), Some(11)));
+        // A profile that switches a tagged table's kind replaces it (linear's start/end/steps do not
+        // leak into constant), and PPO's fields replace GRPO's.
+        let switched = format!(
+            "{RL}\n[profiles.cpu.rl.temperature]\nkind = \"constant\"\ntemperature = 0.7\n[profiles.cpu.rl.algo]\nkind = \"ppo\"\neps_low = 0.2\neps_high = 0.2\ngamma = 1.0\nlambda = 0.95\nvalue_clip = 0.5\nvalue_lr = 1e-3\n"
+        );
+        let c = load(&switched, Some("cpu")).expect("switched kinds load");
+        assert_eq!(c.rl.temperature, phi4r_replay::TemperatureSchedule::Constant { temperature: 0.7 });
+        assert!(matches!(c.rl.algo, crate::rl::RlAlgo::Ppo { lambda, .. } if lambda == 0.95));
         // Every stage's config round-trips through TOML with its [rl] section (the resume guard's form).
         let text = toml::to_string(&cpu).expect("serialize");
         assert_eq!(toml::from_str::<StageConfig>(&text).expect("parse"), cpu);

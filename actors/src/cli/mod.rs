@@ -46,6 +46,9 @@ pub struct Cli {
     /// Main job: stage 3's pairs from the teacher's rollouts, or from the stage-2 model's own samples.
     #[arg(long, value_enum, default_value = "teacher", requires = "topology")]
     dpo_pairs: crate::pipeline::DpoPairs,
+    /// Main job: stage 4's algorithm.
+    #[arg(long, value_enum, default_value = "grpo", requires = "topology")]
+    algo: crate::cli::stage::AlgoName,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -93,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             resume: cli.resume,
             threads,
             dpo_pairs: cli.dpo_pairs,
+            algo: cli.algo,
         })?;
         return Ok(());
     };
