@@ -387,18 +387,7 @@ impl Learner {
                     };
                     let prox = proximal.as_ref().map(|(l, cap)| ProximalMicro { logps: &l[i], cap: *cap });
                     let share = weight(batch) as f64 / mini_weight.max(1) as f64;
-                    let out = rl_step(
-                        &self.model.model,
-                        &self.vars,
-                        self.reference.as_ref(),
-                        batch,
-                        &rl.algo,
-                        rl.kl_coef,
-                        rl.loss_agg,
-                        share,
-                        ppo,
-                        prox,
-                    )?;
+                    let out = self.rl_micro(batch, share, ppo, prox)?;
                     m.add(&out.stats, mini_share, step_tokens, rl.epochs);
                     if epoch == 0 {
                         tokens += out.stats.tokens;
@@ -427,24 +416,14 @@ impl Learner {
             }
         }
         let advantages: Vec<f64> = batches.iter().flat_map(|b| b.advantages().iter().map(|&a| f64::from(a))).collect();
-        let n = advantages.len().max(1) as f64;
         let ppo_stats = targets.as_ref().map(|t| t.explained_variance);
         let stats = RlStats {
-            pg_loss: m.pg_loss,
-            kl: m.kl,
-            clip_fraction: m.clip,
-            approx_kl: m.approx_kl,
-            entropy: m.entropy,
-            advantage_mean: advantages.iter().sum::<f64>() / n,
-            advantage_abs_mean: advantages.iter().map(|a| a.abs()).sum::<f64>() / n,
-            completions: step_rows,
-            completion_tokens: step_tokens,
             updates: norms.len(),
             value_loss: ppo_stats.map(|_| m.value_loss),
             value_clip_fraction: ppo_stats.map(|_| m.value_clip),
             explained_variance: ppo_stats,
             is_capped_share: proximal.as_ref().map(|_| m.is_capped),
-            overlong: OverlongStats::default(),
+            ..m.stats(&advantages, step_rows, step_tokens)
         };
         let grad_norm = norms.iter().sum::<f64>() / norms.len().max(1) as f64;
         let summary = StepSummary { loss, lr, grad_norm, tokens, loss_tokens: step_tokens, sequences: step_rows };
@@ -471,6 +450,19 @@ impl Learner {
         Ok(r)
     }
 
+    /// [`rl_step`] on one micro-batch with this learner's model, reference and `[rl]` config.
+    fn rl_micro(
+        &self,
+        batch: &RlBatch,
+        share: f64,
+        ppo: Option<PpoMicro>,
+        prox: Option<ProximalMicro>,
+    ) -> Result<crate::step::RlMicroOutput> {
+        let rl = &self.config.rl;
+        let (model, reference) = (&self.model.model, self.reference.as_ref());
+        rl_step(model, &self.vars, reference, batch, &rl.algo, rl.kl_coef, rl.loss_agg, share, ppo, prox)
+    }
+
     /// One replica's part of a data-parallel GRPO step: the gradients of `batches` (its shard), each micro
     /// loss scaled by its share of the whole step (`step_weight`: the step's tokens for token-mean, its
     /// completions otherwise; `step_tokens` its completion tokens), so that the shards' gradients sum to
@@ -482,18 +474,7 @@ impl Learner {
         for batch in batches.iter().filter(|b| !b.is_empty()) {
             self.check_len("Learner::rl_shard", batch.lm())?;
             let share = rl_weight(rl.loss_agg, batch) as f64 / step_weight.max(1) as f64;
-            let out = rl_step(
-                &self.model.model,
-                &self.vars,
-                self.reference.as_ref(),
-                batch,
-                &rl.algo,
-                rl.kl_coef,
-                rl.loss_agg,
-                share,
-                None,
-                None,
-            )?;
+            let out = self.rl_micro(batch, share, None, None)?;
             shard.sums.add(&out.stats, 1.0, step_tokens, 1);
             shard.loss += out.stats.loss;
             shard.tokens += out.stats.tokens;
@@ -514,25 +495,7 @@ impl Learner {
         }
         let lr = self.schedule.lr_at(self.state.step);
         let (grad_norm, good) = self.apply_update(shard.loss, shard.grads, lr)?;
-        let n = shard.advantages.len().max(1) as f64;
-        let m = shard.sums;
-        let stats = RlStats {
-            pg_loss: m.pg_loss,
-            kl: m.kl,
-            clip_fraction: m.clip,
-            approx_kl: m.approx_kl,
-            entropy: m.entropy,
-            advantage_mean: shard.advantages.iter().sum::<f64>() / n,
-            advantage_abs_mean: shard.advantages.iter().map(|a| a.abs()).sum::<f64>() / n,
-            completions: shard.rows,
-            completion_tokens: shard.loss_tokens,
-            updates: 1,
-            value_loss: None,
-            value_clip_fraction: None,
-            explained_variance: None,
-            is_capped_share: None,
-            overlong: OverlongStats::default(),
-        };
+        let stats = shard.sums.stats(&shard.advantages, shard.rows, shard.loss_tokens);
         let summary = StepSummary {
             loss: shard.loss,
             lr,
@@ -812,7 +775,7 @@ struct PpoTargets {
 
 /// A micro-batch's weight in its step's loss: its completion tokens for token-mean, its completions
 /// otherwise.
-fn rl_weight(agg: LossAgg, b: &RlBatch) -> usize {
+pub(crate) fn rl_weight(agg: LossAgg, b: &RlBatch) -> usize {
     match agg {
         LossAgg::TokenMean => b.completion_tokens(),
         LossAgg::SeqMean | LossAgg::TokenSum => b.len(),
@@ -875,6 +838,29 @@ impl MicroSums {
         self.entropy += w * s.entropy;
         self.value_clip += w * s.value_clip_fraction;
         self.is_capped += w * s.is_capped_share;
+    }
+
+    /// The step's [`RlStats`] over `advantages` (one per completion): one update, no PPO or decoupled
+    /// metrics (the caller fills what it ran).
+    fn stats(&self, advantages: &[f64], completions: usize, completion_tokens: usize) -> RlStats {
+        let n = advantages.len().max(1) as f64;
+        RlStats {
+            pg_loss: self.pg_loss,
+            kl: self.kl,
+            clip_fraction: self.clip,
+            approx_kl: self.approx_kl,
+            entropy: self.entropy,
+            advantage_mean: advantages.iter().sum::<f64>() / n,
+            advantage_abs_mean: advantages.iter().map(|a| a.abs()).sum::<f64>() / n,
+            completions,
+            completion_tokens,
+            updates: 1,
+            value_loss: None,
+            value_clip_fraction: None,
+            explained_variance: None,
+            is_capped_share: None,
+            overlong: OverlongStats::default(),
+        }
     }
 
     fn merge(&mut self, o: &MicroSums) {

@@ -12,8 +12,8 @@
 //! mini-batch order, π_prox) sharded too, and are refused with the key to change.
 
 use crate::error::{Error, Result};
-use crate::learner::{Learner, RlShard, RlStepEvent};
-use crate::rl::{LossAgg, OffPolicy, RlAlgo, RlBatch, RlTrainReport};
+use crate::learner::{rl_weight, Learner, RlShard, RlStepEvent};
+use crate::rl::{OffPolicy, RlAlgo, RlBatch, RlTrainReport};
 use phi4r_replay::{EasyMemory, Group};
 use rayon::prelude::*;
 
@@ -98,11 +98,7 @@ impl DataParallel {
             return Err(Error::input("DataParallel::rl_step", "no completions"));
         }
         let agg = self.leader().config().rl.loss_agg;
-        let weight = |b: &RlBatch| match agg {
-            LossAgg::TokenMean => b.completion_tokens(),
-            LossAgg::SeqMean | LossAgg::TokenSum => b.len(),
-        };
-        let step_weight: usize = batches.iter().map(|b| weight(b)).sum();
+        let step_weight: usize = batches.iter().map(|b| rl_weight(agg, b)).sum();
         let step_tokens: usize = batches.iter().map(|b| b.completion_tokens()).sum();
         let m = self.replicas.len();
         let shards: Vec<&[&RlBatch]> = (0..m)
