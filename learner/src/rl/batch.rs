@@ -37,14 +37,14 @@ pub struct RlBatch {
     temperatures: Vec<f32>,
 }
 
-/// What overlong handling ([`Overlong`]) did to a step's completions.
+/// What overlong handling ([`Overlong`](crate::rl::Overlong)) did to a step's completions.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct OverlongStats {
     /// Completions that hit `max_new_tokens` without ending.
     pub truncated: usize,
-    /// Of those, masked out of the loss ([`Overlong::Mask`]).
+    /// Of those, masked out of the loss ([`Overlong::Mask`](crate::rl::Overlong::Mask)).
     pub masked: usize,
-    /// Mean penalty added to a completion's reward ([`Overlong::SoftPenalty`]; 0 otherwise).
+    /// Mean penalty added to a completion's reward ([`Overlong::SoftPenalty`](crate::rl::Overlong::SoftPenalty); 0 otherwise).
     pub penalty_mean: f64,
 }
 
@@ -97,7 +97,7 @@ impl RlBatch {
     /// Every completion of `groups` with its reward after `rl.overlong` and its group-relative advantage
     /// ([`grpo_advantages`] with `rl.algo`'s normalization, each group on its own, over all its
     /// completions), in micro-batches of at most `micro_batch` rows. Completions masked by
-    /// [`Overlong::Mask`] and empty ones are left out (after their group's advantages are taken, as DAPO).
+    /// [`Overlong::Mask`](crate::rl::Overlong::Mask) and empty ones are left out (after their group's advantages are taken, as DAPO).
     pub fn from_groups(
         groups: &[Group],
         rl: &RlConfig,
