@@ -16,7 +16,7 @@ use crate::reference::RefCache;
 use crate::rl::{explained_variance, ppo_targets, whiten, Critic, LossAgg, OffPolicy, OverlongStats, RlAlgo, RlBatch};
 use crate::schedule::LrSchedule;
 use crate::state::{DataCursor, TrainState};
-use crate::step::{dpo_step, lm_step, rl_step, PpoMicro, ProximalMicro, RlMicroStats};
+use crate::step::{dpo_step, lm_step, rl_step, tempered_forward, PpoMicro, ProximalMicro, RlMicroStats};
 use candle_core::{DType, Device, Var};
 use phi4r_model::{write_atomic, Phi3, Tokenizer, TrainableModel};
 use phi4r_replay::EasyMemory;
@@ -344,14 +344,19 @@ impl Learner {
             self.check_len("Learner::rl_step", b.lm())?;
         }
         let rl = self.config.rl.clone();
-        let targets = match rl.algo {
-            RlAlgo::Ppo { gamma, lambda, .. } => Some(self.ppo_targets(&batches, gamma, lambda)?),
-            RlAlgo::Grpo { .. } => None,
+        // What the step needs from the weights before any update, in one forward per micro-batch: PPO's
+        // values, and the decoupled objective's π_prox (the learner's own log-probs).
+        let decoupled = matches!(rl.off_policy, OffPolicy::Decoupled { .. });
+        let start = self.step_start_pass(&batches, decoupled)?;
+        let targets = match (rl.algo, start.values) {
+            (RlAlgo::Ppo { gamma, lambda, .. }, Some(values)) => {
+                Some(ppo_step_targets(&batches, values, gamma, lambda)?)
+            }
+            _ => None,
         };
-        // The decoupled objective's π_prox: the learner's own log-probs before any update of the step.
-        let proximal = match rl.off_policy {
-            OffPolicy::Decoupled { cap } => Some((self.proximal_logps(&batches)?, cap)),
-            OffPolicy::Sampler => None,
+        let proximal = match (rl.off_policy, start.logps) {
+            (OffPolicy::Decoupled { cap }, Some(logps)) => Some((logps, cap)),
+            _ => None,
         };
         let weight = |b: &RlBatch| rl_weight(rl.loss_agg, b);
         let step_weight: usize = batches.iter().map(|b| weight(b)).sum();
@@ -507,45 +512,30 @@ impl Learner {
         Ok(RlStepEvent { step: self.advance(summary, good, !good)?, rl: stats })
     }
 
-    /// Each micro-batch's completion log-probs under the current weights at its rows' temperatures
-    /// (one forward, no gradient): the decoupled objective's proximal policy.
-    fn proximal_logps(&self, batches: &[&RlBatch]) -> Result<Vec<Vec<f32>>> {
-        let dev = self.model.model.device();
-        batches
-            .iter()
-            .map(|b| {
-                let (rows, _) = b.lm().dims();
-                let t = b.lm().tensors(dev)?;
-                let temps = candle_core::Tensor::from_slice(b.temperatures(), (rows, 1, 1), dev)?;
-                let logits = self.model.model.forward(&t.input_ids, b.lm().layout())?.detach().broadcast_div(&temps)?;
-                let logps = phi4r_model::loss::token_logps(&logits, &t.targets)?;
-                Ok(logps.flatten_all()?.to_vec1::<f32>()?)
-            })
-            .collect()
-    }
-
-    /// PPO's targets for the step: the critic's values of every micro-batch (one forward, no gradient),
-    /// GAE per row, advantages whitened over the whole step.
-    fn ppo_targets(&self, batches: &[&RlBatch], gamma: f64, lambda: f64) -> Result<PpoTargets> {
-        let critic = self.critic.as_ref().ok_or_else(|| Error::input("rl_step", "PPO without a critic"))?;
-        let mut t = PpoTargets::default();
+    /// One forward per micro-batch with the weights at the start of the step (no gradient): the critic's
+    /// values of every position when the stage runs PPO, and the completion tokens' log-probs at the rows'
+    /// temperatures when `logps` (the decoupled objective's π_prox). Nothing runs when neither is needed.
+    fn step_start_pass(&self, batches: &[&RlBatch], logps: bool) -> Result<StepStart> {
+        let critic = self.critic.as_ref();
+        let mut out = StepStart {
+            values: critic.map(|_| Vec::with_capacity(batches.len())),
+            logps: logps.then(|| Vec::with_capacity(batches.len())),
+        };
+        if critic.is_none() && !logps {
+            return Ok(out);
+        }
         for b in batches {
             let tensors = b.lm().tensors(self.model.model.device())?;
-            let hidden = self.model.model.forward_hidden(&tensors.input_ids, b.lm().layout())?.detach();
-            let values: Vec<f32> = critic.values(&hidden)?.flatten_all()?.to_vec1()?;
-            let (adv, ret) = ppo_targets(&values, b.lm().loss_mask(), b.rewards(), gamma, lambda)?;
-            t.values.push(values);
-            t.advantages.push(adv);
-            t.returns.push(ret);
+            let (hidden, logits) = tempered_forward(&self.model.model, b, &tensors)?;
+            if let (Some(critic), Some(values)) = (critic, out.values.as_mut()) {
+                values.push(critic.values(&hidden.detach())?.flatten_all()?.to_vec1()?);
+            }
+            if let Some(l) = out.logps.as_mut() {
+                let lp = phi4r_model::loss::token_logps(&logits.detach(), &tensors.targets)?;
+                l.push(lp.flatten_all()?.to_vec1()?);
+            }
         }
-        let mask: Vec<f32> = batches.iter().flat_map(|b| b.lm().loss_mask().iter().copied()).collect();
-        let flat = |x: &[Vec<f32>]| x.iter().flatten().copied().collect::<Vec<f32>>();
-        t.explained_variance = explained_variance(&flat(&t.values), &flat(&t.returns), &mask);
-        let mut white = whiten(&flat(&t.advantages), &mask)?.into_iter();
-        for a in &mut t.advantages {
-            *a = white.by_ref().take(a.len()).collect();
-        }
-        Ok(t)
+        Ok(out)
     }
 
     /// A stage-4 step that found nothing to train on (every group filtered out): the clock advances (the
@@ -764,6 +754,31 @@ struct StepSummary {
     sequences: usize,
 }
 
+/// What [`Learner::step_start_pass`] computed, one vector per micro-batch, row-major `(b·t)`.
+struct StepStart {
+    values: Option<Vec<Vec<f32>>>,
+    logps: Option<Vec<Vec<f32>>>,
+}
+
+/// PPO's targets for a step from the critic's `values` at its start: GAE per row, advantages whitened
+/// over the whole step, and the critic's explained variance.
+fn ppo_step_targets(batches: &[&RlBatch], values: Vec<Vec<f32>>, gamma: f64, lambda: f64) -> Result<PpoTargets> {
+    let mut t = PpoTargets { values, ..PpoTargets::default() };
+    for (b, v) in batches.iter().zip(&t.values) {
+        let (adv, ret) = ppo_targets(v, b.lm().loss_mask(), b.rewards(), gamma, lambda)?;
+        t.advantages.push(adv);
+        t.returns.push(ret);
+    }
+    let mask: Vec<f32> = batches.iter().flat_map(|b| b.lm().loss_mask().iter().copied()).collect();
+    let flat = |x: &[Vec<f32>]| x.iter().flatten().copied().collect::<Vec<f32>>();
+    t.explained_variance = explained_variance(&flat(&t.values), &flat(&t.returns), &mask);
+    let mut white = whiten(&flat(&t.advantages), &mask)?.into_iter();
+    for a in &mut t.advantages {
+        *a = white.by_ref().take(a.len()).collect();
+    }
+    Ok(t)
+}
+
 /// PPO's targets of a step, one vector per micro-batch, row-major `(b·t)`.
 #[derive(Default)]
 struct PpoTargets {
@@ -875,8 +890,8 @@ impl MicroSums {
     }
 }
 
-/// Splits `order` into `parts` contiguous runs whose lengths differ by at most one.
-fn split_even(order: &[usize], parts: usize) -> Vec<&[usize]> {
+/// Splits `order` into `parts` contiguous runs whose lengths differ by at most one (empty runs left out).
+pub(crate) fn split_even(order: &[usize], parts: usize) -> Vec<&[usize]> {
     let (n, parts) = (order.len(), parts.max(1));
     let mut out = Vec::with_capacity(parts);
     let mut start = 0;

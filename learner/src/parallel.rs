@@ -12,7 +12,7 @@
 //! mini-batch order, π_prox) sharded too, and are refused with the key to change.
 
 use crate::error::{Error, Result};
-use crate::learner::{rl_weight, Learner, RlShard, RlStepEvent};
+use crate::learner::{rl_weight, split_even, Learner, RlShard, RlStepEvent};
 use crate::rl::{OffPolicy, RlAlgo, RlBatch, RlTrainReport};
 use phi4r_replay::{EasyMemory, Group};
 use rayon::prelude::*;
@@ -63,12 +63,6 @@ impl DataParallel {
         &self.replicas[0]
     }
 
-    /// Replica 0, mutably (checkpoint bookkeeping such as the too-easy memory is recorded on every
-    /// replica through [`DataParallel::for_each`]).
-    pub fn leader_mut(&mut self) -> &mut Learner {
-        &mut self.replicas[0]
-    }
-
     /// Runs `f` on every replica (bookkeeping that must stay the same on all).
     pub fn for_each(&mut self, f: impl FnMut(&mut Learner)) {
         self.replicas.iter_mut().for_each(f);
@@ -100,15 +94,11 @@ impl DataParallel {
         let agg = self.leader().config().rl.loss_agg;
         let step_weight: usize = batches.iter().map(|b| rl_weight(agg, b)).sum();
         let step_tokens: usize = batches.iter().map(|b| b.completion_tokens()).sum();
-        let m = self.replicas.len();
-        let shards: Vec<&[&RlBatch]> = (0..m)
-            .map(|r| {
-                let (n, base, extra) = (batches.len(), batches.len() / m, batches.len() % m);
-                let start = r * base + r.min(extra);
-                let len = base + usize::from(r < extra);
-                &batches[start.min(n)..(start + len).min(n)]
-            })
-            .collect();
+        // Contiguous shards of the micro-batch indices, one per replica (fewer when there are fewer
+        // micro-batches than replicas: a replica without a shard adds nothing to the sum).
+        let order: Vec<usize> = (0..batches.len()).collect();
+        let shards: Vec<Vec<&RlBatch>> =
+            split_even(&order, self.replicas.len()).iter().map(|s| s.iter().map(|&i| batches[i]).collect()).collect();
         let parts: Vec<RlShard> = self
             .replicas
             .par_iter()

@@ -212,10 +212,8 @@ pub fn rl_step(
     let (b, t) = batch.lm().dims();
     let dev = model.device();
     let tensors = batch.lm().tensors(dev)?;
-    // Each row's logits at its sampling temperature: the distribution its completion was drawn from.
-    let temps = Tensor::from_slice(batch.temperatures(), (b, 1, 1), dev)?;
-    let hidden = model.forward_hidden(&tensors.input_ids, batch.lm().layout())?;
-    let logits = model.lm_head(&hidden)?.broadcast_div(&temps)?;
+    let temps = row_temperatures(batch, dev)?;
+    let (hidden, logits) = tempered_forward(model, batch, &tensors)?;
     let logps = token_logps(&logits, &tensors.targets)?;
     let mask = &tensors.loss_mask;
     let sampler_logps = Tensor::from_slice(batch.old_logps(), (b, t), dev)?;
@@ -283,6 +281,23 @@ pub fn rl_step(
             is_capped_share: is.map_or(0.0, |w| w.clipped_share),
         },
     })
+}
+
+/// Each row's sampling temperature as a `(b, 1, 1)` tensor, to divide logits by.
+fn row_temperatures(batch: &RlBatch, dev: &candle_core::Device) -> Result<Tensor> {
+    Ok(Tensor::from_slice(batch.temperatures(), (batch.len(), 1, 1), dev)?)
+}
+
+/// The policy's final hidden states `(b, t, h)` and its logits `(b, t, v)` at each row's sampling
+/// temperature — the distribution the row's completion was drawn from.
+pub(crate) fn tempered_forward(
+    model: &Phi3,
+    batch: &RlBatch,
+    tensors: &crate::batch::LmTensors,
+) -> Result<(Tensor, Tensor)> {
+    let hidden = model.forward_hidden(&tensors.input_ids, batch.lm().layout())?;
+    let logits = model.lm_head(&hidden)?.broadcast_div(&row_temperatures(batch, model.device())?)?;
+    Ok((hidden, logits))
 }
 
 /// Positions per chunk of the entropy metric, so its `(b, t, v)` temporaries stay a slice of the logits'
