@@ -519,8 +519,8 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
     }
 
     let wall_s = started.elapsed().as_secs_f64();
-    let table = markdown_table(&rows);
-    let deltas: Vec<Option<PairedDifference>> = rows.windows(2).map(|w| paired(&w[0].eval, &w[1].eval)).collect();
+    let deltas = row_deltas(&rows);
+    let table = markdown_table(&rows, &deltas);
     let mut slim = serde_json::to_value(&rows)?;
     for row in slim.as_array_mut().into_iter().flatten() {
         if let Some(ev) = row["eval"].as_object_mut() {
@@ -543,7 +543,14 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
 }
 
 /// The seed's Performance table at laptop scale: one row per stage, one column per tier, then overall.
-fn markdown_table(rows: &[Row]) -> String {
+/// Each row's paired difference from the row above (`None` for the first row, or when either lacks
+/// per-problem scores).
+fn row_deltas(rows: &[Row]) -> Vec<Option<PairedDifference>> {
+    rows.windows(2).map(|w| paired(&w[0].eval, &w[1].eval)).collect()
+}
+
+/// `deltas` are [`row_deltas`] of `rows`.
+fn markdown_table(rows: &[Row], deltas: &[Option<PairedDifference>]) -> String {
     let tiers: Vec<String> =
         rows.first().and_then(|r| r.eval["tiers"].as_object()).map(|t| t.keys().cloned().collect()).unwrap_or_default();
     let mut out = String::from("| stage |");
@@ -561,7 +568,7 @@ fn markdown_table(rows: &[Row]) -> String {
         let lo = r.eval["interval"][0].as_f64().unwrap_or(f64::NAN);
         let hi = r.eval["interval"][1].as_f64().unwrap_or(f64::NAN);
         let time = r.wall_s.map_or("kept".to_string(), |w| format!("{w:.0} s"));
-        let delta = match i.checked_sub(1).and_then(|p| paired(&rows[p].eval, &r.eval)) {
+        let delta = match i.checked_sub(1).and_then(|p| deltas.get(p).copied().flatten()) {
             Some(d) => format!("{:+.3} [{:+.3}, {:+.3}]", d.mean, d.interval[0], d.interval[1]),
             None => "".to_string(),
         };
@@ -642,10 +649,11 @@ mod tests {
             "per_problem": {"1": [1, 1, 0, 1], "2": [0, 1, 0, 0]}});
         let mut better = ev.clone();
         better["per_problem"]["2"] = serde_json::json!([1, 1, 0, 0]);
-        let t = markdown_table(&[
+        let rows = [
             Row { stage: StageName::Mid, label: "+ mid-training", eval: ev, wall_s: Some(12.0) },
             Row { stage: StageName::Sft, label: "+ SFT", eval: better, wall_s: None },
-        ]);
+        ];
+        let t = markdown_table(&rows, &row_deltas(&rows));
         assert!(
             t.starts_with(
                 "| stage | tier 1 | tier 2 | overall | 95% interval | Δ vs row above [95% paired] | stage time |\n|---|---|---|---|---|---|---|\n"
