@@ -52,7 +52,13 @@ impl ControlInfo {
 /// The process's Prometheus recorder (installed once; `None` when another recorder was installed first).
 pub fn prometheus() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE.get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()).as_ref()
+    HANDLE
+        .get_or_init(|| {
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
+            crate::metrics_catalog::describe();
+            handle
+        })
+        .as_ref()
 }
 
 /// Parses a reward policy: `binary`, `zero_one` (or `zero-one`), or the JSON form

@@ -8,6 +8,7 @@
 //!   and learner under one supervisor, with the books that keep every prompt accounted for.
 //! - [`control`]: the HTTP control endpoint (`status`, `scale`, `reward-policy`, `pause`, `resume`,
 //!   `checkpoint`, `stop`, `/metrics`) and its client.
+//! - [`metrics_catalog`]: every Prometheus metric with its help text.
 //! - [`compute`]: the dedicated OS threads that own tensor state.
 //! - [`pipeline`]: the main job (`phi4r-actors --topology 4gen-1learn`): all four stages, evaluated.
 
@@ -18,6 +19,7 @@ mod dataset;
 mod generator;
 mod learner;
 pub mod messages;
+pub mod metrics_catalog;
 pub mod pipeline;
 mod rl_learner;
 pub mod runtime;

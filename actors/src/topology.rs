@@ -2,7 +2,7 @@
 //!
 //! A short form `<N>gen-<M>learn[-<K>ver][-<B>bal]` (K and B default to 1), e.g. `4gen-1learn` or
 //! `2gen-1learn-2ver-1bal`, or the path of a TOML file (as in `configs/topologies/`) that also sets each
-//! role's threads (per-role devices are not built yet: every role uses the run's `--device`):
+//! role's threads and device:
 //!
 //! ```toml
 //! generators = 4
@@ -12,7 +12,13 @@
 //! [threads]      # compute threads per actor; omitted roles take the default split
 //! learner = 1
 //! generator = 1
+//! [devices]      # cpu, cuda, cuda:N or auto; omitted roles take the run's --device
+//! learner = "cuda:0"
+//! generator = "cpu"
 //! ```
+//!
+//! With different devices, the learner copies each new version of its weights to the generators' device
+//! once (one shared copy, not one per generator); `summary.json` reports the bytes and seconds.
 //!
 //! The default split of `T` threads: the learner gets `max(1, T / 2)`, each generator
 //! `max(1, (T − learner) / N)`. Each actor's compute thread runs inside its own rayon pool of that size,
@@ -21,6 +27,7 @@
 //! jobs, and nested oversubscribed pools are what makes a CPU run thrash). Verifiers run on tokio's
 //! blocking pool: a grade takes microseconds.
 
+use phi4r_model::DeviceSpec;
 use serde::Deserialize;
 use std::path::Path;
 use std::str::FromStr;
@@ -41,6 +48,18 @@ pub struct Topology {
     pub balancers: usize,
     /// Compute threads per actor, where the topology file sets them.
     pub threads: RoleThreads,
+    /// Devices of the learner and the generators, where the topology file sets them.
+    pub devices: RoleDevices,
+}
+
+/// The device of each role (None: the run's `--device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleDevices {
+    /// Where the learner (and its replicas) train.
+    pub learner: Option<DeviceSpec>,
+    /// Where the generators sample.
+    pub generator: Option<DeviceSpec>,
 }
 
 /// Compute threads per actor of each role (None: the default split).
@@ -95,6 +114,8 @@ struct TopologyFile {
     balancers: usize,
     #[serde(default)]
     threads: RoleThreads,
+    #[serde(default)]
+    devices: RoleDevices,
 }
 
 fn one() -> usize {
@@ -108,8 +129,14 @@ impl Topology {
             return Self::load(Path::new(s));
         }
         let bad = |reason: String| TopologyError::Malformed { given: s.to_string(), reason };
-        let mut t =
-            Topology { generators: 0, learners: 0, verifiers: 1, balancers: 1, threads: RoleThreads::default() };
+        let mut t = Topology {
+            generators: 0,
+            learners: 0,
+            verifiers: 1,
+            balancers: 1,
+            threads: RoleThreads::default(),
+            devices: RoleDevices::default(),
+        };
         let mut seen = Vec::new();
         for part in s.split('-') {
             let digits = part.chars().take_while(char::is_ascii_digit).count();
@@ -146,6 +173,7 @@ impl Topology {
             verifiers: f.verifiers,
             balancers: f.balancers,
             threads: f.threads,
+            devices: f.devices,
         };
         t.check().map_err(file_err)?;
         if t.threads.learner == Some(0) || t.threads.generator == Some(0) {
@@ -232,6 +260,22 @@ mod tests {
         std::fs::write(&p, "generators = 3\nlerners = 1\n").expect("write");
         let e = Topology::load(&p).expect_err("unknown key").to_string();
         assert!(e.contains("lerners"), "{e}");
+    }
+
+    #[test]
+    fn files_place_roles_on_devices_and_name_bad_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("t.toml");
+        std::fs::write(&p, "generators = 2\n[devices]\nlearner = \"cuda:1\"\ngenerator = \"cpu\"\n").expect("write");
+        let t = Topology::load(&p).expect("parses");
+        assert_eq!(t.devices, RoleDevices { learner: Some(DeviceSpec::Cuda(1)), generator: Some(DeviceSpec::Cpu) });
+        assert_eq!(Topology::parse("2gen-1learn").expect("short").devices, RoleDevices::default());
+        std::fs::write(&p, "generators = 2\n[devices]\nlearner = \"tpu\"\n").expect("write");
+        let e = Topology::load(&p).expect_err("bad device").to_string();
+        assert!(e.contains("learner") && e.contains("cpu, cuda, cuda:N or auto"), "{e}");
+        std::fs::write(&p, "generators = 2\n[devices]\nverifier = \"cpu\"\n").expect("write");
+        let e = Topology::load(&p).expect_err("no such role").to_string();
+        assert!(e.contains("verifier"), "{e}");
     }
 
     #[test]

@@ -170,4 +170,14 @@ fn a_bad_rl_key_is_named_and_the_synthetic_stage4_prompts_load() {
         dir.path().join("o").to_str().expect("utf-8"),
     ]);
     assert!(e.contains("--prompts") || e.contains("--data"), "{e}");
+    // A topology file that puts the learner on a GPU this build or machine lacks fails before anything
+    // runs, naming the key and the reason.
+    #[cfg(not(feature = "cuda"))]
+    {
+        let gpu = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/topologies/gpu-learner.toml");
+        let out = dir.path().join("gpu");
+        let e = run_err(&s.rl(out.to_str().expect("utf-8"), &["--topology", gpu]));
+        assert!(e.contains("devices.learner") && e.contains("cuda") && e.contains("feature"), "{e}");
+        assert!(!out.join("control.json").exists(), "nothing started");
+    }
 }

@@ -40,7 +40,11 @@ fn setup(dir: &Path) -> (String, String) {
 }
 
 fn runtime_setup(init: &str, prompts: &str, out: &Path, topology: &str) -> RuntimeSetup {
-    let cfg = StageConfig::from_toml_str(CONFIG, Path::new("test.toml"), None).expect("config");
+    runtime_setup_with(CONFIG, init, prompts, out, topology)
+}
+
+fn runtime_setup_with(config: &str, init: &str, prompts: &str, out: &Path, topology: &str) -> RuntimeSetup {
+    let cfg = StageConfig::from_toml_str(config, Path::new("test.toml"), None).expect("config");
     let dev = candle_core::Device::Cpu;
     let model = TrainableModel::load(Path::new(init), candle_core::DType::F32, &dev).expect("model");
     let tokenizer = phi4r_model::load_tokenizer(Path::new(init), model.model.config()).expect("tok").expect("tok");
@@ -85,6 +89,42 @@ async fn http(info: &ControlInfo, method: &'static str, path: &'static str, body
             .await
             .expect("join");
     (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+#[test]
+fn in_flight_weight_updates_switch_mid_sequence_and_lower_the_token_lag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (init, prompts) = setup(dir.path());
+    let out = dir.path().join("run");
+    let config = CONFIG
+        .replace("max_staleness = 1\n", "max_staleness = 1\nweight_sync = \"in_flight\"\n")
+        .replace("max_new_tokens = 12", "max_new_tokens = 32");
+    assert!(config.contains("in_flight"));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+    rt.block_on(async {
+        let run =
+            Runtime::start(runtime_setup_with(&config, &init, &prompts, &out, "2gen-1learn")).await.expect("start");
+        let h = run.handle();
+        let s = wait_for(&h, "a mid-sequence switch and 3 updates", |s| {
+            s.switched_completions > 0 && s.policy_version >= 3
+        })
+        .await;
+        assert!(s.switched_completions <= s.completions, "{s:#?}");
+        h.stop().expect("stop");
+        let summary = run.wait().await.expect("the run ends cleanly");
+        assert!(summary.books.balanced(), "{:?}", summary.books);
+        assert_eq!(summary.books.in_flight, 0);
+        assert!(summary.max_policy_lag <= 1, "staleness is judged on the first token: {summary:?}");
+        assert!(
+            summary.mean_token_lag <= summary.mean_token_lag_at_start,
+            "tokens sampled after a switch are fresher than their completion's first token: {summary:?}"
+        );
+        assert_eq!(
+            summary.switched_completions > 0,
+            summary.mean_token_lag < summary.mean_token_lag_at_start,
+            "{summary:?}"
+        );
+    });
 }
 
 #[test]
@@ -145,6 +185,7 @@ fn a_streamed_run_scales_swaps_survives_a_generator_panic_and_keeps_its_books() 
         for name in ["phi4r_learner_steps_total", "phi4r_generator_completions_total", "phi4r_rl_policy_lag"] {
             assert!(metrics.contains(name), "/metrics lacks {name}");
         }
+        check_exposition(&metrics);
 
         let (code, _) = http(&info, "POST", "/stop", "").await;
         assert_eq!(code, 200);
@@ -232,4 +273,32 @@ fn sigint_checkpoints_and_resume_continues() {
     assert_eq!(summary["steps"].as_u64(), Some(6 - steps), "resume runs the remaining steps: {summary}");
     assert!(summary["groups"]["trained"].as_u64() > Some(0), "the replicas trained: {summary}");
     assert_eq!(std::fs::read_to_string(out.join("latest")).expect("latest").trim(), "step-00000006");
+}
+
+/// Every family of a `/metrics` scrape has help text; with `PHI4R_PROMTOOL` set (`.ci/run` sets it),
+/// `promtool check metrics` passes on the scrape.
+fn check_exposition(scrape: &str) {
+    for line in scrape.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split_whitespace().nth(2).expect("# TYPE name kind");
+        assert!(scrape.contains(&format!("# HELP {name} ")), "{name} has no # HELP line");
+    }
+    if let Some(promtool) = std::env::var_os("PHI4R_PROMTOOL") {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("PHI4R_PROMTOOL runs");
+        child.stdin.take().expect("stdin").write_all(scrape.as_bytes()).expect("write the scrape");
+        let out = child.wait_with_output().expect("promtool ends");
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -64,7 +64,7 @@ pub use rl::{
     aggregate, clipped_surrogate, explained_variance, gae, grpo_advantages, k3_kl, outcome_rewards, overlong_penalty,
     ppo_targets, truncated_is_weights, value_loss_clipped, whiten, AdvNorm, Clip, Critic, IsWeights, LossAgg,
     OffPolicy, Overlong, OverlongOutcome, OverlongStats, PolicyLossOutput, RlAlgo, RlBatch, RlConfig, RlRow,
-    ValueLossOutput,
+    ValueLossOutput, WeightSync,
 };
 pub use schedule::{Decay, LrSchedule};
 pub use state::{DataCursor, TrainState};

@@ -324,10 +324,26 @@ impl Phi3 {
     /// A deep copy of the weights that records no gradient: the form for sampling and for frozen
     /// reference models. Later updates of `self` do not reach it.
     pub fn frozen(&self) -> Result<Phi3> {
-        let tensors =
-            self.named_weights().into_iter().map(|(n, t)| Ok((n, t.detach().copy()?))).collect::<Result<_>>()?;
-        let vb = crate::params::frozen_builder(crate::params::Values::Tensors(tensors), self.dtype, &self.device);
-        Phi3::new(&self.cfg, vb, self.kernels)
+        self.frozen_on(&self.device)
+    }
+
+    /// [`Phi3::frozen`] on `device` (a GPU learner's weights for a CPU generator, or the reverse): one
+    /// copy of every weight, with the kernels of that device.
+    pub fn frozen_on(&self, device: &Device) -> Result<Phi3> {
+        let same = device.same_device(&self.device);
+        let tensors = self
+            .named_weights()
+            .into_iter()
+            .map(|(n, t)| Ok((n, if same { t.detach().copy()? } else { t.detach().to_device(device)? })))
+            .collect::<Result<_>>()?;
+        let vb = crate::params::frozen_builder(crate::params::Values::Tensors(tensors), self.dtype, device);
+        let kernels = if same { self.kernels } else { Kernels::for_device(device) };
+        Phi3::new(&self.cfg, vb, kernels)
+    }
+
+    /// Bytes of every weight (what [`Phi3::frozen_on`] copies).
+    pub fn weight_bytes(&self) -> usize {
+        self.named_weights().iter().map(|(_, t)| t.elem_count() * t.dtype().size_in_bytes()).sum()
     }
 
     /// Errors unless every id is below `vocab_size`.

@@ -10,12 +10,15 @@ use crate::error::{Error, Result};
 use crate::filter::FilterCounts;
 use crate::source::PromptSource;
 use crate::splitmix64;
-use crate::types::{Group, Prompt, PromptId, RewardPolicyId, SampledCompletion, SampledGroup, ScoredCompletion};
+use crate::types::{
+    Group, Prompt, PromptId, RewardPolicyId, SampledCompletion, SampledGroup, ScoredCompletion, VersionSwitch,
+};
 use phi4r_model::{Phi3, Tokenizer};
-use phi4r_rollout::{generate, FinishReason, PolicyVersion, SamplingConfig, StopRule};
+use phi4r_rollout::{generate_in_flight, FinishReason, PolicyVersion, SamplingConfig, StopRule};
 use phi4r_verifier::{RewardPolicy, Verifier};
 use serde::Serialize;
 use std::collections::BTreeSet;
+use std::ops::Deref;
 use std::time::Instant;
 
 /// The sampling seed of generation round `round` of step `step`.
@@ -103,9 +106,29 @@ impl GroupSampler {
         seed: u64,
         version: PolicyVersion,
     ) -> Result<Vec<SampledGroup>> {
+        self.sample_in_flight((version, model), &mut || None, prompts, g, temperature, max_new_tokens, seed)
+    }
+
+    /// [`GroupSampler::sample_unscored`] with in-flight weight updates (`weight_sync = "in_flight"`):
+    /// before each decoding step, `refresh` may hand over a newer version, which samples every later
+    /// token of the batch and every later batch (the KV cache is kept, [`generate_in_flight`]). Each
+    /// completion records the version of its first token and where newer ones took over
+    /// ([`SampledCompletion::version_switches`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_in_flight<W: Deref<Target = Phi3>>(
+        &self,
+        first: (PolicyVersion, W),
+        refresh: &mut dyn FnMut() -> Option<(PolicyVersion, W)>,
+        prompts: &[Prompt],
+        g: usize,
+        temperature: f32,
+        max_new_tokens: usize,
+        seed: u64,
+    ) -> Result<Vec<SampledGroup>> {
         let stop = StopRule { eos_ids: self.stop_ids.clone(), tokenizer: Some(&self.tokenizer) };
         let per_batch = (self.rows_per_batch / g.max(1)).max(1);
         let mut groups = Vec::with_capacity(prompts.len());
+        let (mut version, mut model) = first;
         for (chunk_index, chunk) in prompts.chunks(per_batch).enumerate() {
             let rows: Vec<Vec<u32>> = chunk.iter().flat_map(|p| std::iter::repeat_n(p.ids.clone(), g)).collect();
             let cfg = SamplingConfig {
@@ -114,20 +137,35 @@ impl GroupSampler {
                 seed: seed ^ (chunk_index as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03),
                 ..SamplingConfig::default()
             };
-            let generations =
-                generate(model, &rows, &cfg, &stop).map_err(|e| Error::Input(format!("GroupSampler::sample: {e}")))?;
-            let mut it = generations.into_iter();
+            let mut handed = vec![];
+            let mut take = || {
+                refresh().map(|(v, w)| {
+                    handed.push(v);
+                    w
+                })
+            };
+            let run = generate_in_flight(model, &rows, &cfg, &stop, &mut take)
+                .map_err(|e| Error::Input(format!("GroupSampler::sample: {e}")))?;
+            let switches: Vec<VersionSwitch> =
+                run.switches.iter().zip(&handed).map(|(&at, &version)| VersionSwitch { at, version }).collect();
+            let first_version = version;
+            model = run.last;
+            version = handed.last().copied().unwrap_or(version);
+            let mut it = run.generations.into_iter();
             for prompt in chunk {
                 let mut completions = Vec::with_capacity(g);
                 for gen in it.by_ref().take(g) {
                     let text = self.tokenizer.decode(&gen.tokens).map_err(|e| Error::Input(format!("decode: {e}")))?;
+                    let n = gen.tokens.len();
                     completions.push(SampledCompletion {
                         text,
                         tokens: gen.tokens,
                         // Under the sampling distribution (temperature T): the learner tempers its
                         // logits by the same T, so the ratio compares like with like.
                         sampler_logps: gen.logprobs,
-                        policy_version: version,
+                        policy_version: first_version,
+                        // Only the switches this row lived to see.
+                        version_switches: switches.iter().filter(|s| s.at < n).copied().collect(),
                         temperature,
                         finish: gen.finish,
                     });
@@ -163,6 +201,7 @@ pub fn score_group(
                 tokens: c.tokens,
                 sampler_logps: c.sampler_logps,
                 policy_version: c.policy_version,
+                version_switches: c.version_switches,
                 temperature: c.temperature,
                 finish: c.finish,
                 reward: policy.reward(verdict.outcome),
@@ -323,5 +362,47 @@ mod tests {
             }
         }
         assert_ne!(round_seed(42, 3, 0), round_seed(42, 3, 1));
+    }
+
+    #[test]
+    fn in_flight_versions_are_recorded_per_chunk_and_carry_over() -> anyhow::Result<()> {
+        use candle_core::{DType, Device};
+        let tok = Tokenizer::train_bpe(["Problem: 1 + 2. Answer 3."; 4].iter(), 300)?;
+        let mut cfg = phi4r_model::Phi3Config::tiny();
+        (cfg.vocab_size, cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers) = (tok.vocab_size(), 32, 32, 1);
+        let model = |seed| phi4r_model::TrainableModel::init(&cfg, seed, DType::F32, &Device::Cpu)?.model.frozen();
+        let (a, b) = (model(1)?, model(2)?);
+        // Two completions a prompt, two prompts a chunk: three prompts make two chunks.
+        let sampler = GroupSampler::new(tok.clone(), vec![], Verifier::default(), 4)?;
+        let prompts: Vec<Prompt> = (0..3)
+            .map(|i| Prompt {
+                id: PromptId(i),
+                ids: tok.encode("Problem: 1 + 2.").expect("ids"),
+                gold: "3".into(),
+                tier: 0,
+            })
+            .collect();
+        let mut calls = 0;
+        let mut refresh = || {
+            calls += 1;
+            (calls == 2).then_some((PolicyVersion(5), &b))
+        };
+        let groups = sampler.sample_in_flight((PolicyVersion(4), &a), &mut refresh, &prompts, 2, 1.0, 6, 9)?;
+        let first: Vec<_> = groups[..2].iter().flat_map(|g| &g.completions).collect();
+        for c in &first {
+            assert_eq!(c.policy_version, PolicyVersion(4));
+            assert_eq!(c.version_switches, vec![VersionSwitch { at: 2, version: PolicyVersion(5) }]);
+        }
+        // The second chunk starts from the newest weights, with nothing to record.
+        for c in &groups[2].completions {
+            assert_eq!((c.policy_version, c.version_switches.len()), (PolicyVersion(5), 0));
+        }
+        // Without a refresh, the first chunk's first two tokens are the same (same streams, same weights).
+        let plain = sampler.sample_unscored(&a, &prompts, 2, 1.0, 6, 9, PolicyVersion(4))?;
+        for (c, p) in first.iter().zip(plain.iter().flat_map(|g| &g.completions)) {
+            assert_eq!(c.tokens[..2], p.tokens[..2]);
+            assert_eq!(p.version_switches, vec![]);
+        }
+        Ok(())
     }
 }

@@ -42,7 +42,10 @@ pub use filter::{DropReason, FilterConfig, FilterCounts, FilterDecision};
 pub use phi4r_rollout::{PolicyVersion, TemperatureSchedule};
 pub use select::{select, GroupCounts, Selection};
 pub use source::PromptSource;
-pub use types::{Group, Prompt, PromptId, RewardPolicyId, SampledCompletion, SampledGroup, ScoredCompletion};
+pub use types::{
+    token_versions, Group, Prompt, PromptId, RewardPolicyId, SampledCompletion, SampledGroup, ScoredCompletion,
+    VersionSwitch,
+};
 
 use std::collections::VecDeque;
 

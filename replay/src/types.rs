@@ -39,12 +39,39 @@ pub struct SampledCompletion {
     pub tokens: Vec<u32>,
     /// Per-token log-probability under the sampling distribution ([`ScoredCompletion::sampler_logps`]).
     pub sampler_logps: Vec<f32>,
-    /// The policy version that sampled it.
+    /// The policy version that sampled its first token.
     pub policy_version: PolicyVersion,
+    /// Newer versions that took over mid-sequence (`weight_sync = "in_flight"`), in order; empty when
+    /// one version sampled every token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub version_switches: Vec<VersionSwitch>,
     /// The sampling temperature.
     pub temperature: f32,
     /// Why generation stopped.
     pub finish: FinishReason,
+}
+
+/// Where newer weights took over a completion mid-sequence (in-flight weight updates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionSwitch {
+    /// Index of the first generated token that `version` sampled.
+    pub at: usize,
+    /// The version that sampled from `at` on.
+    pub version: PolicyVersion,
+}
+
+/// The version that sampled each of `len` tokens, given the first token's version and the switches.
+pub fn token_versions(first: PolicyVersion, switches: &[VersionSwitch], len: usize) -> Vec<PolicyVersion> {
+    let mut out = Vec::with_capacity(len);
+    let mut v = first;
+    let mut next = switches.iter().peekable();
+    for i in 0..len {
+        while let Some(s) = next.next_if(|s| s.at <= i) {
+            v = s.version;
+        }
+        out.push(v);
+    }
+    out
 }
 
 /// All completions sampled for one prompt, not yet scored.
@@ -68,6 +95,9 @@ pub struct ScoredCompletion {
     /// The policy version that sampled the first token (the oldest one if weights changed mid-sequence;
     /// staleness is judged on it).
     pub policy_version: PolicyVersion,
+    /// Newer versions that took over mid-sequence ([`SampledCompletion::version_switches`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub version_switches: Vec<VersionSwitch>,
     /// The sampling temperature (stage 4 anneals it, `TemperatureSchedule`).
     pub temperature: f32,
     /// Why generation stopped.
@@ -94,6 +124,11 @@ impl ScoredCompletion {
     /// Whether no token was generated.
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
+    }
+
+    /// The version that sampled each token.
+    pub fn token_versions(&self) -> Vec<PolicyVersion> {
+        token_versions(self.policy_version, &self.version_switches, self.tokens.len())
     }
 }
 
@@ -146,6 +181,7 @@ pub(crate) mod fixtures {
             tokens: vec![7; len],
             sampler_logps: vec![-0.5; len],
             policy_version: PolicyVersion(0),
+            version_switches: vec![],
             temperature: 1.0,
             finish: FinishReason::Eos,
             reward,
@@ -194,5 +230,22 @@ mod tests {
         let served = buf.take_fresh(PolicyVersion(3), 4);
         assert_eq!(served.iter().map(|g| g.prompt.id).collect::<Vec<_>>(), vec![PromptId(2)]);
         assert_eq!(buf.stats().dropped_stale, 1);
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn token_versions_follow_the_switches() {
+        let v = PolicyVersion;
+        assert_eq!(token_versions(v(3), &[], 3), vec![v(3); 3]);
+        let switches = [VersionSwitch { at: 2, version: v(4) }, VersionSwitch { at: 4, version: v(6) }];
+        assert_eq!(token_versions(v(3), &switches, 6), vec![v(3), v(3), v(4), v(4), v(6), v(6)]);
+        // A switch at or past the end changes no token; two at once keep the newer.
+        let late = [VersionSwitch { at: 1, version: v(4) }, VersionSwitch { at: 1, version: v(5) }];
+        assert_eq!(token_versions(v(3), &late, 2), vec![v(3), v(5)]);
+        assert_eq!(token_versions(v(3), &switches, 2), vec![v(3), v(3)]);
     }
 }

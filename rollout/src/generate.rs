@@ -11,6 +11,7 @@ use phi4r_model::{KvCache, LogitsAt, Phi3, Tokenizer};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
+use std::ops::Deref;
 
 /// Why a sequence ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,9 +63,39 @@ fn stop_hit(cfg: &SamplingConfig, tok: Option<&Tokenizer>, tokens: &[u32]) -> Re
 
 /// Generates a continuation of every prompt.
 pub fn generate(model: &Phi3, prompts: &[Vec<u32>], cfg: &SamplingConfig, stop: &StopRule) -> Result<Vec<Generation>> {
+    Ok(generate_in_flight(model, prompts, cfg, stop, &mut || None)?.generations)
+}
+
+/// What [`generate_in_flight`] returns.
+#[derive(Debug)]
+pub struct InFlight<W> {
+    /// One continuation per prompt.
+    pub generations: Vec<Generation>,
+    /// For each set of weights `refresh` handed over, in order: the index of the first new token sampled
+    /// from it (all rows decode in step, so token `i` of every row was sampled by the weights in force
+    /// at step `i`).
+    pub switches: Vec<usize>,
+    /// The weights in force at the end (the last ones handed over, else the first).
+    pub last: W,
+}
+
+/// [`generate`] with in-flight weight updates (PipelineRL's scheme): before each decoding step after the
+/// first, `refresh` may hand over newer weights, which sample every later token. The KV cache is kept:
+/// the keys and values of earlier tokens stay those of the weights that computed them. Each token's
+/// log-probabilities are those of the weights that sampled it, so importance ratios stay per token.
+/// New weights must have the same architecture, dtype and device.
+pub fn generate_in_flight<W: Deref<Target = Phi3>>(
+    model: W,
+    prompts: &[Vec<u32>],
+    cfg: &SamplingConfig,
+    stop: &StopRule,
+    refresh: &mut dyn FnMut() -> Option<W>,
+) -> Result<InFlight<W>> {
+    let mut model = model;
+    let mut switches = vec![];
     cfg.validate()?;
     if prompts.is_empty() {
-        return Ok(vec![]);
+        return Ok(InFlight { generations: vec![], switches, last: model });
     }
     if let Some(i) = prompts.iter().position(Vec::is_empty) {
         return Err(Error::Input(format!("prompt {i} is empty")));
@@ -74,7 +105,7 @@ pub fn generate(model: &Phi3, prompts: &[Vec<u32>], cfg: &SamplingConfig, stop: 
     }
     let b = prompts.len();
     let t0 = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let dev = model.device();
+    let dev = &model.device().clone();
     let mut flat = Vec::with_capacity(b * t0);
     let mut valid = Vec::with_capacity(b * t0);
     for p in prompts {
@@ -118,10 +149,19 @@ pub fn generate(model: &Phi3, prompts: &[Vec<u32>], cfg: &SamplingConfig, stop: 
         if done.iter().all(|&d| d) || step + 1 == cfg.max_new_tokens {
             break;
         }
+        if let Some(newer) = refresh() {
+            if newer.config() != model.config() || newer.dtype() != model.dtype() || !newer.device().same_device(dev) {
+                return Err(Error::Input(
+                    "in-flight weights differ from the sampling model in architecture, dtype or device".into(),
+                ));
+            }
+            model = newer;
+            switches.push(step + 1);
+        }
         logits =
             model.forward_cached(&Tensor::from_vec(next, (b, 1), dev)?, &next_valid, &mut cache, LogitsAt::Last)?;
     }
-    Ok(out)
+    Ok(InFlight { generations: out, switches, last: model })
 }
 
 #[cfg(test)]
@@ -131,13 +171,71 @@ mod tests {
     use phi4r_model::{AttentionLayout, Phi3Config, TrainableModel};
 
     fn model() -> Phi3 {
+        model_seeded(7)
+    }
+
+    fn model_seeded(seed: u64) -> Phi3 {
         let mut c = Phi3Config::tiny();
         c.vocab_size = 40;
         c.hidden_size = 32;
         c.intermediate_size = 32;
         c.num_hidden_layers = 2;
         c.num_key_value_heads = 2;
-        TrainableModel::init(&c, 7, DType::F32, &Device::Cpu).and_then(|m| m.model.frozen()).expect("model")
+        TrainableModel::init(&c, seed, DType::F32, &Device::Cpu).and_then(|m| m.model.frozen()).expect("model")
+    }
+
+    #[test]
+    fn in_flight_weights_sample_later_tokens_over_the_kept_cache() -> anyhow::Result<()> {
+        let (a, b) = (model_seeded(7), model_seeded(8));
+        let prompt = vec![1u32, 2, 3, 4, 5];
+        let cfg = SamplingConfig { temperature: 1.0, max_new_tokens: 8, seed: 3, ..Default::default() };
+        let plain = generate(&a, std::slice::from_ref(&prompt), &cfg, &StopRule::default())?;
+        // Hand over `b` before the third decoding step: tokens 0..3 come from `a`, the rest from `b`.
+        let mut calls = 0;
+        let mut refresh = || {
+            calls += 1;
+            (calls == 3).then_some(&b)
+        };
+        let r = generate_in_flight(&a, std::slice::from_ref(&prompt), &cfg, &StopRule::default(), &mut refresh)?;
+        assert_eq!(r.switches, vec![3]);
+        assert!(std::ptr::eq(r.last, &b));
+        let g = &r.generations[0];
+        assert_eq!(g.tokens[..3], plain[0].tokens[..3], "before the switch nothing changes");
+        assert_eq!(g.logprobs[..3], plain[0].logprobs[..3]);
+        assert_ne!(g.logprobs[3..], plain[0].logprobs[3..], "after it, the new weights sample");
+        // Token 3's log-prob is `b`'s over a cache whose first positions `a` computed.
+        let dev = Device::Cpu;
+        let mut prefix = prompt.clone();
+        prefix.extend(&g.tokens[..2]);
+        let mut cache = phi4r_model::KvCache::new(a.config(), 1, 16, DType::F32, &dev)?;
+        a.forward_cached(&Tensor::new(prefix.as_slice(), &dev)?.unsqueeze(0)?, &[1; 7], &mut cache, LogitsAt::Last)?;
+        let logits =
+            b.forward_cached(&Tensor::new(&[g.tokens[2]], &dev)?.unsqueeze(0)?, &[1], &mut cache, LogitsAt::Last)?;
+        let want = phi4r_model::ops::log_softmax_last_dim(&logits)?.to_vec2::<f32>()?[0][g.tokens[3] as usize];
+        assert!((g.logprobs[3] - want).abs() < 1e-4, "{} vs {want}", g.logprobs[3]);
+        // Recomputing the whole prefix with `b` would give another value: the cache was kept.
+        let mut all = prefix.clone();
+        all.push(g.tokens[2]);
+        let full =
+            b.forward(&Tensor::new(all.as_slice(), &dev)?.unsqueeze(0)?, &AttentionLayout::full(1, all.len()))?;
+        let fresh = phi4r_model::ops::log_softmax_last_dim(&full.squeeze(0)?)?.to_vec2::<f32>()?[all.len() - 1]
+            [g.tokens[3] as usize];
+        assert!((fresh - want).abs() > 1e-6, "the test would not tell a kept cache from a recomputed one");
+        Ok(())
+    }
+
+    #[test]
+    fn in_flight_weights_of_another_shape_are_refused() {
+        let a = model();
+        let mut c = a.config().clone();
+        c.num_hidden_layers = 1;
+        let other =
+            TrainableModel::init(&c, 1, DType::F32, &Device::Cpu).and_then(|m| m.model.frozen()).expect("model");
+        let cfg = SamplingConfig { max_new_tokens: 4, ..Default::default() };
+        let e = generate_in_flight(&a, &[vec![1, 2]], &cfg, &StopRule::default(), &mut || Some(&other))
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("architecture"), "{e}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use eval::{
     evaluate, majority_is_correct, paired_difference, select_per_tier, tally, wilson, wilson_share, EvalConfig,
     EvalReport, Graded, PairedDifference, TierResult,
 };
-pub use generate::{generate, FinishReason, Generation, StopRule};
+pub use generate::{generate, generate_in_flight, FinishReason, Generation, InFlight, StopRule};
 pub use sampling::{sample, Sampled, SamplingConfig, TemperatureSchedule};
 
 /// The version of the policy weights that produced a rollout (incremented by every learner update that

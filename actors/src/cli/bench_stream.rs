@@ -10,7 +10,7 @@
 use crate::runtime::{Runtime, RuntimeSetup, Sampling, SimSampler, SimTrainer, StreamSummary};
 use crate::topology::Topology;
 use clap::Args;
-use phi4r_learner::StageConfig;
+use phi4r_learner::{StageConfig, WeightSync};
 use phi4r_replay::{BalanceConfig, FilterConfig, PromptSource, TemperatureSchedule};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -24,6 +24,9 @@ pub struct StreamBenchArgs {
     /// `max_staleness` values to run.
     #[arg(long, value_delimiter = ',', default_values_t = [0u64, 2])]
     pub staleness: Vec<u64>,
+    /// --stream: when generators take new weights (`rl.weight_sync`), one run per value.
+    #[arg(long, value_delimiter = ',', value_enum, default_values_t = [WeightSyncArg::BetweenBatches])]
+    pub weight_sync: Vec<WeightSyncArg>,
     /// Learner steps per run [default: 6 with --stream, 20 with --simulate].
     #[arg(long)]
     pub stream_steps: Option<u64>,
@@ -41,10 +44,30 @@ pub struct StreamBenchArgs {
     pub p_correct: f64,
 }
 
+/// `rl.weight_sync` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightSyncArg {
+    /// Between sampling batches.
+    BetweenBatches,
+    /// Between decoding steps (in flight).
+    InFlight,
+}
+
+impl From<WeightSyncArg> for WeightSync {
+    fn from(w: WeightSyncArg) -> Self {
+        match w {
+            WeightSyncArg::BetweenBatches => WeightSync::BetweenBatches,
+            WeightSyncArg::InFlight => WeightSync::InFlight,
+        }
+    }
+}
+
 /// One run's row of the report.
 fn row(topology: &Topology, staleness: u64, s: &StreamSummary) -> Value {
     json!({
         "generators": topology.generators, "max_staleness": staleness, "steps": s.steps,
+        "token_lag_mean": s.mean_token_lag, "token_lag_mean_at_start": s.mean_token_lag_at_start,
+        "switched_completions": s.switched_completions,
         "wall_s": s.wall_s, "rollouts_per_s": s.rollouts_per_s, "steps_per_s": s.steps_per_s,
         "learner_idle_fraction": s.learner_idle_fraction,
         "learner_idle_fraction_full": s.learner_idle_fraction_full,
@@ -69,8 +92,11 @@ pub fn stream_grid(a: &StreamBenchArgs, threads: usize, size: &str) -> anyhow::R
     let dev = crate::cli::device()?;
     let out = tempfile_dir()?;
     let mut rows = vec![];
-    for &n in a.generators.as_deref().unwrap_or(&[1, 2, 4]) {
-        for &s in &a.staleness {
+    let grid = a.generators.as_deref().unwrap_or(&[1, 2, 4]).iter().flat_map(|&n| {
+        a.staleness.iter().flat_map(move |&s| a.weight_sync.iter().map(move |&w| (n, s, WeightSync::from(w))))
+    });
+    for (n, s, w) in grid {
+        {
             let setup = phi4r_learner::bench::GrpoBenchSetup {
                 prompts: 2,
                 group_size: 8,
@@ -79,6 +105,7 @@ pub fn stream_grid(a: &StreamBenchArgs, threads: usize, size: &str) -> anyhow::R
             };
             let mut stage = phi4r_learner::bench::grpo_bench_config(&setup, 256, steps);
             stage.rl.max_staleness = s;
+            stage.rl.weight_sync = w;
             stage.rl.balance = open_balance(2);
             stage.checkpoint_every = 1_000_000;
             let model = phi4r_model::TrainableModel::init(&cfg, 0, candle_core::DType::F32, &dev)?;
@@ -93,13 +120,15 @@ pub fn stream_grid(a: &StreamBenchArgs, threads: usize, size: &str) -> anyhow::R
                 learner,
                 PromptSource::new(prompts.clone())?,
                 sampler,
-                out.path().join(format!("g{n}-s{s}")),
+                out.path().join(format!("g{n}-s{s}-{w:?}")),
                 None,
                 indicatif::ProgressBar::hidden(),
             )?;
             let summary = run_one(setup)?;
-            eprintln!("stream {n} generators, max_staleness {s}: {}", row(&topology, s, &summary));
-            rows.push(row(&topology, s, &summary));
+            let mut r = row(&topology, s, &summary);
+            r["weight_sync"] = serde_json::to_value(w)?;
+            eprintln!("stream {n} generators, max_staleness {s}, {w:?}: {r}");
+            rows.push(r);
         }
     }
     Ok(json!({"mode": "stream", "size": size, "params": cfg.num_params(), "threads": threads,
@@ -166,6 +195,7 @@ pub fn simulate_grid(a: &StreamBenchArgs, threads: usize) -> anyhow::Result<Valu
             }),
             easy: phi4r_replay::EasyMemory::new(),
             source: PromptSource::new(prompts.clone())?,
+            generator_device: None,
             sampling: Sampling::Simulated(SimSampler {
                 completion_cost: Duration::from_secs_f64(gen_ms / 1000.0),
                 tokens: 100,

@@ -136,6 +136,7 @@ pub(crate) fn serve_metrics(addr: Option<std::net::SocketAddr>) -> anyhow::Resul
     if let Some(addr) = addr {
         anyhow::ensure!(addr.ip().is_loopback(), "--metrics-addr must be a loopback address");
         metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install()?;
+        crate::metrics_catalog::describe();
     }
     Ok(())
 }

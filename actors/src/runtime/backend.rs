@@ -4,6 +4,7 @@
 //! hold models for.
 
 use super::Policy;
+use candle_core::Device;
 use phi4r_learner::rl::{train_groups, RlTrainReport};
 use phi4r_learner::{DataParallel, Learner, Stage, StepEvent};
 use phi4r_replay::{EasyMemory, Group, GroupSampler, PolicyVersion, Prompt, SampledCompletion, SampledGroup};
@@ -19,8 +20,8 @@ pub trait Trainer: Send + 'static {
     fn version(&self) -> u64;
     /// One update on `groups` (idle when empty); records the too-easy memory.
     fn train(&mut self, groups: &[Group], easy: EasyMemory, pad_id: u32) -> anyhow::Result<RlTrainReport>;
-    /// A detached copy of the weights to publish.
-    fn snapshot(&self) -> anyhow::Result<Policy>;
+    /// A detached copy of the weights to publish, on the generators' device `to` (None: the learner's).
+    fn snapshot(&self, to: Option<&Device>) -> anyhow::Result<Policy>;
     /// Writes a checkpoint (with `easy`) under `out`; its folder.
     fn checkpoint(&mut self, out: &Path, easy: EasyMemory) -> anyhow::Result<PathBuf>;
     /// Whether the schedule asks for a checkpoint now.
@@ -38,8 +39,13 @@ impl Trainer for Learner {
         Ok(train_groups(self, groups, easy, pad_id)?)
     }
 
-    fn snapshot(&self) -> anyhow::Result<Policy> {
-        Ok(Policy { version: self.state().step, model: Some(self.model().frozen()?) })
+    fn snapshot(&self, to: Option<&Device>) -> anyhow::Result<Policy> {
+        let m = self.model();
+        let frozen = match to {
+            Some(dev) => m.frozen_on(dev)?,
+            None => m.frozen()?,
+        };
+        Ok(Policy { version: self.state().step, model: Some(std::sync::Arc::new(frozen)) })
     }
 
     fn checkpoint(&mut self, out: &Path, easy: EasyMemory) -> anyhow::Result<PathBuf> {
@@ -67,8 +73,8 @@ impl Trainer for DataParallel {
         Ok(self.train_groups(groups, easy, pad_id)?)
     }
 
-    fn snapshot(&self) -> anyhow::Result<Policy> {
-        self.leader().snapshot()
+    fn snapshot(&self, to: Option<&Device>) -> anyhow::Result<Policy> {
+        self.leader().snapshot(to)
     }
 
     fn checkpoint(&mut self, out: &Path, easy: EasyMemory) -> anyhow::Result<PathBuf> {
@@ -122,7 +128,7 @@ impl Trainer for SimTrainer {
         Ok(RlTrainReport { step, rl: None })
     }
 
-    fn snapshot(&self) -> anyhow::Result<Policy> {
+    fn snapshot(&self, _to: Option<&Device>) -> anyhow::Result<Policy> {
         Ok(Policy { version: self.step, model: None })
     }
 
@@ -169,11 +175,14 @@ impl Sampling {
         }
     }
 
-    /// `g` completions of every prompt from `policy` at `temperature`.
+    /// `g` completions of every prompt from `policy` at `temperature`. Before each decoding step,
+    /// `refresh` may hand over a newer policy, which samples every later token (in-flight weight updates;
+    /// the stand-in ignores it).
     #[allow(clippy::too_many_arguments)]
     pub fn sample(
         &self,
         policy: &Policy,
+        refresh: &mut dyn FnMut() -> Option<std::sync::Arc<Policy>>,
         prompts: &[Prompt],
         g: usize,
         temperature: f32,
@@ -183,8 +192,9 @@ impl Sampling {
         let version = PolicyVersion(policy.version);
         match self {
             Sampling::Real(s) => {
-                let model = policy.model.as_ref().ok_or_else(|| anyhow::anyhow!("a real generator needs weights"))?;
-                Ok(s.sample_unscored(model, prompts, g, temperature, max_new_tokens, seed, version)?)
+                let model = policy.model.clone().ok_or_else(|| anyhow::anyhow!("a real generator needs weights"))?;
+                let mut newer = || refresh().and_then(|p| Some((PolicyVersion(p.version), p.model.clone()?)));
+                Ok(s.sample_in_flight((version, model), &mut newer, prompts, g, temperature, max_new_tokens, seed)?)
             }
             Sampling::Simulated(sim) => {
                 std::thread::sleep(sim.completion_cost * (prompts.len() * g) as u32);
@@ -205,6 +215,7 @@ impl Sampling {
                                     tokens: vec![0; sim.tokens],
                                     sampler_logps: vec![-1.0; sim.tokens],
                                     policy_version: version,
+                                    version_switches: vec![],
                                     temperature,
                                     finish: FinishReason::Eos,
                                 }

@@ -48,6 +48,21 @@ pub struct StreamSummary {
     pub mean_policy_lag: f64,
     /// Largest policy lag of a trained group.
     pub max_policy_lag: u64,
+    /// Mean lag of the trained tokens behind the learner, versions, each token judged by the version
+    /// that sampled it.
+    pub mean_token_lag: f64,
+    /// The same with every token judged by its completion's first token: what the token lag would be
+    /// without in-flight updates. Equal to `mean_token_lag` with `rl.weight_sync = "between_batches"`.
+    pub mean_token_lag_at_start: f64,
+    /// Trained completions whose weights changed mid-sequence.
+    pub switched_completions: u64,
+    /// Versions published to the generators.
+    pub weights_published: u64,
+    /// Bytes of one published version (a detached copy of every weight, on the generators' device).
+    pub weights_bytes: u64,
+    /// Mean seconds to make one published copy (a transfer when learner and generators are on
+    /// different devices).
+    pub weights_publish_s_mean: f64,
     /// The books at the end, in prompts (open leases dropped as `shutdown`).
     pub books: phi4r_replay::BookCounts,
     /// The fate of every group.
@@ -64,6 +79,7 @@ pub(super) struct StreamLearnerArgs {
     pub out: PathBuf,
     pub progress: ProgressBar,
     pub stop_after: Option<u64>,
+    pub generator_device: Option<candle_core::Device>,
 }
 
 pub(super) struct LearnerArgs {
@@ -87,6 +103,10 @@ pub(super) struct LearnerState {
     bad: u64,
     tokens: u64,
     lags: (u64, u64, u64),
+    /// (sum of token lags, the same judged by first tokens, tokens, completions with a mid-sequence switch).
+    token_lags: (u64, u64, u64, u64),
+    /// (versions published, seconds copying them, bytes of the last).
+    publish: (u64, f64, u64),
     recent: Vec<f64>,
     checkpoint: Option<PathBuf>,
     finished: bool,
@@ -114,6 +134,12 @@ impl LearnerState {
                 .map(|(idle, at)| (self.idle_s - idle) / at.elapsed().as_secs_f64().max(1e-9)),
             mean_policy_lag: self.lags.0 as f64 / self.lags.1.max(1) as f64,
             max_policy_lag: self.lags.2,
+            mean_token_lag: self.token_lags.0 as f64 / self.token_lags.2.max(1) as f64,
+            mean_token_lag_at_start: self.token_lags.1 as f64 / self.token_lags.2.max(1) as f64,
+            switched_completions: self.token_lags.3,
+            weights_published: self.publish.0,
+            weights_bytes: self.publish.2,
+            weights_publish_s_mean: self.publish.1 / self.publish.0.max(1) as f64,
             books: phi4r_replay::BookCounts::default(),
             groups: c.fates(),
             restarts: 0,
@@ -136,6 +162,15 @@ impl LearnerState {
         }
         self.lags.0 += lag_sum;
         self.lags.1 += batch.groups.len() as u64;
+        let (mut token_lag, mut tokens) = (0u64, 0u64);
+        for c in batch.groups.iter().flat_map(|g| &g.completions) {
+            token_lag += c.token_versions().iter().map(|v| v.staleness(current)).sum::<u64>();
+            tokens += c.len() as u64;
+            self.token_lags.1 += c.policy_version.staleness(current) * c.len() as u64;
+            self.token_lags.3 += u64::from(!c.version_switches.is_empty());
+        }
+        self.token_lags.0 += token_lag;
+        self.token_lags.2 += tokens;
         let rewards: Vec<f64> = batch.groups.iter().flat_map(|g| g.rewards()).map(f64::from).collect();
         let reward_mean = rewards.iter().sum::<f64>() / rewards.len().max(1) as f64;
         self.recent.push(reward_mean);
@@ -156,6 +191,7 @@ impl LearnerState {
         line["positive_share"] = batch.positive_share.into();
         line["in_band"] = batch.in_band.into();
         line["policy_lag_mean"] = (lag_sum as f64 / batch.groups.len().max(1) as f64).into();
+        line["token_lag_mean"] = (token_lag as f64 / tokens.max(1) as f64).into();
         line["completions_sampled"] = self.shared.counters.completions.load(Ordering::Relaxed).into();
         line["learner_idle_fraction"] = (self.idle_s / wall).into();
         line["elapsed_s"] = wall.into();
@@ -209,18 +245,24 @@ impl LearnerState {
         self.idle_s += waited.elapsed().as_secs_f64();
         let easy = self.shared.easy.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let (out, pad_id) = (self.a.out.clone(), self.a.pad_id);
+        let to = self.a.generator_device.clone();
         let groups = batch.groups.clone();
-        let (report, version, policy, ckpt, finished) = self
+        let (report, version, policy, publish_s, ckpt, finished) = self
             .a
             .compute
             .call(move |l| -> anyhow::Result<_> {
                 let version = l.version();
                 let report = l.train(&groups, easy.clone(), pad_id)?;
-                let policy = l.snapshot()?;
+                let t = Instant::now();
+                let policy = l.snapshot(to.as_ref())?;
+                let publish_s = t.elapsed().as_secs_f64();
                 let ckpt = l.checkpoint_due().then(|| l.checkpoint(&out, easy)).transpose()?;
-                Ok((report, version, policy, ckpt, l.is_finished()))
+                Ok((report, version, policy, publish_s, ckpt, l.is_finished()))
             })
             .await??;
+        self.publish.0 += 1;
+        self.publish.1 += publish_s;
+        self.publish.2 = policy.model.as_ref().map_or(0, |m| m.weight_bytes() as u64);
         self.shared.publish(policy);
         self.shared.counters.training.store(0, Ordering::Relaxed);
         if ckpt.is_some() {
@@ -268,6 +310,8 @@ impl Actor for StreamLearnerActor {
             bad: 0,
             tokens: 0,
             lags: (0, 0, 0),
+            token_lags: (0, 0, 0, 0),
+            publish: (0, 0.0, 0),
             recent: vec![],
             checkpoint: None,
             finished: false,

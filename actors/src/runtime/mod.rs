@@ -53,7 +53,7 @@ pub struct Policy {
     /// The learner's step when the copy was taken.
     pub version: u64,
     /// The weights (never `Var`-backed); `None` for a simulated learner.
-    pub model: Option<Phi3>,
+    pub model: Option<Arc<Phi3>>,
 }
 
 /// Counters every actor updates and `status` reads (all monotone except the gauges marked so).
@@ -63,6 +63,8 @@ pub struct Counters {
     pub completions: AtomicU64,
     /// Completion tokens sampled.
     pub tokens: AtomicU64,
+    /// Completions sampled whose weights changed mid-sequence (`weight_sync = "in_flight"`).
+    pub switched: AtomicU64,
     /// Groups that reached a balancer.
     pub groups_seen: AtomicU64,
     /// Groups kept by the filters.
@@ -274,6 +276,8 @@ pub struct SampleParams {
     pub seed: u64,
     /// Prompts per sampling batch.
     pub prompts_per_batch: usize,
+    /// When generators take newer weights (`rl.weight_sync`).
+    pub weight_sync: phi4r_learner::rl::WeightSync,
 }
 
 /// Everything a streaming stage-4 run needs.
@@ -292,6 +296,9 @@ pub struct RuntimeSetup {
     pub source: PromptSource,
     /// How generators sample.
     pub sampling: Sampling,
+    /// Where generators sample when it is not the learner's device (the topology file's
+    /// `devices.generator`): each new version is copied there once.
+    pub generator_device: Option<candle_core::Device>,
     /// Grades completions (the verifier actors' copy).
     pub verifier: Verifier,
     /// Run folder: checkpoints, metrics.jsonl, summary.json.
@@ -340,6 +347,8 @@ pub struct Status {
     pub rollouts_per_s: f64,
     /// Completions sampled.
     pub completions: u64,
+    /// Completions sampled whose weights changed mid-sequence (`rl.weight_sync = "in_flight"`).
+    pub switched_completions: u64,
     /// The books, in prompts.
     pub books: BookCounts,
     /// The fate of every group.
@@ -459,6 +468,7 @@ impl RuntimeSetup {
             source,
             verifier: sampler.verifier().clone(),
             sampling: Sampling::Real(Box::new(sampler)),
+            generator_device: None,
             out,
             stop_after,
             progress,
@@ -477,13 +487,14 @@ impl Runtime {
             easy,
             source,
             sampling,
+            generator_device,
             verifier,
             out,
             stop_after,
             progress,
         } = setup;
         let budget = topology.budget(threads);
-        let policy = learner.snapshot()?;
+        let policy = learner.snapshot(generator_device.as_ref())?;
         let shared = Arc::new(Shared::new(policy, easy));
         let params = SampleParams {
             group_size: cfg.rl.group_size,
@@ -491,6 +502,7 @@ impl Runtime {
             temperature: cfg.rl.temperature.clone(),
             seed: cfg.seed,
             prompts_per_batch: cfg.rl.prompts_per_step.clamp(1, cfg.rl.balance.batch_groups.max(1)),
+            weight_sync: cfg.rl.weight_sync,
         };
         let pad_id = sampling.pad_id();
         let compute = Compute::spawn_role("learner", learner, budget.learner)?;
@@ -504,7 +516,7 @@ impl Runtime {
             verifier,
             params,
             config: cfg,
-            learner: learner::StreamLearnerArgs { compute, pad_id, out, progress, stop_after },
+            learner: learner::StreamLearnerArgs { compute, pad_id, out, progress, stop_after, generator_device },
             done: done_tx,
         };
         let (supervisor, join) = Actor::spawn(None, supervisor::Supervisor, args).await?;

@@ -57,6 +57,10 @@ impl SourceState {
         self.a.shared.counters.in_flight.store(c.in_flight, Ordering::Relaxed);
         metrics::gauge!("phi4r_prompts_in_flight").set(c.in_flight as f64);
         metrics::gauge!("phi4r_prompts_requeue_waiting").set(c.waiting as f64);
+        // The other queues' depths, sampled as often as the books change.
+        let shared = &self.a.shared.counters;
+        metrics::gauge!("phi4r_pending_groups").set(shared.pending_groups.load(Ordering::Relaxed) as f64);
+        metrics::gauge!("phi4r_buffered_batches").set(shared.buffered_batches.load(Ordering::Relaxed) as f64);
     }
 }
 

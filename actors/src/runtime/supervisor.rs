@@ -183,6 +183,7 @@ impl SupervisorState {
             buffered_batches: c.buffered_batches.load(Ordering::Relaxed),
             rollouts_per_s: completions as f64 / uptime_s.max(1e-9),
             completions,
+            switched_completions: c.switched.load(Ordering::Relaxed),
             books,
             groups: c.fates(),
             uptime_s,

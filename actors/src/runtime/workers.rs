@@ -67,6 +67,19 @@ impl Actor for GeneratorActor {
         };
         let policy = a.shared.policy();
         let p = a.params.clone();
+        // In flight: newer weights take over between two decoding steps (a cheap version check first).
+        let in_flight = p.weight_sync == phi4r_learner::rl::WeightSync::InFlight;
+        let (shared, mut current) = (a.shared.clone(), policy.version);
+        let mut refresh = move || {
+            if !in_flight || shared.version() <= current {
+                return None;
+            }
+            let newer = shared.policy();
+            (newer.version > current).then(|| {
+                current = newer.version;
+                newer
+            })
+        };
         let seed = lease_seed(p.seed, lease.id.0);
         let prompts = lease.prompts;
         #[cfg(feature = "test-hooks")]
@@ -76,7 +89,15 @@ impl Actor for GeneratorActor {
             .compute
             .call(move |s| {
                 let temperature = p.temperature.at(policy.version);
-                let groups = s.sampling.sample(&policy, &prompts, p.group_size, temperature, p.max_new_tokens, seed);
+                let groups = s.sampling.sample(
+                    &policy,
+                    &mut refresh,
+                    &prompts,
+                    p.group_size,
+                    temperature,
+                    p.max_new_tokens,
+                    seed,
+                );
                 #[cfg(feature = "test-hooks")]
                 if fault {
                     panic!("injected generator fault (test hook)");
@@ -89,6 +110,8 @@ impl Actor for GeneratorActor {
         let c = &a.shared.counters;
         c.completions.fetch_add(completions as u64, Ordering::Relaxed);
         c.tokens.fetch_add(tokens as u64, Ordering::Relaxed);
+        let switched = groups.iter().flat_map(|g| &g.completions).filter(|c| !c.version_switches.is_empty()).count();
+        c.switched.fetch_add(switched as u64, Ordering::Relaxed);
         let idx = a.index.to_string();
         metrics::counter!("phi4r_generator_completions_total", "generator" => idx.clone())
             .increment(completions as u64);

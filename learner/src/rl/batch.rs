@@ -234,6 +234,7 @@ mod tests {
             tokens: vec![7; len],
             sampler_logps: vec![-0.5; len],
             policy_version: PolicyVersion(0),
+            version_switches: vec![],
             temperature: 1.0,
             finish: if len == 4 { FinishReason::Length } else { FinishReason::Eos },
             reward,

@@ -100,6 +100,19 @@ pub enum OffPolicy {
     },
 }
 
+/// When the streaming runtime's generators take a newer policy version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightSync {
+    /// Between sampling batches: every token of a completion comes from one version.
+    #[default]
+    BetweenBatches,
+    /// Between two decoding steps, keeping the KV cache (PipelineRL, Magistral): no generator waits for
+    /// its batch to end, and each completion records the version of every token
+    /// (`version_switches`); the sampler's per-token log-probs make the importance ratios per token.
+    InFlight,
+}
+
 /// Hyper-parameters of stage 4 (RLVR). Seed defaults in [`RlConfig::default`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -127,6 +140,9 @@ pub struct RlConfig {
     /// the learner (0 = synchronous on-policy). Enforced by pacing how many prompts are handed out; what
     /// still arrives too late is dropped and counted as `stale`.
     pub max_staleness: u64,
+    /// The streaming runtime: whether generators switch weights between batches (default) or in flight.
+    /// Staleness is judged on a completion's first token either way.
+    pub weight_sync: WeightSync,
     /// Passes over each step's batch (PPO's epochs); each pass takes `mini_batches` optimizer updates.
     /// The policy version advances once per step, whatever the number of updates.
     pub epochs: usize,
@@ -168,6 +184,7 @@ impl Default for RlConfig {
             temperature: TemperatureSchedule::Linear { start: 1.0, end: 0.6, steps: 100 },
             balance: BalanceConfig { batch_groups: 32, max_pending_groups: 128, ..BalanceConfig::default() },
             max_staleness: 1,
+            weight_sync: WeightSync::default(),
             epochs: 1,
             mini_batches: 1,
             overlong: Overlong::default(),

@@ -33,7 +33,7 @@ mod value;
 
 pub use advantage::{grpo_advantages, AdvNorm};
 pub use batch::{OverlongStats, RlBatch, RlRow};
-pub use config::{OffPolicy, RlAlgo, RlConfig};
+pub use config::{OffPolicy, RlAlgo, RlConfig, WeightSync};
 pub use critic::{Critic, VALUE_HEAD_FILE, VALUE_OPTIMIZER_FILE};
 pub use gae::{explained_variance, gae, outcome_rewards, ppo_targets, whiten};
 pub use kl::k3_kl;

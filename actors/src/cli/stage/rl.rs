@@ -59,7 +59,17 @@ pub fn load_prompts(
 
 pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
     let prompts_path = a.prompts.clone().context("stage rl needs --prompts FILE ({\"problem\",\"answer\"} JSONL)")?;
-    let dev = crate::cli::device()?;
+    // A topology file may place the learner and the generators on devices of their own; each falls back
+    // to --device.
+    let devices = a.topology.as_ref().map(|t| t.devices).unwrap_or_default();
+    let open = |spec: Option<phi4r_model::DeviceSpec>, key: &str| -> anyhow::Result<Option<candle_core::Device>> {
+        spec.map(|s| s.open().with_context(|| format!("--topology: devices.{key}"))).transpose()
+    };
+    let dev = match open(devices.learner, "learner")? {
+        Some(d) => d,
+        None => crate::cli::device()?,
+    };
+    let generator_device = open(devices.generator, "generator")?.filter(|g| !g.same_device(&dev));
     let dtype = candle_core::DType::F32;
     let init = TrainableModel::load(&a.init, dtype, &dev).with_context(|| format!("--init {}", a.init.display()))?;
     let tokenizer = phi4r_model::load_tokenizer(&a.init, init.model.config())?
@@ -106,7 +116,7 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
     let out_dir = a.out.clone();
     if let Some(topology) = a.topology.clone() {
         let progress = super::stage_progress("rl", total, start_step)?;
-        let setup = crate::runtime::RuntimeSetup::real(
+        let mut setup = crate::runtime::RuntimeSetup::real(
             topology,
             threads,
             learner,
@@ -116,6 +126,7 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
             a.stop_after,
             progress,
         )?;
+        setup.generator_device = generator_device;
         let summary = stream(setup, start_step >= total, a.control_addr)?;
         return super::write_summary(&out_dir, &summary);
     }
