@@ -5,7 +5,7 @@
 //! | method and path        | does                                                                 |
 //! |------------------------|----------------------------------------------------------------------|
 //! | `GET /status`          | the run's [`Status`] as JSON                                          |
-//! | `POST /scale`          | `{"role": "generators", "n": 3}`: add or stop generators               |
+//! | `POST /scale`          | `{"role": "generators", "n": 3}` (`"node": NAME`: a cluster node's)   |
 //! | `POST /reward-policy`  | body `binary`, `zero_one` or a JSON policy: swap it on every verifier |
 //! | `POST /pause`, `/resume`, `/checkpoint`, `/stop` | as named; `stop` checkpoints, then ends the run |
 //! | `GET /metrics`         | Prometheus text format (no token needed on loopback)                  |
@@ -184,6 +184,9 @@ async fn status(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
 struct ScaleBody {
     role: String,
     n: usize,
+    /// A cluster node's generators instead of the local ones.
+    #[serde(default)]
+    node: Option<String>,
 }
 
 async fn scale(State(ctx): State<Ctx>, headers: HeaderMap, body: String) -> Response {
@@ -199,8 +202,12 @@ async fn scale(State(ctx): State<Ctx>, headers: HeaderMap, body: String) -> Resp
     if req.role != "generators" {
         return error(StatusCode::BAD_REQUEST, format!("scale: unknown role `{}` (only generators scale)", req.role));
     }
-    match ctx.run.scale_generators(req.n).await {
-        Ok(n) => ok(serde_json::json!({ "generators": n })),
+    let scaled = match &req.node {
+        Some(node) => ctx.run.scale_node(node, req.n).await,
+        None => ctx.run.scale_generators(req.n).await,
+    };
+    match scaled {
+        Ok(n) => ok(serde_json::json!({ "generators": n, "node": req.node })),
         Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
     }
 }

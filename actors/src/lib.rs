@@ -13,6 +13,8 @@
 //! - [`pipeline`]: the main job (`phi4r-actors --topology 4gen-1learn`): all four stages, evaluated.
 
 pub mod cli;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod compute;
 pub mod control;
 mod dataset;

@@ -160,6 +160,8 @@ pub enum SupervisorMsg {
     LearnerDone(Result<Box<crate::runtime::StreamSummary>, String>),
     /// The learner actor (for checkpoint and stop).
     Learner(RpcReplyPort<ractor::ActorRef<StreamLearnerMsg>>),
+    /// The prompt source (for the cluster gateway).
+    Source(RpcReplyPort<ractor::ActorRef<SourceMsg>>),
 }
 
 impl ractor::Message for SupervisorMsg {}

@@ -20,6 +20,11 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     ("phi4r_generator_tokens_total", Kind::Counter, "Completion tokens sampled, by generator."),
     ("phi4r_generator_batch_seconds", Kind::Histogram, "Wall seconds of one generator sampling batch."),
     ("phi4r_generators", Kind::Gauge, "Generators running now."),
+    ("phi4r_cluster_nodes", Kind::Gauge, "Generator nodes joined to this learner (cluster)."),
+    ("phi4r_cluster_refused_total", Kind::Counter, "Node sessions refused because they did not authenticate."),
+    ("phi4r_cluster_weight_bytes_sent_total", Kind::Counter, "Bytes of weights sent to generator nodes."),
+    ("phi4r_remote_completions_total", Kind::Counter, "Completions delivered by generator nodes, by node."),
+    ("phi4r_node_weight_versions_total", Kind::Counter, "On a generator node: weight versions fetched and applied."),
     ("phi4r_pending_groups", Kind::Gauge, "Kept groups waiting in the reward balancers' pools."),
     ("phi4r_buffered_batches", Kind::Gauge, "Batches waiting in the replay buffer."),
     (
@@ -106,6 +111,8 @@ mod tests {
             include_str!("runtime/source.rs"),
             include_str!("runtime/learner.rs"),
             include_str!("runtime/mod.rs"),
+            include_str!("cluster/gateway.rs"),
+            include_str!("cluster/node.rs"),
         );
         let mut emitted = std::collections::BTreeSet::new();
         for (macro_name, kind) in

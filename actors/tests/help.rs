@@ -16,7 +16,11 @@ fn commands(help: &str) -> Vec<String> {
 #[test]
 fn help_lists_exactly_the_subcommands() {
     let text = run_ok(&["--help"]);
-    let expected = ["model", "data", "generate", "stage", "eval", "verify", "bench", "ctl", "help"];
+    let mut expected = vec!["model", "data", "generate", "stage", "eval", "verify", "bench", "ctl"];
+    if cfg!(feature = "cluster") {
+        expected.push("node");
+    }
+    expected.push("help");
     assert_eq!(commands(&text), expected, "{text}");
     for cmd in &expected[..expected.len() - 1] {
         let sub = run_ok(&[cmd, "--help"]);

@@ -106,6 +106,12 @@ pub fn load_tokenizer(dir: &Path, cfg: &Phi3Config) -> Result<Option<Tokenizer>>
     Ok(Some(tok))
 }
 
+/// A frozen model of architecture `cfg` from [`weights_to_bytes`]'s bytes (weights sent over the network).
+pub fn weights_from_bytes(cfg: &Phi3Config, bytes: &[u8], dtype: DType, device: &Device) -> Result<Phi3> {
+    let tensors = candle_core::safetensors::load_buffer(bytes, device)?;
+    Phi3::new(cfg, frozen_builder(Values::Tensors(tensors), dtype, device), Kernels::for_device(device))
+}
+
 /// The safetensors bytes of `model`'s weights (HF names, `format: pt` metadata).
 pub fn weights_to_bytes(model: &Phi3) -> Result<Vec<u8>> {
     let named = model.named_weights();

@@ -34,8 +34,8 @@ mod tokenizer;
 
 pub use atomic::{write_atomic, write_atomic_with};
 pub use checkpoint::{
-    load_frozen, load_tokenizer, read_checkpoint, save, weights_to_bytes, TrainableModel, CONFIG_FILE, TOKENIZER_FILE,
-    WEIGHTS_FILE,
+    load_frozen, load_tokenizer, read_checkpoint, save, weights_from_bytes, weights_to_bytes, TrainableModel,
+    CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
 };
 pub use config::{LongRope, Phi3Config, Preset};
 pub use device::DeviceSpec;

@@ -170,7 +170,7 @@ impl GroupSampler {
                         finish: gen.finish,
                     });
                 }
-                groups.push(SampledGroup { prompt: prompt.clone(), completions });
+                groups.push(SampledGroup { prompt: prompt.clone(), completions, node: None });
             }
         }
         Ok(groups)
@@ -191,7 +191,7 @@ pub fn score_group(
     policy_id: RewardPolicyId,
     group: SampledGroup,
 ) -> Group {
-    let SampledGroup { prompt, completions } = group;
+    let SampledGroup { prompt, completions, node } = group;
     let completions = completions
         .into_iter()
         .map(|c| {
@@ -210,7 +210,7 @@ pub fn score_group(
             }
         })
         .collect();
-    Group { prompt, completions }
+    Group { prompt, completions, node }
 }
 
 /// What a step's collection saw (one metrics line's worth).

@@ -81,6 +81,9 @@ pub struct SampledGroup {
     pub prompt: Prompt,
     /// Its completions.
     pub completions: Vec<SampledCompletion>,
+    /// The cluster node whose generator sampled it; `None` on the learner's own machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// One sampled completion of a prompt, verified and rewarded.
@@ -139,6 +142,9 @@ pub struct Group {
     pub prompt: Prompt,
     /// Its completions, each verified.
     pub completions: Vec<ScoredCompletion>,
+    /// The cluster node whose generator sampled it ([`SampledGroup::node`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Group {
@@ -195,6 +201,7 @@ pub(crate) mod fixtures {
         Group {
             prompt: Prompt { id: PromptId(id), ids: vec![1, 2, 3], gold: "42".into(), tier: 1 },
             completions: completions.iter().map(|&(r, l)| completion(r, l)).collect(),
+            node: None,
         }
     }
 }

@@ -37,6 +37,9 @@ enum CtlCmd {
         role: String,
         /// How many.
         n: usize,
+        /// Scale this cluster node's generators (a name of `ctl status`'s nodes) instead of the local ones.
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Swap the reward policy on every verifier: binary, zero_one, or JSON such as
     /// '{"kind":"format_aware","correct":1,"wrong":-0.5,"no_answer":-1,"truncated":-1,"too_complex":0}'.
@@ -62,7 +65,9 @@ pub fn run(a: CtlArgs) -> anyhow::Result<()> {
     };
     let (method, path, body) = match &a.command {
         CtlCmd::Status { .. } => ("GET", "/status", String::new()),
-        CtlCmd::Scale { role, n } => ("POST", "/scale", serde_json::json!({ "role": role, "n": n }).to_string()),
+        CtlCmd::Scale { role, n, node } => {
+            ("POST", "/scale", serde_json::json!({ "role": role, "n": n, "node": node }).to_string())
+        }
         CtlCmd::RewardPolicy { spec } => {
             // Checked here too, so a typo is named before anything is sent.
             crate::control::parse_reward_policy(spec).map_err(anyhow::Error::msg)?;
@@ -132,6 +137,21 @@ fn print_status(v: &serde_json::Value) {
             a.get("index").cloned().unwrap_or_default(),
             a.get("restarts").cloned().unwrap_or_default()
         );
+    }
+    let nodes = v.get("nodes").and_then(|a| a.as_array()).cloned().unwrap_or_default();
+    if !nodes.is_empty() {
+        println!("{:<24} {:>9} {:>10} {:>11} {:>5}", "node", "connected", "generators", "completions", "joins");
+        for n in &nodes {
+            let f = |k: &str| n.get(k).cloned().unwrap_or_default();
+            println!(
+                "{:<24} {:>9} {:>10} {:>11} {:>5}",
+                n.get("name").and_then(|x| x.as_str()).unwrap_or("?"),
+                f("connected"),
+                f("generators"),
+                f("completions"),
+                f("joins")
+            );
+        }
     }
     println!("books {}", s("books"));
     println!("groups {}", s("groups"));

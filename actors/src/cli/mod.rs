@@ -49,6 +49,13 @@ pub struct Cli {
     /// Main job: stage 4's algorithm.
     #[arg(long, value_enum, default_value = "grpo", requires = "topology")]
     algo: crate::cli::stage::AlgoName,
+    /// Main job: accept generator nodes (`node --join`) for stage 4 on this address, e.g.
+    /// 127.0.0.1:7400 (0.0.0.0:7400 for other machines; the link is authenticated, not encrypted).
+    #[arg(long, requires_all = ["topology", "cookie_file"])]
+    cluster_listen: Option<std::net::SocketAddr>,
+    /// Main job: the cluster's shared secret (first line of the file), with --cluster-listen.
+    #[arg(long, requires = "cluster_listen")]
+    cookie_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -74,6 +81,9 @@ enum Command {
     Bench(bench::BenchCmd),
     /// Control a running streamed stage 4 (status, scale, reward-policy, pause, resume, checkpoint, stop).
     Ctl(ctl::CtlArgs),
+    /// Run generators on this machine for a stage 4 on another (`stage rl --cluster-listen`).
+    #[cfg(feature = "cluster")]
+    Node(crate::cluster::node::NodeArgs),
 }
 
 /// Runs the parsed command line.
@@ -97,6 +107,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             threads,
             dpo_pairs: cli.dpo_pairs,
             algo: cli.algo,
+            cluster: cli.cluster_listen.zip(cli.cookie_file),
         })?;
         return Ok(());
     };
@@ -112,6 +123,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => pool.install(|| eval::run(args)),
         Command::Bench(cmd) => bench::run(cmd, &pool),
         Command::Ctl(args) => ctl::run(args),
+        #[cfg(feature = "cluster")]
+        Command::Node(args) => crate::cluster::node::run(args, threads),
     }
 }
 

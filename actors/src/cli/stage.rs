@@ -111,6 +111,13 @@ pub struct StageArgs {
     /// loopback, every request needs the token of control.json.
     #[arg(long, default_value = "127.0.0.1:0", requires = "topology")]
     control_addr: std::net::SocketAddr,
+    /// With --topology: accept generator nodes (`phi4r-actors node --join`) on this address, e.g.
+    /// 127.0.0.1:7400 (0.0.0.0:7400 for other machines; the link is authenticated, not encrypted).
+    #[arg(long, requires_all = ["topology", "cookie_file"])]
+    cluster_listen: Option<std::net::SocketAddr>,
+    /// The cluster's shared secret: the first line of this file (every node uses the same file).
+    #[arg(long, requires = "cluster_listen")]
+    cookie_file: Option<PathBuf>,
 }
 
 impl From<StageArgs> for rl::RlArgs {
@@ -127,6 +134,7 @@ impl From<StageArgs> for rl::RlArgs {
             metrics_addr: a.metrics_addr,
             topology: a.topology,
             control_addr: a.control_addr,
+            cluster: a.cluster_listen.zip(a.cookie_file),
         }
     }
 }

@@ -221,6 +221,7 @@ impl Sampling {
                                 }
                             })
                             .collect(),
+                        node: None,
                     })
                     .collect())
             }

@@ -69,6 +69,12 @@ pub struct StreamSummary {
     pub groups: super::GroupFates,
     /// Restarts of generators and verifiers.
     pub restarts: u64,
+    /// Completions sampled on cluster nodes (`node --join`), also in `completions`.
+    pub remote_completions: u64,
+    /// Groups from cluster nodes trained on.
+    pub remote_groups_trained: u64,
+    /// The cluster nodes at the end.
+    pub nodes: Vec<super::NodeStatus>,
     /// The last checkpoint written.
     pub checkpoint: Option<PathBuf>,
 }
@@ -143,6 +149,9 @@ impl LearnerState {
             books: phi4r_replay::BookCounts::default(),
             groups: c.fates(),
             restarts: 0,
+            remote_completions: c.remote_completions.load(Ordering::Relaxed),
+            remote_groups_trained: c.remote_groups_trained.load(Ordering::Relaxed),
+            nodes: vec![],
             checkpoint: self.checkpoint.clone(),
         }
     }
@@ -178,6 +187,8 @@ impl LearnerState {
             self.recent.remove(0);
         }
         self.shared.counters.groups_trained.fetch_add(batch.groups.len() as u64, Ordering::Relaxed);
+        let remote = batch.groups.iter().filter(|g| g.node.is_some()).count();
+        self.shared.counters.remote_groups_trained.fetch_add(remote as u64, Ordering::Relaxed);
         let wall = self.started.elapsed().as_secs_f64().max(1e-9);
         metrics::counter!("phi4r_learner_steps_total").increment(1);
         metrics::counter!("phi4r_learner_tokens_total").increment(ev.tokens as u64);

@@ -30,6 +30,10 @@ mod workers;
 
 pub use backend::{Sampling, SimSampler, SimTrainer, Trainer};
 pub use learner::StreamSummary;
+pub(crate) use workers::{hand_to_verifier, lease_seed};
+
+/// The process group every generator joins (`ractor::pg`; remote ones too, synchronized across nodes).
+pub const GENERATORS_GROUP: &str = "phi4r.generators";
 
 use crate::compute::Compute;
 use crate::messages::{StreamLearnerMsg, SupervisorMsg};
@@ -65,6 +69,10 @@ pub struct Counters {
     pub tokens: AtomicU64,
     /// Completions sampled whose weights changed mid-sequence (`weight_sync = "in_flight"`).
     pub switched: AtomicU64,
+    /// Completions sampled by generators on other machines (cluster nodes), also in `completions`.
+    pub remote_completions: AtomicU64,
+    /// Groups from cluster nodes trained on, also in `groups_trained`.
+    pub remote_groups_trained: AtomicU64,
     /// Groups that reached a balancer.
     pub groups_seen: AtomicU64,
     /// Groups kept by the filters.
@@ -174,9 +182,14 @@ pub struct Shared {
     easy: Mutex<phi4r_replay::EasyMemory>,
     /// The counters.
     pub counters: Counters,
-    verifiers: RwLock<Vec<ActorRef<crate::messages::VerifierMsg>>>,
+    pub(crate) verifiers: RwLock<Vec<ActorRef<crate::messages::VerifierMsg>>>,
     balancers: RwLock<Vec<ActorRef<crate::messages::BalancerMsg>>>,
     started: Instant,
+    /// Cluster nodes by name (empty without `--cluster-listen`), kept by the gateway.
+    pub(crate) nodes: RwLock<BTreeMap<String, NodeStatus>>,
+    /// The gateway of the cluster nodes, once `--cluster-listen` started it.
+    #[cfg(feature = "cluster")]
+    pub(crate) gateway: std::sync::OnceLock<ActorRef<crate::cluster::GatewayMsg>>,
     /// Test hook: the next generator batch panics on its compute thread after sampling (mid-batch).
     #[cfg(feature = "test-hooks")]
     pub panic_next_batch: AtomicBool,
@@ -200,6 +213,9 @@ impl Shared {
             verifiers: RwLock::new(vec![]),
             balancers: RwLock::new(vec![]),
             started: Instant::now(),
+            nodes: RwLock::new(BTreeMap::new()),
+            #[cfg(feature = "cluster")]
+            gateway: std::sync::OnceLock::new(),
             #[cfg(feature = "test-hooks")]
             panic_next_batch: AtomicBool::new(false),
         }
@@ -280,6 +296,20 @@ pub struct SampleParams {
     pub weight_sync: phi4r_learner::rl::WeightSync,
 }
 
+impl SampleParams {
+    /// The sampling parameters of a stage config's `[rl]`.
+    pub fn from_config(cfg: &StageConfig) -> Self {
+        SampleParams {
+            group_size: cfg.rl.group_size,
+            max_new_tokens: cfg.rl.max_new_tokens,
+            temperature: cfg.rl.temperature.clone(),
+            seed: cfg.seed,
+            prompts_per_batch: cfg.rl.prompts_per_step.clamp(1, cfg.rl.balance.batch_groups.max(1)),
+            weight_sync: cfg.rl.weight_sync,
+        }
+    }
+}
+
 /// Everything a streaming stage-4 run needs.
 pub struct RuntimeSetup {
     /// Roles and counts.
@@ -307,6 +337,29 @@ pub struct RuntimeSetup {
     pub stop_after: Option<u64>,
     /// Progress display.
     pub progress: ProgressBar,
+}
+
+/// A cluster node of the status table (`node --join`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodeStatus {
+    /// Its name (`--name`, default host-pid).
+    pub name: String,
+    /// Whether its session is up.
+    pub connected: bool,
+    /// Its generators (as it last reported).
+    pub generators: usize,
+    /// Times it joined (a restarted node joins again under its name).
+    pub joins: u64,
+    /// Completions it delivered.
+    pub completions: u64,
+    /// Weight versions sent to it (once per version per node, not per generator).
+    pub weight_versions_sent: u64,
+    /// Bytes of weights sent to it.
+    pub weight_bytes_sent: u64,
+    /// Leases its generators hold now (issued, not yet delivered).
+    pub open_leases: usize,
+    /// Times its session dropped (its leases were re-queued each time).
+    pub disconnects: u64,
 }
 
 /// An actor of the status table.
@@ -353,6 +406,8 @@ pub struct Status {
     pub books: BookCounts,
     /// The fate of every group.
     pub groups: GroupFates,
+    /// Cluster nodes (`node --join`), with their generators.
+    pub nodes: Vec<NodeStatus>,
     /// Seconds since the start.
     pub uptime_s: f64,
 }
@@ -370,7 +425,7 @@ const CONTROL_TIMEOUT: Option<std::time::Duration> = Some(std::time::Duration::f
 
 /// Asks `to` and waits (at most `timeout`), flattening ractor's errors into one that names `what`; a dead
 /// peer is an error, so an actor that asks one fails and is restarted.
-pub(super) async fn ask<M: ractor::Message, R: Send + 'static>(
+pub(crate) async fn ask<M: ractor::Message, R: Send + 'static>(
     to: &ActorRef<M>,
     msg: impl FnOnce(ractor::RpcReplyPort<R>) -> M,
     what: &str,
@@ -394,6 +449,28 @@ impl RuntimeHandle {
         ask(&self.supervisor, |r| SupervisorMsg::Scale(n, r), "scale", CONTROL_TIMEOUT)
             .await?
             .map_err(anyhow::Error::msg)
+    }
+
+    /// Runs cluster node `node` with `n` generators from now on; returns the count.
+    pub async fn scale_node(&self, node: &str, n: usize) -> anyhow::Result<usize> {
+        #[cfg(feature = "cluster")]
+        if let Some(gateway) = self.shared.gateway.get() {
+            let wire = ask(
+                gateway,
+                |r| crate::cluster::GatewayMsg::ScaleNode(node.to_string(), n as u64, r),
+                "scale node",
+                CONTROL_TIMEOUT,
+            )
+            .await?;
+            return wire.0.map(|n| n as usize).map_err(anyhow::Error::msg);
+        }
+        anyhow::bail!("scale --node {node}: this run has no cluster nodes (start it with --cluster-listen)")
+    }
+
+    /// The prompt source (the cluster gateway leases prompts for remote generators through it).
+    #[cfg(feature = "cluster")]
+    pub(crate) async fn source(&self) -> anyhow::Result<ActorRef<crate::messages::SourceMsg>> {
+        ask(&self.supervisor, SupervisorMsg::Source, "source", CONTROL_TIMEOUT).await
     }
 
     /// Swaps the reward policy on every verifier; returns its id.
@@ -496,14 +573,7 @@ impl Runtime {
         let budget = topology.budget(threads);
         let policy = learner.snapshot(generator_device.as_ref())?;
         let shared = Arc::new(Shared::new(policy, easy));
-        let params = SampleParams {
-            group_size: cfg.rl.group_size,
-            max_new_tokens: cfg.rl.max_new_tokens,
-            temperature: cfg.rl.temperature.clone(),
-            seed: cfg.seed,
-            prompts_per_batch: cfg.rl.prompts_per_step.clamp(1, cfg.rl.balance.batch_groups.max(1)),
-            weight_sync: cfg.rl.weight_sync,
-        };
+        let params = SampleParams::from_config(&cfg);
         let pad_id = sampling.pad_id();
         let compute = Compute::spawn_role("learner", learner, budget.learner)?;
         let (done_tx, done) = tokio::sync::oneshot::channel();

@@ -186,6 +186,7 @@ impl SupervisorState {
             switched_completions: c.switched.load(Ordering::Relaxed),
             books,
             groups: c.fates(),
+            nodes: self.shared.nodes.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect(),
             uptime_s,
         }
     }
@@ -208,6 +209,7 @@ impl SupervisorState {
             }
             s.groups = self.shared.counters.fates();
             s.restarts = restarts;
+            s.nodes = self.shared.nodes.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
             s
         });
         match &result {
@@ -322,6 +324,9 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Learner(reply) => {
                 let _ = reply.send(st.learner.clone());
+            }
+            SupervisorMsg::Source(reply) => {
+                let _ = reply.send(st.source.clone());
             }
             SupervisorMsg::LearnerDone(result) => {
                 if !st.ending {

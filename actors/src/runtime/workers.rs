@@ -6,7 +6,7 @@
 use super::{ask, SampleParams, Shared};
 use crate::compute::Compute;
 use crate::messages::{BalancerMsg, SampleMsg, SourceMsg, VerifierMsg};
-use phi4r_replay::{score_group, Holder};
+use phi4r_replay::{score_group, Holder, LeaseId, SampledGroup};
 use phi4r_verifier::Verifier;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::atomic::Ordering;
@@ -30,7 +30,7 @@ pub(super) struct GeneratorArgs {
 }
 
 /// The sampling seed of a lease: a hash of the run's seed and the lease id.
-fn lease_seed(seed: u64, lease: u64) -> u64 {
+pub(crate) fn lease_seed(seed: u64, lease: u64) -> u64 {
     phi4r_replay::splitmix64(seed ^ lease.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
@@ -43,6 +43,7 @@ impl Actor for GeneratorActor {
 
     async fn pre_start(&self, me: ActorRef<SampleMsg>, a: GeneratorArgs) -> Result<GeneratorArgs, ActorProcessingErr> {
         tracing::info!(index = a.index, pid = me.get_id().pid(), "generator started");
+        ractor::pg::join(super::GENERATORS_GROUP.into(), vec![me.get_cell()]);
         me.send_message(SampleMsg::Next)?;
         Ok(a)
     }
@@ -118,22 +119,34 @@ impl Actor for GeneratorActor {
         metrics::counter!("phi4r_generator_tokens_total", "generator" => idx.clone()).increment(tokens as u64);
         metrics::histogram!("phi4r_generator_batch_seconds", "generator" => idx)
             .record(started.elapsed().as_secs_f64());
-        let verifier = {
-            let v = a.shared.verifiers.read().unwrap_or_else(|e| e.into_inner());
-            v.get(lease.id.0 as usize % v.len().max(1)).cloned()
-        };
-        let verifier = verifier.ok_or_else(|| anyhow::anyhow!("no verifier"))?;
-        let to = Holder(verifier.get_id().pid());
-        if ask(&a.source, |reply| SourceMsg::HandOver { lease: lease.id, from: holder, to, reply }, "hand-over", None)
-            .await?
-        {
-            // A verifier that died just now has its lease re-queued by the supervisor; this message is then
-            // lost with its mailbox, which is what the books expect.
-            let _ = verifier.send_message(VerifierMsg::Score { lease: lease.id, groups });
-        }
+        hand_to_verifier(&a.shared, &a.source, lease.id, holder, groups).await?;
         me.send_message(SampleMsg::Next)?;
         Ok(())
     }
+}
+
+/// Hands `holder`'s sampled lease to a verifier, recording the hand-over in the books first; a lease that
+/// is no longer open (re-queued meanwhile) is discarded. Local generators and the cluster gateway (for
+/// remote ones) both deliver through here.
+pub(crate) async fn hand_to_verifier(
+    shared: &Shared,
+    source: &ActorRef<SourceMsg>,
+    lease: LeaseId,
+    holder: Holder,
+    groups: Vec<SampledGroup>,
+) -> anyhow::Result<()> {
+    let verifier = {
+        let v = shared.verifiers.read().unwrap_or_else(|e| e.into_inner());
+        v.get(lease.0 as usize % v.len().max(1)).cloned()
+    };
+    let verifier = verifier.ok_or_else(|| anyhow::anyhow!("no verifier"))?;
+    let to = Holder(verifier.get_id().pid());
+    if ask(source, |reply| SourceMsg::HandOver { lease, from: holder, to, reply }, "hand-over", None).await? {
+        // A verifier that died just now has its lease re-queued by the supervisor; this message is then
+        // lost with its mailbox, which is what the books expect.
+        let _ = verifier.send_message(VerifierMsg::Score { lease, groups });
+    }
+    Ok(())
 }
 
 pub(super) struct VerifierArgs {

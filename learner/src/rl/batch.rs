@@ -244,6 +244,7 @@ mod tests {
         let g = Group {
             prompt: Prompt { id: PromptId(1), ids: vec![1, 2, 3], gold: "42".into(), tier: 1 },
             completions: vec![completion(1.0, 1), completion(-1.0, 3), completion(-1.0, 4)],
+            node: None,
         };
         let mut rl = RlConfig { max_new_tokens: 4, ..RlConfig::default() };
         let (batches, stats) = RlBatch::from_groups(std::slice::from_ref(&g), &rl, 8, 0)?;

@@ -31,6 +31,8 @@ pub struct RlArgs {
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub topology: Option<crate::topology::Topology>,
     pub control_addr: std::net::SocketAddr,
+    /// `--cluster-listen` and `--cookie-file`.
+    pub cluster: Option<(std::net::SocketAddr, PathBuf)>,
 }
 
 /// The prompts of `path`, chat-templated and tokenized; a prompt that leaves no room for
@@ -59,6 +61,11 @@ pub fn load_prompts(
 
 pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
     let prompts_path = a.prompts.clone().context("stage rl needs --prompts FILE ({\"problem\",\"answer\"} JSONL)")?;
+    #[cfg(not(feature = "cluster"))]
+    anyhow::ensure!(
+        a.cluster.is_none(),
+        "--cluster-listen: this build has no cluster layer (build with the default `cluster` feature)"
+    );
     // A topology file may place the learner and the generators on devices of their own; each falls back
     // to --device.
     let devices = a.topology.as_ref().map(|t| t.devices).unwrap_or_default();
@@ -74,6 +81,8 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
     let init = TrainableModel::load(&a.init, dtype, &dev).with_context(|| format!("--init {}", a.init.display()))?;
     let tokenizer = phi4r_model::load_tokenizer(&a.init, init.model.config())?
         .with_context(|| format!("--init {} has no tokenizer.json", a.init.display()))?;
+    // What a cluster node needs to rebuild the model and the sampler.
+    let (config_json, tokenizer_json) = (init.model.config().to_json_value().to_string(), tokenizer.to_json()?);
     let (prompts, too_long) = load_prompts(&prompts_path, &cfg, &tokenizer, a.skip_bad_lines)
         .with_context(|| format!("--prompts {}", prompts_path.display()))?;
     eprintln!("{}", serde_json::json!({"stage": "rl", "prompts": prompts.len(), "too_long": too_long}));
@@ -127,7 +136,20 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
             progress,
         )?;
         setup.generator_device = generator_device;
-        let summary = stream(setup, start_step >= total, a.control_addr)?;
+        #[cfg(feature = "cluster")]
+        let cluster = match &a.cluster {
+            Some((listen, cookie)) => Some(crate::cluster::ClusterConfig {
+                listen: *listen,
+                cookie: crate::cluster::read_cookie(cookie)?,
+                config_json: config_json.clone(),
+                tokenizer_json: tokenizer_json.clone(),
+                generation_rows: GENERATION_ROWS,
+            }),
+            None => None,
+        };
+        #[cfg(not(feature = "cluster"))]
+        let cluster = None;
+        let summary = stream(setup, start_step >= total, a.control_addr, cluster)?;
         return super::write_summary(&out_dir, &summary);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
@@ -171,8 +193,11 @@ fn stream(
     setup: crate::runtime::RuntimeSetup,
     already_done: bool,
     control_addr: std::net::SocketAddr,
+    cluster: Option<ClusterConfig>,
 ) -> anyhow::Result<crate::runtime::StreamSummary> {
     let out = setup.out.clone();
+    #[cfg(feature = "cluster")]
+    let params = crate::runtime::SampleParams::from_config(&setup.config);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let run = crate::runtime::Runtime::start(setup).await?;
@@ -185,6 +210,18 @@ fn stream(
             "{}",
             serde_json::json!({"control": control.info.addr, "control_file": out.join(crate::control::CONTROL_FILE)})
         );
+        #[cfg(feature = "cluster")]
+        let cluster = match cluster {
+            Some(cfg) => {
+                let listen = cfg.listen;
+                let c = crate::cluster::serve(&handle, cfg, params).await?;
+                eprintln!("{}", serde_json::json!({"cluster_listen": listen}));
+                Some(c)
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "cluster"))]
+        let _ = cluster;
         let signals = handle.clone();
         let watcher = tokio::spawn(async move {
             shutdown_signal().await;
@@ -193,13 +230,23 @@ fn stream(
         });
         let summary = run.wait().await;
         watcher.abort();
+        #[cfg(feature = "cluster")]
+        if let Some(c) = cluster {
+            c.shutdown().await;
+        }
         control.shutdown();
         summary
     })
 }
 
+#[cfg(feature = "cluster")]
+use crate::cluster::ClusterConfig;
+/// Without the cluster layer, `--cluster-listen` is refused before anything starts.
+#[cfg(not(feature = "cluster"))]
+type ClusterConfig = std::convert::Infallible;
+
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
