@@ -135,16 +135,6 @@ impl NodeEventSubscription for Events {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_sessions_peer_name_maps_to_the_nodes_name() {
-        assert_eq!(super::node_name("gen-a@10.0.0.2"), "gen-a");
-        assert_eq!(super::node_name("odd@name@host"), "odd@name");
-        assert_eq!(super::node_name("plain"), "plain");
-    }
-}
-
 struct GatewayArgs {
     shared: Arc<Shared>,
     source: ActorRef<SourceMsg>,
@@ -412,5 +402,15 @@ impl Actor for Gateway {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_sessions_peer_name_maps_to_the_nodes_name() {
+        assert_eq!(super::node_name("gen-a@10.0.0.2"), "gen-a");
+        assert_eq!(super::node_name("odd@name@host"), "odd@name");
+        assert_eq!(super::node_name("plain"), "plain");
     }
 }

@@ -30,6 +30,7 @@ mod workers;
 
 pub use backend::{Sampling, SimSampler, SimTrainer, Trainer};
 pub use learner::StreamSummary;
+#[cfg(feature = "cluster")]
 pub(crate) use workers::{hand_to_verifier, lease_seed};
 
 /// The process group every generator joins (`ractor::pg`; remote ones too, synchronized across nodes).
@@ -464,6 +465,7 @@ impl RuntimeHandle {
             .await?;
             return wire.0.map(|n| n as usize).map_err(anyhow::Error::msg);
         }
+        let _ = n;
         anyhow::bail!("scale --node {node}: this run has no cluster nodes (start it with --cluster-listen)")
     }
 

@@ -82,6 +82,7 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
     let tokenizer = phi4r_model::load_tokenizer(&a.init, init.model.config())?
         .with_context(|| format!("--init {} has no tokenizer.json", a.init.display()))?;
     // What a cluster node needs to rebuild the model and the sampler.
+    #[cfg(feature = "cluster")]
     let (config_json, tokenizer_json) = (init.model.config().to_json_value().to_string(), tokenizer.to_json()?);
     let (prompts, too_long) = load_prompts(&prompts_path, &cfg, &tokenizer, a.skip_bad_lines)
         .with_context(|| format!("--prompts {}", prompts_path.display()))?;
