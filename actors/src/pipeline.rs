@@ -192,8 +192,8 @@ pub struct PipelineArgs {
     pub dpo_pairs: DpoPairs,
     /// Stage 4's algorithm.
     pub algo: AlgoName,
-    /// Stage 4 accepts generator nodes on this address, with this cookie file.
-    pub cluster: Option<(std::net::SocketAddr, PathBuf)>,
+    /// Stage 4's scale-out flags (empty: no nodes).
+    pub cluster: crate::cli::stage::ClusterFlags,
 }
 
 /// Stage 4's prompts: the training problems (`stage4.jsonl`) of the tiers the model before it solves
@@ -508,8 +508,8 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
                     format!("{:?}", a.algo).to_lowercase(),
                 ]),
             }
-            if let (StageName::Rl, Some((listen, cookie))) = (stage, &a.cluster) {
-                args.extend(["--cluster-listen".into(), listen.to_string(), "--cookie-file".into(), s(cookie)]);
+            if stage == StageName::Rl {
+                args.extend(a.cluster.to_args());
             }
             if resume {
                 args.push("--resume".into());

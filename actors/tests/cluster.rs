@@ -85,60 +85,89 @@ fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
-#[test]
-fn nodes_join_scale_die_rejoin_and_the_books_balance() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let (init, prompts) = phi4r_e2e::rl_fixture(bin(), d);
-    let cfg = d.join("rl.toml");
-    std::fs::write(&cfg, CONFIG).expect("config");
-    let cookie = d.join("cookie");
-    std::fs::write(&cookie, "s3cret\n").expect("cookie");
-    let bad_cookie = d.join("bad-cookie");
-    std::fs::write(&bad_cookie, "guess\n").expect("cookie");
-    let out: PathBuf = d.join("run");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let learner_log = d.join("learner.log");
-    let argv = [
-        "--device",
-        "cpu",
-        "--threads",
-        "2",
-        "stage",
-        "rl",
-        "--topology",
-        "1gen-1learn",
-        "--config",
-        cfg.to_str().expect("utf-8"),
-        "--prompts",
-        &prompts,
-        "--init",
-        &init,
-        "--out",
-        out.to_str().expect("utf-8"),
-        "--cluster-listen",
-        &addr,
-        "--cookie-file",
-        cookie.to_str().expect("utf-8"),
-    ];
-    let learner = spawn(&argv, &learner_log);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let info = loop {
-        if let Ok(info) = ControlInfo::read(&out) {
-            break info;
+/// A learner process (`stage rl --topology 1gen-1learn --cluster-listen`) on the RL test fixture.
+struct Learner {
+    _dir: tempfile::TempDir,
+    d: PathBuf,
+    addr: String,
+    cookie: PathBuf,
+    log: PathBuf,
+    child: Child,
+    info: ControlInfo,
+}
+
+impl Learner {
+    /// Starts it with `extra` flags and waits for its control endpoint and cluster listener.
+    fn start(extra: &[&str]) -> Learner {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_path_buf();
+        let (init, prompts) = phi4r_e2e::rl_fixture(bin(), &d);
+        let cfg = d.join("rl.toml");
+        std::fs::write(&cfg, CONFIG).expect("config");
+        let cookie = d.join("cookie");
+        std::fs::write(&cookie, "s3cret\n").expect("cookie");
+        let out = d.join("run");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = d.join("learner.log");
+        let utf8 = |p: &Path| p.to_str().expect("utf-8").to_string();
+        let (cfg, out_s, cookie_s) = (utf8(&cfg), utf8(&out), utf8(&cookie));
+        let mut argv = vec!["--device", "cpu", "--threads", "2", "stage", "rl", "--topology", "1gen-1learn"];
+        argv.extend(["--config", &cfg, "--prompts", &prompts, "--init", &init, "--out", &out_s]);
+        argv.extend(["--cluster-listen", &addr, "--cookie-file", &cookie_s]);
+        argv.extend_from_slice(extra);
+        let child = spawn(&argv, &log);
+        // The control file is written before the cluster listener starts: wait for the listener's line.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("cluster_listen") {
+            assert!(
+                Instant::now() < deadline,
+                "no cluster listener: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(
-            Instant::now() < deadline,
-            "the learner did not start: {}",
-            std::fs::read_to_string(&learner_log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    // The control file is written before the cluster listener starts: wait for the listener's line.
-    while !std::fs::read_to_string(&learner_log).unwrap_or_default().contains("cluster_listen") {
-        assert!(Instant::now() < deadline, "no cluster listener");
+        let info = ControlInfo::read(&out).expect("control file");
+        Learner { _dir: dir, d, addr, cookie, log, child, info }
+    }
+
+    /// Stops the run over HTTP; its summary.
+    fn stop(&mut self) -> Value {
+        use std::io::Read;
+        let (code, text) = phi4r_actors::cli::ctl::request(&self.info, "POST", "/stop", "").expect("stop");
+        assert_eq!(code, 200, "{text}");
+        let mut stdout = String::new();
+        self.child.stdout.take().expect("piped").read_to_string(&mut stdout).expect("stdout");
+        let status = self.child.wait().expect("learner");
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(status.success(), "the learner ends cleanly: {log}");
+        serde_json::from_str(&stdout).expect("summary")
+    }
+}
+
+/// Waits (30 s at most) for `child` to exit; whether it exited 0.
+fn exits_ok(child: &mut Child) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            return st.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn nodes_join_scale_die_rejoin_and_the_books_balance() {
+    let mut learner = Learner::start(&[]);
+    let (d, addr, cookie, info) =
+        (learner.d.clone(), learner.addr.clone(), learner.cookie.clone(), learner.info.clone());
+    let d = d.as_path();
+    let learner_log = learner.log.clone();
+    let bad_cookie = d.join("bad-cookie");
+    std::fs::write(&bad_cookie, "guess\n").expect("cookie");
 
     // The wrong cookie: refused, and both sides say so.
     let o = phi4r_e2e::command(
@@ -197,12 +226,7 @@ fn nodes_join_scale_die_rejoin_and_the_books_balance() {
     assert!(n(&a_status["joins"]) >= 2 && n(&a_status["disconnects"]) >= 1, "{a_status}");
     assert_eq!(node_status(&s, "b").expect("b")["generators"], 2, "{s:#}");
 
-    let (code, text) = phi4r_actors::cli::ctl::request(&info, "POST", "/stop", "").expect("stop");
-    assert_eq!(code, 200, "{text}");
-    let o = learner.wait_with_output().expect("learner");
-    let log = std::fs::read_to_string(&learner_log).unwrap_or_default();
-    assert!(o.status.success(), "the learner ends cleanly: {log}");
-    let summary: Value = serde_json::from_slice(&o.stdout).expect("summary");
+    let summary = learner.stop();
     let books = &summary["books"];
     let dropped: u64 = books["dropped"].as_object().expect("dropped").values().map(n).sum();
     assert_eq!(
@@ -214,23 +238,71 @@ fn nodes_join_scale_die_rejoin_and_the_books_balance() {
     assert!(n(&summary["remote_completions"]) > 0 && n(&summary["remote_groups_trained"]) > 0, "{summary:#}");
     // The nodes hear that the run ended and exit 0.
     for (name, mut child) in [("a", a), ("b", b)] {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(st) = child.try_wait().expect("wait") {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("node {name} did not exit after the run ended");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let ok = exits_ok(&mut child);
         let logs: Vec<String> = std::fs::read_dir(d)
             .expect("dir")
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("node-{name}-")))
             .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
             .collect();
-        assert!(status.success(), "node {name} exits 0 when the run ends: {}", logs.join("\n---\n"));
+        assert!(ok, "node {name} exits 0 when the run ends: {}", logs.join("\n---\n"));
     }
+}
+
+/// `--cluster-tls-cert/--cluster-tls-key` with the test CA's certificate for 127.0.0.1: a node that
+/// trusts the CA joins over TLS and delivers; a plain node is refused; a node that trusts nothing the
+/// learner's certificate chains to fails its handshake.
+#[test]
+fn tls_links_carry_a_node_and_refuse_plain_ones() {
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let (cert, key, ca) = (tls.join("cert.pem"), tls.join("key.pem"), tls.join("ca.pem"));
+    let utf8 = |p: &Path| p.to_str().expect("utf-8").to_string();
+    let mut learner = Learner::start(&["--cluster-tls-cert", &utf8(&cert), "--cluster-tls-key", &utf8(&key)]);
+    let (addr, cookie, info) = (learner.addr.clone(), learner.cookie.clone(), learner.info.clone());
+
+    // Plain TCP to a TLS listener: refused, with a hint.
+    let o = phi4r_e2e::command(
+        bin(),
+        &["node", "--join", &addr, "--cookie-file", &utf8(&cookie), "--name", "plain", "--join-timeout-s", "20"],
+    )
+    .output()
+    .expect("node");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--join") && err.contains("TLS"), "{err}");
+    // TLS, but trusting a CA that did not sign the learner's certificate (its own leaf is no CA): refused.
+    let o = phi4r_e2e::command(
+        bin(),
+        &["node", "--join", &addr, "--cookie-file", &utf8(&cookie), "--name", "wrongca", "--tls-ca", &utf8(&cert)],
+    )
+    .output()
+    .expect("node");
+    assert!(!o.status.success(), "a node that cannot verify the learner does not join");
+
+    let node_log = learner.d.join("node-tls.log");
+    let mut node = {
+        let argv = [
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "node",
+            "--join",
+            &addr,
+            "--cookie-file",
+            &utf8(&cookie),
+            "--name",
+            "sealed",
+            "--tls-ca",
+            &utf8(&ca),
+        ];
+        spawn(&argv, &node_log)
+    };
+    let s = wait(&info, "the TLS node delivering", |s| {
+        node_status(s, "sealed")
+            .is_some_and(|x| n(&x["completions"]) > 0 && x["weight_versions_sent"].as_u64() >= Some(1))
+    });
+    assert!(node_status(&s, "plain").is_none() && node_status(&s, "wrongca").is_none(), "{s:#}");
+    let summary = learner.stop();
+    assert!(n(&summary["remote_completions"]) > 0, "{summary:#}");
+    assert!(exits_ok(&mut node), "{}", std::fs::read_to_string(&node_log).unwrap_or_default());
 }

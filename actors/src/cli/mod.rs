@@ -49,13 +49,9 @@ pub struct Cli {
     /// Main job: stage 4's algorithm.
     #[arg(long, value_enum, default_value = "grpo", requires = "topology")]
     algo: crate::cli::stage::AlgoName,
-    /// Main job: accept generator nodes (`node --join`) for stage 4 on this address, e.g.
-    /// 127.0.0.1:7400 (0.0.0.0:7400 for other machines; the link is authenticated, not encrypted).
-    #[arg(long, requires_all = ["topology", "cookie_file"])]
-    cluster_listen: Option<std::net::SocketAddr>,
-    /// Main job: the cluster's shared secret (first line of the file), with --cluster-listen.
-    #[arg(long, requires = "cluster_listen")]
-    cookie_file: Option<std::path::PathBuf>,
+    /// Main job: stage 4 accepts generator nodes (`node --join`); see `stage rl --help`.
+    #[command(flatten)]
+    cluster: crate::cli::stage::ClusterFlags,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -107,7 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             threads,
             dpo_pairs: cli.dpo_pairs,
             algo: cli.algo,
-            cluster: cli.cluster_listen.zip(cli.cookie_file),
+            cluster: cli.cluster,
         })?;
         return Ok(());
     };

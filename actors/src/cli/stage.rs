@@ -111,13 +111,45 @@ pub struct StageArgs {
     /// loopback, every request needs the token of control.json.
     #[arg(long, default_value = "127.0.0.1:0", requires = "topology")]
     control_addr: std::net::SocketAddr,
+    #[command(flatten)]
+    cluster: ClusterFlags,
+}
+
+/// Stage 4's scale-out flags (the main job takes them too and hands them to its stage 4).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClusterFlags {
     /// With --topology: accept generator nodes (`phi4r-actors node --join`) on this address, e.g.
-    /// 127.0.0.1:7400 (0.0.0.0:7400 for other machines; the link is authenticated, not encrypted).
+    /// 127.0.0.1:7400 (a private address for other machines). The cookie authenticates; add
+    /// --cluster-tls-cert/--cluster-tls-key to encrypt.
     #[arg(long, requires_all = ["topology", "cookie_file"])]
-    cluster_listen: Option<std::net::SocketAddr>,
+    pub cluster_listen: Option<std::net::SocketAddr>,
     /// The cluster's shared secret: the first line of this file (every node uses the same file).
     #[arg(long, requires = "cluster_listen")]
-    cookie_file: Option<PathBuf>,
+    pub cookie_file: Option<PathBuf>,
+    /// TLS on cluster links: the learner's certificate chain (PEM); nodes then need `--tls-ca`.
+    #[arg(long, requires_all = ["cluster_listen", "cluster_tls_key"])]
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// The private key of --cluster-tls-cert (PEM).
+    #[arg(long, requires = "cluster_tls_cert")]
+    pub cluster_tls_key: Option<PathBuf>,
+}
+
+impl ClusterFlags {
+    /// The flags as command-line arguments (the main job passes them to `stage rl`).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut v = vec![];
+        let mut push = |flag: &str, value: Option<String>| {
+            if let Some(value) = value {
+                v.extend([flag.to_string(), value]);
+            }
+        };
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        push("--cluster-listen", self.cluster_listen.map(|a| a.to_string()));
+        push("--cookie-file", path(&self.cookie_file));
+        push("--cluster-tls-cert", path(&self.cluster_tls_cert));
+        push("--cluster-tls-key", path(&self.cluster_tls_key));
+        v
+    }
 }
 
 impl From<StageArgs> for rl::RlArgs {
@@ -134,7 +166,7 @@ impl From<StageArgs> for rl::RlArgs {
             metrics_addr: a.metrics_addr,
             topology: a.topology,
             control_addr: a.control_addr,
-            cluster: a.cluster_listen.zip(a.cookie_file),
+            cluster: a.cluster,
         }
     }
 }

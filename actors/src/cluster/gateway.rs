@@ -28,6 +28,8 @@ pub struct ClusterConfig {
     pub listen: SocketAddr,
     /// The shared secret every node must present.
     pub cookie: String,
+    /// TLS on every session (`--cluster-tls-cert`), or plain TCP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The model's `config.json`.
     pub config_json: String,
     /// The `tokenizer.json`.
@@ -70,7 +72,7 @@ pub async fn serve(run: &RuntimeHandle, cfg: ClusterConfig, params: SampleParams
         cfg.cookie,
         "phi4r-learner".into(),
         host,
-        None,
+        cfg.tls.map(ractor_cluster::IncomingEncryptionMode::Tls),
         Some(ractor_cluster::node::NodeConnectionMode::Isolated),
     )
     .with_listen_addr(cfg.listen.ip());

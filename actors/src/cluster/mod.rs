@@ -24,6 +24,7 @@
 
 mod gateway;
 pub mod node;
+pub mod tls;
 
 pub use crate::runtime::GENERATORS_GROUP;
 pub use gateway::{read_cookie, serve, Cluster, ClusterConfig};

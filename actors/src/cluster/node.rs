@@ -46,6 +46,13 @@ pub struct NodeArgs {
     /// Seconds to wait for the learner to accept this node.
     #[arg(long, default_value_t = 30)]
     join_timeout_s: u64,
+    /// TLS: trust the learner's certificate when this CA (PEM) signed it (the learner runs with
+    /// --cluster-tls-cert).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// TLS: the name the learner's certificate must carry [default: the host of --join].
+    #[arg(long, requires = "tls_ca")]
+    tls_server_name: Option<String>,
 }
 
 /// What the node's session with the learner does.
@@ -98,9 +105,14 @@ pub fn run(a: NodeArgs, threads: usize) -> anyhow::Result<()> {
             id: "phi4r.node".into(),
             subscription: Box::new(NodeEvents(tx, std::sync::Mutex::new(false))),
         })?;
-        ractor_cluster::client_connect(&server, a.join.as_str())
-            .await
-            .map_err(|e| anyhow::anyhow!("--join {}: cannot connect: {e}", a.join))?;
+        match &a.tls_ca {
+            Some(ca) => {
+                let (connector, name) = super::tls::connector(ca, a.tls_server_name.as_deref(), &a.join)?;
+                ractor_cluster::client_connect_enc(&server, a.join.as_str(), connector, name).await
+            }
+            None => ractor_cluster::client_connect(&server, a.join.as_str()).await,
+        }
+        .map_err(|e| anyhow::anyhow!("--join {}: cannot connect: {e}", a.join))?;
         let gateway = wait_for_gateway(&a.join, &mut events, Duration::from_secs(a.join_timeout_s)).await?;
         let hello = NodeHello { name: name.clone(), generators: a.generators, protocol: PROTOCOL };
         let welcome = ask(&gateway, |r| GatewayMsg::Hello(Wire::ok(hello), r), "hello", CALL_TIMEOUT)
@@ -149,7 +161,10 @@ async fn wait_for_gateway(
         match events.try_recv() {
             Ok(SessionEvent::Lost { authenticated: false }) => {
                 tracing::warn!(learner = join, "cluster: the learner refused this node (wrong cookie?)");
-                anyhow::bail!("--join {join}: the learner refused this node: authentication failed (wrong cookie?)")
+                anyhow::bail!(
+                    "--join {join}: the learner refused this node: authentication failed (wrong cookie? or the \
+                     learner expects TLS: --tls-ca)"
+                )
             }
             Ok(SessionEvent::Lost { authenticated: true }) => {
                 anyhow::bail!("--join {join}: the learner closed the session")

@@ -31,8 +31,8 @@ pub struct RlArgs {
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub topology: Option<crate::topology::Topology>,
     pub control_addr: std::net::SocketAddr,
-    /// `--cluster-listen` and `--cookie-file`.
-    pub cluster: Option<(std::net::SocketAddr, PathBuf)>,
+    /// `--cluster-listen`, `--cookie-file` and TLS.
+    pub cluster: super::ClusterFlags,
 }
 
 /// The prompts of `path`, chat-templated and tokenized; a prompt that leaves no room for
@@ -63,7 +63,7 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
     let prompts_path = a.prompts.clone().context("stage rl needs --prompts FILE ({\"problem\",\"answer\"} JSONL)")?;
     #[cfg(not(feature = "cluster"))]
     anyhow::ensure!(
-        a.cluster.is_none(),
+        a.cluster.cluster_listen.is_none(),
         "--cluster-listen: this build has no cluster layer (build with the default `cluster` feature)"
     );
     // A topology file may place the learner and the generators on devices of their own; each falls back
@@ -138,15 +138,19 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
         )?;
         setup.generator_device = generator_device;
         #[cfg(feature = "cluster")]
-        let cluster = match &a.cluster {
-            Some((listen, cookie)) => Some(crate::cluster::ClusterConfig {
+        let cluster = match (&a.cluster.cluster_listen, &a.cluster.cookie_file) {
+            (Some(listen), Some(cookie)) => Some(crate::cluster::ClusterConfig {
                 listen: *listen,
                 cookie: crate::cluster::read_cookie(cookie)?,
+                tls: match (&a.cluster.cluster_tls_cert, &a.cluster.cluster_tls_key) {
+                    (Some(cert), Some(key)) => Some(crate::cluster::tls::acceptor(cert, key)?),
+                    _ => None,
+                },
                 config_json: config_json.clone(),
                 tokenizer_json: tokenizer_json.clone(),
                 generation_rows: GENERATION_ROWS,
             }),
-            None => None,
+            _ => None,
         };
         #[cfg(not(feature = "cluster"))]
         let cluster = None;
