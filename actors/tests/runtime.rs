@@ -148,6 +148,21 @@ fn a_streamed_run_scales_swaps_survives_a_generator_panic_and_keeps_its_books() 
 
         let s = wait_for(&h, "a first update", |s| s.policy_version >= 1).await;
         assert_eq!(s.actors.iter().filter(|a| a.role == "generator").count(), 2, "{s:#?}");
+        // Every actor says what it is doing; the learner and the generators in their own words.
+        let state_of =
+            |role: &str| s.actors.iter().filter(|a| a.role == role).map(|a| a.state.clone()).collect::<Vec<_>>();
+        assert!(
+            state_of("learner")
+                .iter()
+                .all(|st| ["waiting for a batch", "training", "checkpointing"].contains(&st.as_str())),
+            "{s:#?}"
+        );
+        assert!(
+            state_of("generator")
+                .iter()
+                .all(|st| ["leasing", "sampling", "handing over", "idle"].contains(&st.as_str())),
+            "{s:#?}"
+        );
 
         // Bad requests change nothing.
         let bad_token = ControlInfo { token: "nope".into(), ..info.clone() };

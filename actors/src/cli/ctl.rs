@@ -25,7 +25,8 @@ pub struct CtlArgs {
 
 #[derive(Debug, Subcommand)]
 enum CtlCmd {
-    /// Actors by role with their restarts, policy version, queues, rollouts/s, reward policy, books.
+    /// Actors by role with their state and restarts, policy version, queues, rollouts/s, reward policy,
+    /// books, cluster nodes.
     Status {
         /// Print the JSON instead of a table.
         #[arg(long)]
@@ -129,13 +130,14 @@ fn print_status(v: &serde_json::Value) {
         s("pending_groups"),
         s("buffered_batches")
     );
-    println!("{:<10} {:>5} {:>8}", "role", "index", "restarts");
+    println!("{:<10} {:>5} {:>8}  state", "role", "index", "restarts");
     for a in v.get("actors").and_then(|a| a.as_array()).into_iter().flatten() {
         println!(
-            "{:<10} {:>5} {:>8}",
+            "{:<10} {:>5} {:>8}  {}",
             a.get("role").and_then(|r| r.as_str()).unwrap_or("?"),
             a.get("index").cloned().unwrap_or_default(),
-            a.get("restarts").cloned().unwrap_or_default()
+            a.get("restarts").cloned().unwrap_or_default(),
+            a.get("state").and_then(|r| r.as_str()).unwrap_or("?")
         );
     }
     let nodes = v.get("nodes").and_then(|a| a.as_array()).cloned().unwrap_or_default();

@@ -116,6 +116,8 @@ pub(super) struct LearnerState {
     recent: Vec<f64>,
     checkpoint: Option<PathBuf>,
     finished: bool,
+    /// Its own pid (the key of its state in `ctl status`).
+    pid: u64,
 }
 
 impl LearnerState {
@@ -213,6 +215,7 @@ impl LearnerState {
     }
 
     async fn checkpoint(&mut self) -> Result<PathBuf, String> {
+        self.shared.set_state(self.pid, "checkpointing");
         let out = self.a.out.clone();
         let easy = self.shared.easy.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let path = self
@@ -244,6 +247,7 @@ impl LearnerState {
     /// One step: wait for a batch (up to [`TAKE_WAIT`]), train, publish, checkpoint when due.
     async fn step(&mut self, me: &ActorRef<StreamLearnerMsg>) -> anyhow::Result<()> {
         let waited = Instant::now();
+        self.shared.set_state(self.pid, "waiting for a batch");
         let batch = match self.replay.call(ReplayMsg::Take, Some(TAKE_WAIT)).await? {
             CallResult::Success(b) => b,
             CallResult::Timeout => {
@@ -254,6 +258,7 @@ impl LearnerState {
             CallResult::SenderError => anyhow::bail!("the replay buffer is gone"),
         };
         self.idle_s += waited.elapsed().as_secs_f64();
+        self.shared.set_state(self.pid, "training");
         let easy = self.shared.easy.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let (out, pad_id) = (self.a.out.clone(), self.a.pad_id);
         let to = self.a.generator_device.clone();
@@ -326,6 +331,7 @@ impl Actor for StreamLearnerActor {
             recent: vec![],
             checkpoint: None,
             finished: false,
+            pid: me.get_id().pid(),
         })
     }
 

@@ -186,6 +186,8 @@ pub struct Shared {
     pub(crate) verifiers: RwLock<Vec<ActorRef<crate::messages::VerifierMsg>>>,
     balancers: RwLock<Vec<ActorRef<crate::messages::BalancerMsg>>>,
     started: Instant,
+    /// What each actor (by pid) is doing now, for `ctl status`.
+    states: Mutex<std::collections::HashMap<u64, &'static str>>,
     /// Cluster nodes by name (empty without `--cluster-listen`), kept by the gateway.
     pub(crate) nodes: RwLock<BTreeMap<String, NodeStatus>>,
     /// The gateway of the cluster nodes, once `--cluster-listen` started it.
@@ -214,6 +216,7 @@ impl Shared {
             verifiers: RwLock::new(vec![]),
             balancers: RwLock::new(vec![]),
             started: Instant::now(),
+            states: Mutex::new(std::collections::HashMap::new()),
             nodes: RwLock::new(BTreeMap::new()),
             #[cfg(feature = "cluster")]
             gateway: std::sync::OnceLock::new(),
@@ -238,6 +241,21 @@ impl Shared {
         *self.weights.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
         self.version.store(version, Ordering::Release);
         metrics::gauge!("phi4r_policy_version").set(version as f64);
+    }
+
+    /// Records what actor `pid` is doing now (`ctl status`).
+    pub(crate) fn set_state(&self, pid: u64, state: &'static str) {
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).insert(pid, state);
+    }
+
+    /// What actor `pid` is doing (`running` when it never said).
+    fn state(&self, pid: u64) -> &'static str {
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).get(&pid).copied().unwrap_or("running")
+    }
+
+    /// Forgets a stopped actor's state.
+    fn forget_state(&self, pid: u64) {
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).remove(&pid);
     }
 
     /// Whether generation is paused.
@@ -372,6 +390,10 @@ pub struct ActorStatus {
     pub index: usize,
     /// Whether it runs now.
     pub alive: bool,
+    /// What it is doing: a generator `leasing`, `sampling`, `handing over` or `idle` (pacing holds
+    /// admission back, or paused); a verifier `scoring` or `idle`; the learner `waiting for a batch`,
+    /// `training` or `checkpointing`; the source, balancers and replay buffer `running`.
+    pub state: String,
     /// Restarts after a failure.
     pub restarts: u64,
 }

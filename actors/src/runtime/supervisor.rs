@@ -151,11 +151,12 @@ impl SupervisorState {
         };
         let mut actors: Vec<ActorStatus> = self
             .roles
-            .values()
-            .map(|&(role, index)| ActorStatus {
+            .iter()
+            .map(|(id, &(role, index))| ActorStatus {
                 role: role.name().into(),
                 index,
                 alive: true,
+                state: self.shared.state(id.pid()).into(),
                 restarts: self.restarts.get(&(role, index)).copied().unwrap_or(0),
             })
             .collect();
@@ -350,6 +351,7 @@ impl Actor for Supervisor {
         };
         let id = cell.get_id();
         let Some((role, index)) = st.roles.remove(&id) else { return Ok(()) };
+        st.shared.forget_state(id.pid());
         let stopping = st.stopping.remove(&id);
         match role {
             Role::Generator | Role::Verifier => {

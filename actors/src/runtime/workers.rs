@@ -61,11 +61,14 @@ impl Actor for GeneratorActor {
     ) -> Result<(), ActorProcessingErr> {
         let holder = Holder(me.get_id().pid());
         let max = a.params.prompts_per_batch;
+        a.shared.set_state(holder.0, "leasing");
         let lease = ask(&a.source, |reply| SourceMsg::Lease { holder, max, reply }, "lease", None).await?;
         let Some(lease) = lease else {
+            a.shared.set_state(holder.0, "idle");
             me.send_after(IDLE_RETRY, || SampleMsg::Next);
             return Ok(());
         };
+        a.shared.set_state(holder.0, "sampling");
         let policy = a.shared.policy();
         let p = a.params.clone();
         // In flight: newer weights take over between two decoding steps (a cheap version check first).
@@ -119,6 +122,7 @@ impl Actor for GeneratorActor {
         metrics::counter!("phi4r_generator_tokens_total", "generator" => idx.clone()).increment(tokens as u64);
         metrics::histogram!("phi4r_generator_batch_seconds", "generator" => idx)
             .record(started.elapsed().as_secs_f64());
+        a.shared.set_state(holder.0, "handing over");
         hand_to_verifier(&a.shared, &a.source, lease.id, holder, groups).await?;
         me.send_message(SampleMsg::Next)?;
         Ok(())
@@ -175,6 +179,8 @@ impl Actor for VerifierActor {
         a: &mut VerifierArgs,
     ) -> Result<(), ActorProcessingErr> {
         let VerifierMsg::Score { lease, groups } = msg;
+        let pid = me.get_id().pid();
+        a.shared.set_state(pid, "scoring");
         let (policy_id, policy) = a.shared.begin_scoring();
         let verifier = a.verifier.clone();
         let started = Instant::now();
@@ -194,6 +200,7 @@ impl Actor for VerifierActor {
                 b.send_message(BalancerMsg::Groups(scored))?;
             }
         }
+        a.shared.set_state(pid, "idle");
         Ok(())
     }
 }
