@@ -3,8 +3,8 @@
 //! delivered groups to the verifiers, and re-queues a lost node's leases.
 
 use super::{
-    node_group, remote_holder, GatewayMsg, LeaseRequest, NodeCtlMsg, RemoteDelivery, RemoteLease, WeightsManifest,
-    Welcome, Wire, CHUNK_BYTES, GATEWAY_GROUP, PROTOCOL,
+    node_group, remote_holder, GatewayMsg, LeaseRequest, NodeCtlMsg, RemoteLease, WeightsManifest, Welcome, Wire,
+    CHUNK_BYTES, GATEWAY_GROUP, PROTOCOL,
 };
 use crate::messages::SourceMsg;
 use crate::runtime::{hand_to_verifier, NodeStatus, RuntimeHandle, SampleParams, Shared};
@@ -55,7 +55,7 @@ pub struct Cluster {
 impl Cluster {
     /// Tells every node the run ended, then stops the gateway and the node server.
     pub async fn shutdown(self) {
-        self.gateway.stop(Some("run ended".into()));
+        let _ = self.gateway.stop_and_wait(Some("run ended".into()), Some(Duration::from_secs(10))).await;
         // Give the goodbyes a moment to leave before the sessions close.
         tokio::time::sleep(Duration::from_millis(200)).await;
         self.server.stop(None);
@@ -75,7 +75,8 @@ pub async fn serve(run: &RuntimeHandle, cfg: ClusterConfig, params: SampleParams
         cfg.tls.map(ractor_cluster::IncomingEncryptionMode::Tls),
         Some(ractor_cluster::node::NodeConnectionMode::Isolated),
     )
-    .with_listen_addr(cfg.listen.ip());
+    .with_listen_addr(cfg.listen.ip())
+    .with_max_inbound_frame_size(super::MAX_FRAME_BYTES);
     let (server, _) = Actor::spawn(None, server, ()).await.context("--cluster-listen: starting the node server")?;
     let welcome = Welcome {
         node_key: 0,
@@ -126,7 +127,8 @@ impl NodeEventSubscription for Events {
         if !was {
             tracing::warn!(
                 peer = %ses.peer_addr,
-                "cluster: refused a node that did not authenticate (wrong cookie?)"
+                "cluster: refused a node session that did not authenticate (wrong cookie, TLS mismatch, or a \
+                 node name already in use?)"
             );
             metrics::counter!("phi4r_cluster_refused_total").increment(1);
             return;
@@ -149,17 +151,32 @@ struct NodeEntry {
     key: u64,
     /// Every holder of its generators that leased (their leases are re-queued when it is lost).
     holders: BTreeSet<Holder>,
-    /// Leases issued to it and not delivered yet.
-    open: BTreeSet<u64>,
+    /// Leases issued to it and not delivered yet, with their holders.
+    open: BTreeMap<u64, Holder>,
 }
+
+/// A delivery arriving one group per message (so no frame outgrows the session's limit).
+struct Arriving {
+    holder: Holder,
+    node: String,
+    groups: Vec<phi4r_replay::SampledGroup>,
+    /// A part did not decode: the lease is re-queued instead of delivered.
+    broken: Option<String>,
+}
+
+/// Versions of the weights kept serialized: the current one and the one before, so a node that began
+/// fetching just before a publish can finish.
+const KEPT_VERSIONS: usize = 2;
 
 struct GatewayState {
     a: GatewayArgs,
     nodes: BTreeMap<String, NodeEntry>,
     names: BTreeMap<u64, String>,
     next_key: u64,
-    /// The latest serialized version: (version, safetensors bytes).
-    weights: Option<(u64, Arc<Vec<u8>>)>,
+    /// The latest serialized versions: (version, safetensors bytes), newest last.
+    weights: std::collections::VecDeque<(u64, Arc<Vec<u8>>)>,
+    /// Deliveries in progress, by lease.
+    arriving: BTreeMap<u64, Arriving>,
 }
 
 impl GatewayState {
@@ -182,13 +199,28 @@ impl GatewayState {
             }
             entry.open.clear();
         }
+        self.arriving.retain(|_, a| a.node != name);
         self.status(name, |s| s.open_leases = 0);
+    }
+
+    /// Re-queues what `holder` holds (a failed or stopped remote generator, or a delivery that broke).
+    fn requeue_holder(&mut self, holder: Holder) {
+        let _ = self.a.source.send_message(SourceMsg::Requeue(holder));
+        self.arriving.retain(|_, a| a.holder != holder);
+        for (name, entry) in &mut self.nodes {
+            entry.open.retain(|_, h| *h != holder);
+            let open = entry.open.len();
+            let mut nodes = self.a.shared.nodes.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = nodes.get_mut(name) {
+                s.open_leases = open;
+            }
+        }
     }
 
     /// The serialized weights of the current version (serialized once per version, off the tokio threads).
     async fn weights(&mut self) -> Result<(u64, Arc<Vec<u8>>), String> {
         let policy = self.a.shared.policy();
-        if let Some((v, bytes)) = &self.weights {
+        if let Some((v, bytes)) = self.weights.back() {
             if *v == policy.version {
                 return Ok((*v, bytes.clone()));
             }
@@ -199,7 +231,10 @@ impl GatewayState {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let bytes = Arc::new(bytes);
-        self.weights = Some((policy.version, bytes.clone()));
+        self.weights.push_back((policy.version, bytes.clone()));
+        while self.weights.len() > KEPT_VERSIONS {
+            self.weights.pop_front();
+        }
         Ok((policy.version, bytes))
     }
 
@@ -214,16 +249,41 @@ impl GatewayState {
         let Some(lease) = reply else { return Ok(None) };
         if let Some(entry) = self.nodes.get_mut(&name) {
             entry.holders.insert(holder);
-            entry.open.insert(lease.id.0);
+            entry.open.insert(lease.id.0, holder);
             let open = entry.open.len();
             self.status(&name, |s| s.open_leases = open);
         }
         Ok(Some(RemoteLease { id: lease.id.0, prompts: lease.prompts, version: self.a.shared.version() }))
     }
 
-    async fn deliver(&mut self, d: RemoteDelivery) -> anyhow::Result<()> {
-        let name = self.name(d.node_key).map_err(anyhow::Error::msg)?;
-        let mut groups = d.groups;
+    /// One group of lease `lease` from generator `generator` of node `key`.
+    fn part(&mut self, key: u64, generator: u64, lease: u64, group: Wire<phi4r_replay::SampledGroup>) {
+        let Ok(node) = self.name(key) else { return };
+        let holder = remote_holder(key, generator as u32);
+        let a = self.arriving.entry(lease).or_insert_with(|| Arriving { holder, node, groups: vec![], broken: None });
+        match group.0 {
+            Ok(g) => a.groups.push(g),
+            Err(e) => a.broken = Some(e),
+        }
+    }
+
+    /// The last message of a delivery: hand the lease's `parts` groups to a verifier, or re-queue it when a
+    /// part is missing or broken.
+    async fn deliver(&mut self, key: u64, generator: u64, lease: u64, parts: u64) {
+        let holder = remote_holder(key, generator as u32);
+        let Ok(name) = self.name(key) else { return };
+        let arrived = self.arriving.remove(&lease);
+        let (mut groups, broken) = match arrived {
+            Some(a) if a.holder == holder => (a.groups, a.broken),
+            _ => (vec![], None),
+        };
+        if let Some(why) = broken
+            .or_else(|| (groups.len() as u64 != parts).then(|| format!("{} of {parts} groups arrived", groups.len())))
+        {
+            tracing::warn!(node = %name, lease, error = %why, "cluster: a broken delivery; its lease is re-queued");
+            self.requeue_holder(holder);
+            return;
+        }
         let completions: usize = groups.iter().map(|g| g.completions.len()).sum();
         let tokens: usize = groups.iter().flat_map(|g| &g.completions).map(|c| c.tokens.len()).sum();
         for g in &mut groups {
@@ -235,15 +295,17 @@ impl GatewayState {
         c.tokens.fetch_add(tokens as u64, Ordering::Relaxed);
         metrics::counter!("phi4r_remote_completions_total", "node" => name.clone()).increment(completions as u64);
         let open = self.nodes.get_mut(&name).map_or(0, |e| {
-            e.open.remove(&d.lease);
+            e.open.remove(&lease);
             e.open.len()
         });
         self.status(&name, |s| {
             s.completions += completions as u64;
             s.open_leases = open;
         });
-        let holder = remote_holder(d.node_key, d.generator);
-        hand_to_verifier(&self.a.shared, &self.a.source, LeaseId(d.lease), holder, groups).await
+        if let Err(e) = hand_to_verifier(&self.a.shared, &self.a.source, LeaseId(lease), holder, groups).await {
+            tracing::warn!(node = %name, lease, error = %e, "cluster: a delivery could not be handed over; re-queued");
+            self.requeue_holder(holder);
+        }
     }
 
     /// Whether a session with node `name` is up now.
@@ -282,7 +344,14 @@ impl Actor for Gateway {
 
     async fn pre_start(&self, me: ActorRef<GatewayMsg>, a: GatewayArgs) -> Result<GatewayState, ActorProcessingErr> {
         ractor::pg::join(GATEWAY_GROUP.into(), vec![me.get_cell()]);
-        Ok(GatewayState { a, nodes: BTreeMap::new(), names: BTreeMap::new(), next_key: 1, weights: None })
+        Ok(GatewayState {
+            a,
+            nodes: BTreeMap::new(),
+            names: BTreeMap::new(),
+            next_key: 1,
+            weights: std::collections::VecDeque::new(),
+            arriving: BTreeMap::new(),
+        })
     }
 
     async fn post_stop(&self, _me: ActorRef<GatewayMsg>, st: &mut GatewayState) -> Result<(), ActorProcessingErr> {
@@ -316,7 +385,7 @@ impl Actor for Gateway {
                         st.next_key += 1;
                         if let Some(old) = st
                             .nodes
-                            .insert(h.name.clone(), NodeEntry { key, holders: BTreeSet::new(), open: BTreeSet::new() })
+                            .insert(h.name.clone(), NodeEntry { key, holders: BTreeSet::new(), open: BTreeMap::new() })
                         {
                             st.names.remove(&old.key);
                         }
@@ -348,9 +417,9 @@ impl Actor for Gateway {
                 let _ = reply.send(answer);
             }
             GatewayMsg::Chunk(key, version, index, reply) => {
-                let chunk = match &st.weights {
-                    Some((v, bytes)) if *v == version => super::chunk(bytes, index, CHUNK_BYTES).to_vec(),
-                    _ => vec![],
+                let chunk = match st.weights.iter().find(|(v, _)| *v == version) {
+                    Some((_, bytes)) => super::chunk(bytes, index, CHUNK_BYTES).to_vec(),
+                    None => vec![],
                 };
                 if let Ok(name) = st.name(key) {
                     st.status(&name, |s| s.weight_bytes_sent += chunk.len() as u64);
@@ -365,19 +434,11 @@ impl Actor for Gateway {
                 };
                 let _ = reply.send(Wire(answer));
             }
-            GatewayMsg::Deliver(d) => match d.0 {
-                Ok(d) => {
-                    if let Err(e) = st.deliver(d).await {
-                        tracing::warn!(error = %e, "cluster: a delivery could not be handed over");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cluster: undecodable delivery dropped (its lease is re-queued when its node goes)")
-                }
-            },
+            GatewayMsg::DeliverPart(key, generator, lease, group) => st.part(key, generator, lease, group),
+            GatewayMsg::DeliverEnd(key, generator, lease, parts) => st.deliver(key, generator, lease, parts).await,
             GatewayMsg::Release(g) => {
                 if let Ok(g) = g.0 {
-                    let _ = st.a.source.send_message(SourceMsg::Requeue(remote_holder(g.node_key, g.generator)));
+                    st.requeue_holder(remote_holder(g.node_key, g.generator));
                 }
             }
             GatewayMsg::NodeDown(name) => {

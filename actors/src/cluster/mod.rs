@@ -4,7 +4,7 @@
 //! ```text
 //!  learner machine (stage rl --cluster-listen)            node machine (node --join)
 //!  NodeServer ◀──── cookie-authenticated TCP session ────▶ NodeServer
-//!  Gateway  (pg "phi4r.gateway")  ◀── Hello / Lease / Deliver / Manifest / Chunk ── remote generators
+//!  Gateway  (pg "phi4r.gateway")  ◀── Hello / Lease / DeliverPart+End / Manifest / Chunk ── remote generators
 //!     │ books: leases under per-node holders                  NodeCtl (pg "phi4r.node.<name>") ◀── ScaleNode
 //!     ▼
 //!  source, verifiers, balancers, replay, learner (unchanged: a remote lease is a lease)
@@ -40,7 +40,10 @@ pub const GATEWAY_GROUP: &str = "phi4r.gateway";
 /// Largest weight chunk: well below ractor_cluster's 16 MiB inbound frame limit.
 pub const CHUNK_BYTES: usize = 4 << 20;
 /// The protocol version a node and a learner must share.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
+/// Largest inbound frame either side accepts (ractor_cluster closes a session on a larger one): a
+/// delivery's group (8 completions of 24k tokens is ~5 MB of JSON) and a weight chunk fit with room.
+pub const MAX_FRAME_BYTES: u64 = 64 << 20;
 
 /// The process group of one node's controller.
 pub fn node_group(name: &str) -> String {
@@ -130,7 +133,7 @@ pub struct Welcome {
 pub struct LeaseRequest {
     /// Its node's key.
     pub node_key: u64,
-    /// Its index on the node.
+    /// Its id on the node (one per generator actor started: a restarted or re-added one is a new holder).
     pub generator: u32,
     /// Most prompts wanted.
     pub max: usize,
@@ -145,19 +148,6 @@ pub struct RemoteLease {
     pub prompts: Vec<Prompt>,
     /// The policy version published when the lease was issued: the node samples from it or a newer one.
     pub version: u64,
-}
-
-/// A remote generator delivers a sampled lease.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RemoteDelivery {
-    /// Its node's key.
-    pub node_key: u64,
-    /// Its index on the node.
-    pub generator: u32,
-    /// The lease.
-    pub lease: u64,
-    /// The sampled groups.
-    pub groups: Vec<SampledGroup>,
 }
 
 /// One version of the weights, as the gateway serves it.
@@ -176,7 +166,7 @@ pub struct WeightsManifest {
 pub struct RemoteGenerator {
     /// The node's key.
     pub node_key: u64,
-    /// The generator's index on the node.
+    /// The generator's id on the node ([`LeaseRequest::generator`]).
     pub generator: u32,
 }
 
@@ -195,8 +185,11 @@ pub enum GatewayMsg {
     /// Prompts for a remote generator (`None`: none now, ask again).
     #[rpc]
     Lease(Wire<LeaseRequest>, RpcReplyPort<Wire<Option<RemoteLease>>>),
-    /// A sampled lease.
-    Deliver(Wire<RemoteDelivery>),
+    /// One sampled group of lease `.2` from generator `.1` of node `.0` (a delivery is sent one group per
+    /// frame, so no frame outgrows the session's limit).
+    DeliverPart(u64, u64, u64, Wire<SampledGroup>),
+    /// The end of lease `.2`'s delivery: `.3` groups were sent; hand them to a verifier.
+    DeliverEnd(u64, u64, u64, u64),
     /// A remote generator failed or stopped: re-queue what it holds.
     Release(Wire<RemoteGenerator>),
     /// A node's session dropped (from the node server's event subscription).

@@ -4,8 +4,8 @@
 //! failed one after releasing its lease. Weights are fetched once per version for the whole node.
 
 use super::{
-    node_group, read_cookie, GatewayMsg, LeaseRequest, NodeCtlMsg, NodeHello, RemoteDelivery, RemoteGenerator, Welcome,
-    Wire, GATEWAY_GROUP, PROTOCOL,
+    node_group, read_cookie, GatewayMsg, LeaseRequest, NodeCtlMsg, NodeHello, RemoteGenerator, Welcome, Wire,
+    GATEWAY_GROUP, PROTOCOL,
 };
 use crate::compute::Compute;
 use crate::messages::SampleMsg;
@@ -84,7 +84,12 @@ pub fn run(a: NodeArgs, threads: usize) -> anyhow::Result<()> {
     anyhow::ensure!(a.generators >= 1, "--generators: at least 1");
     let cookie = read_cookie(&a.cookie_file)?;
     let name = a.name.clone().unwrap_or_else(|| {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "node".into());
         format!("{host}-{}", std::process::id())
     });
     anyhow::ensure!(!name.is_empty() && !name.contains(char::is_whitespace), "--name: a non-empty word");
@@ -98,7 +103,8 @@ pub fn run(a: NodeArgs, threads: usize) -> anyhow::Result<()> {
             None,
             Some(ractor_cluster::node::NodeConnectionMode::Isolated),
         )
-        .with_listen_addr(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        .with_listen_addr(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        .with_max_inbound_frame_size(super::MAX_FRAME_BYTES);
         let (server, _) = Actor::spawn(None, server, ()).await.context("starting the node server")?;
         let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
         server.cast(NodeServerMessage::SubscribeToEvents {
@@ -131,6 +137,7 @@ pub fn run(a: NodeArgs, threads: usize) -> anyhow::Result<()> {
             }
         };
         let outcome = tokio::select! {
+            biased;
             bye = bye_rx => bye.unwrap_or_else(|_| Err("the node controller stopped".into())).map_err(anyhow::Error::msg),
             () = lost => Err(anyhow::anyhow!("lost the learner at {} (its leases are re-queued there)", a.join)),
             () = crate::cli::stage::rl::shutdown_signal() => Ok("signal".to_string()),
@@ -300,7 +307,11 @@ struct NodeCtlState {
     a: NodeCtlArgs,
     generators: Vec<Option<ActorRef<SampleMsg>>>,
     computes: Vec<Compute<Sampling>>,
-    index_of: BTreeMap<ActorId, usize>,
+    /// Each live generator actor: (its index, its id in the learner's books).
+    index_of: BTreeMap<ActorId, (usize, u32)>,
+    /// The next generator id (a restarted or re-added generator is a new holder, so releasing an old one
+    /// never re-queues a new one's lease).
+    next_id: u32,
     stopping: BTreeSet<ActorId>,
     /// When generators were restarted lately (a node whose generators keep failing gives up).
     restarts: std::collections::VecDeque<Instant>,
@@ -315,15 +326,18 @@ impl NodeCtlState {
                 self.a.threads_per_generator,
             )?);
         }
+        let id = self.next_id;
+        self.next_id += 1;
         let args = RemoteGenArgs {
             index: index as u32,
+            id,
             gateway: self.a.gateway.clone(),
             welcome: self.a.welcome.clone(),
             weights: self.a.weights.clone(),
             compute: self.computes[index].clone(),
         };
         let (g, _) = Actor::spawn_linked(None, RemoteGen, args, me.get_cell()).await?;
-        self.index_of.insert(g.get_id(), index);
+        self.index_of.insert(g.get_id(), (index, id));
         while self.generators.len() <= index {
             self.generators.push(None);
         }
@@ -375,6 +389,7 @@ impl Actor for NodeCtl {
             generators: vec![],
             computes: vec![],
             index_of: BTreeMap::new(),
+            next_id: 0,
             stopping: BTreeSet::new(),
             restarts: std::collections::VecDeque::new(),
         };
@@ -386,8 +401,8 @@ impl Actor for NodeCtl {
 
     async fn post_stop(&self, _me: ActorRef<NodeCtlMsg>, st: &mut NodeCtlState) -> Result<(), ActorProcessingErr> {
         // Whatever the generators still hold goes back to the learner's queue.
-        for i in 0..st.generators.len() {
-            let g = RemoteGenerator { node_key: st.a.welcome.node_key, generator: i as u32 };
+        for &(_, id) in st.index_of.values() {
+            let g = RemoteGenerator { node_key: st.a.welcome.node_key, generator: id };
             let _ = st.a.gateway.cast(GatewayMsg::Release(Wire::ok(g)));
         }
         Ok(())
@@ -425,10 +440,10 @@ impl Actor for NodeCtl {
             _ => return Ok(()),
         };
         let id = cell.get_id();
-        let Some(index) = st.index_of.remove(&id) else { return Ok(()) };
+        let Some((index, gen_id)) = st.index_of.remove(&id) else { return Ok(()) };
         let stopping = st.stopping.remove(&id);
         // Whatever it held goes back to the learner's queue, whether it failed or was stopped.
-        let g = RemoteGenerator { node_key: st.a.welcome.node_key, generator: index as u32 };
+        let g = RemoteGenerator { node_key: st.a.welcome.node_key, generator: gen_id };
         let _ = st.a.gateway.cast(GatewayMsg::Release(Wire::ok(g)));
         if st.generators.get(index).and_then(|g| g.as_ref()).is_some_and(|g| g.get_id() == id) {
             st.generators[index] = None;
@@ -461,6 +476,8 @@ impl Actor for NodeCtl {
 
 struct RemoteGenArgs {
     index: u32,
+    /// Its holder id in the learner's books.
+    id: u32,
     gateway: ActorRef<GatewayMsg>,
     welcome: Welcome,
     weights: Arc<NodeWeights>,
@@ -489,7 +506,7 @@ impl Actor for RemoteGen {
         a: &mut RemoteGenArgs,
     ) -> Result<(), ActorProcessingErr> {
         let w = &a.welcome;
-        let req = LeaseRequest { node_key: w.node_key, generator: a.index, max: w.prompts_per_batch };
+        let req = LeaseRequest { node_key: w.node_key, generator: a.id, max: w.prompts_per_batch };
         let lease = ask(&a.gateway, |r| GatewayMsg::Lease(Wire::ok(req), r), "lease", CALL_TIMEOUT)
             .await?
             .0
@@ -510,8 +527,12 @@ impl Actor for RemoteGen {
             .increment(completions as u64);
         metrics::histogram!("phi4r_generator_batch_seconds", "generator" => a.index.to_string())
             .record(started.elapsed().as_secs_f64());
-        let delivery = RemoteDelivery { node_key: w.node_key, generator: a.index, lease: lease.id, groups };
-        a.gateway.cast(GatewayMsg::Deliver(Wire::ok(delivery)))?;
+        // One group per frame, then the end marker (frames on one session arrive in order).
+        let (key, id, parts) = (w.node_key, u64::from(a.id), groups.len() as u64);
+        for g in groups {
+            a.gateway.cast(GatewayMsg::DeliverPart(key, id, lease.id, Wire::ok(g)))?;
+        }
+        a.gateway.cast(GatewayMsg::DeliverEnd(key, id, lease.id, parts))?;
         me.send_message(SampleMsg::Next)?;
         Ok(())
     }
