@@ -147,8 +147,12 @@ pub(crate) async fn hand_to_verifier(
     let to = Holder(verifier.get_id().pid());
     if ask(source, |reply| SourceMsg::HandOver { lease, from: holder, to, reply }, "hand-over", None).await? {
         // A verifier that died just now has its lease re-queued by the supervisor; this message is then
-        // lost with its mailbox, which is what the books expect.
-        let _ = verifier.send_message(VerifierMsg::Score { lease, groups });
+        // lost with its mailbox, which is what the books expect. If it was already gone when the hand-over
+        // was recorded (after the supervisor's re-queue), re-queue its leases here, or this one would stay
+        // with a dead holder until the run ends.
+        if verifier.send_message(VerifierMsg::Score { lease, groups }).is_err() {
+            let _ = source.send_message(SourceMsg::Requeue(to));
+        }
     }
     Ok(())
 }
