@@ -149,9 +149,7 @@ struct GatewayArgs {
 /// A node as the gateway knows it.
 struct NodeEntry {
     key: u64,
-    /// Every holder of its generators that leased (their leases are re-queued when it is lost).
-    holders: BTreeSet<Holder>,
-    /// Leases issued to it and not delivered yet, with their holders.
+    /// Leases issued to it and not delivered yet, with their holders (re-queued when it is lost).
     open: BTreeMap<u64, Holder>,
 }
 
@@ -194,10 +192,10 @@ impl GatewayState {
     /// Re-queues every lease of `name`'s generators.
     fn requeue_node(&mut self, name: &str) {
         if let Some(entry) = self.nodes.get_mut(name) {
-            for h in std::mem::take(&mut entry.holders) {
+            let holders: BTreeSet<Holder> = std::mem::take(&mut entry.open).into_values().collect();
+            for h in holders {
                 let _ = self.a.source.send_message(SourceMsg::Requeue(h));
             }
-            entry.open.clear();
         }
         self.arriving.retain(|_, a| a.node != name);
         self.status(name, |s| s.open_leases = 0);
@@ -248,7 +246,6 @@ impl GatewayState {
             .unwrap_or(None);
         let Some(lease) = reply else { return Ok(None) };
         if let Some(entry) = self.nodes.get_mut(&name) {
-            entry.holders.insert(holder);
             entry.open.insert(lease.id.0, holder);
             let open = entry.open.len();
             self.status(&name, |s| s.open_leases = open);
@@ -383,10 +380,7 @@ impl Actor for Gateway {
                         st.requeue_node(&h.name);
                         let key = st.next_key;
                         st.next_key += 1;
-                        if let Some(old) = st
-                            .nodes
-                            .insert(h.name.clone(), NodeEntry { key, holders: BTreeSet::new(), open: BTreeMap::new() })
-                        {
+                        if let Some(old) = st.nodes.insert(h.name.clone(), NodeEntry { key, open: BTreeMap::new() }) {
                             st.names.remove(&old.key);
                         }
                         st.names.insert(key, h.name.clone());

@@ -15,7 +15,7 @@ use phi4r_model::Phi3Config;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use ractor_cluster::node::NodeServerSessionInformation;
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -305,14 +305,13 @@ impl NodeCtlArgs {
 
 struct NodeCtlState {
     a: NodeCtlArgs,
-    generators: Vec<Option<ActorRef<SampleMsg>>>,
+    generators: crate::runtime::GeneratorSlots,
     computes: Vec<Compute<Sampling>>,
     /// Each live generator actor: (its index, its id in the learner's books).
     index_of: BTreeMap<ActorId, (usize, u32)>,
     /// The next generator id (a restarted or re-added generator is a new holder, so releasing an old one
     /// never re-queues a new one's lease).
     next_id: u32,
-    stopping: BTreeSet<ActorId>,
     /// When generators were restarted lately (a node whose generators keep failing gives up).
     restarts: std::collections::VecDeque<Instant>,
 }
@@ -338,36 +337,16 @@ impl NodeCtlState {
         };
         let (g, _) = Actor::spawn_linked(None, RemoteGen, args, me.get_cell()).await?;
         self.index_of.insert(g.get_id(), (index, id));
-        while self.generators.len() <= index {
-            self.generators.push(None);
-        }
-        self.generators[index] = Some(g);
+        self.generators.put(index, g);
         Ok(())
-    }
-
-    fn live(&self) -> Vec<usize> {
-        (0..self.generators.len())
-            .filter(|&i| self.generators[i].as_ref().is_some_and(|g| !self.stopping.contains(&g.get_id())))
-            .collect()
     }
 
     async fn scale(&mut self, me: &ActorRef<NodeCtlMsg>, n: usize) -> Result<usize, String> {
         if n == 0 {
             return Err("scale --node: at least 1 generator (stop the node process to remove it)".into());
         }
-        let live = self.live();
-        if n > live.len() {
-            let free: Vec<usize> = (0..).filter(|i| !live.contains(i)).take(n - live.len()).collect();
-            for i in free {
-                self.spawn(me, i).await.map_err(|e| format!("starting generator {i}: {e}"))?;
-            }
-        } else {
-            for &i in live.iter().rev().take(live.len() - n) {
-                if let Some(g) = &self.generators[i] {
-                    self.stopping.insert(g.get_id());
-                    g.stop(Some("scaled down".into()));
-                }
-            }
+        for i in self.generators.resize(n) {
+            self.spawn(me, i).await.map_err(|e| format!("starting generator {i}: {e}"))?;
         }
         tracing::info!(node = %self.a.name, generators = n, "node: scaled generators");
         Ok(n)
@@ -386,11 +365,10 @@ impl Actor for NodeCtl {
         let n = a.generators;
         let mut st = NodeCtlState {
             a,
-            generators: vec![],
+            generators: crate::runtime::GeneratorSlots::default(),
             computes: vec![],
             index_of: BTreeMap::new(),
             next_id: 0,
-            stopping: BTreeSet::new(),
             restarts: std::collections::VecDeque::new(),
         };
         for i in 0..n {
@@ -441,13 +419,10 @@ impl Actor for NodeCtl {
         };
         let id = cell.get_id();
         let Some((index, gen_id)) = st.index_of.remove(&id) else { return Ok(()) };
-        let stopping = st.stopping.remove(&id);
+        let stopping = st.generators.ended(index, id);
         // Whatever it held goes back to the learner's queue, whether it failed or was stopped.
         let g = RemoteGenerator { node_key: st.a.welcome.node_key, generator: gen_id };
         let _ = st.a.gateway.cast(GatewayMsg::Release(Wire::ok(g)));
-        if st.generators.get(index).and_then(|g| g.as_ref()).is_some_and(|g| g.get_id() == id) {
-            st.generators[index] = None;
-        }
         if stopping && failure.is_none() {
             return Ok(());
         }

@@ -24,12 +24,14 @@
 mod backend;
 mod balance;
 mod learner;
+mod slots;
 mod source;
 mod supervisor;
 mod workers;
 
 pub use backend::{Sampling, SimSampler, SimTrainer, Trainer};
 pub use learner::StreamSummary;
+pub(crate) use slots::GeneratorSlots;
 #[cfg(feature = "cluster")]
 pub(crate) use workers::{hand_to_verifier, lease_seed};
 

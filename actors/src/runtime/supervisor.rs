@@ -8,13 +8,13 @@ use super::source::{SourceActor, SourceArgs};
 use super::workers::{GeneratorActor, GeneratorArgs, SamplerState, VerifierActor, VerifierArgs};
 use super::{ActorStatus, SampleParams, Shared, Status, StreamSummary};
 use crate::compute::Compute;
-use crate::messages::{BalancerMsg, SampleMsg, SourceMsg, StreamLearnerMsg, SupervisorMsg, VerifierMsg};
+use crate::messages::{BalancerMsg, SourceMsg, StreamLearnerMsg, SupervisorMsg, VerifierMsg};
 use crate::topology::{ThreadBudget, Topology};
 use phi4r_learner::StageConfig;
 use phi4r_replay::{Balancer, Holder, PromptSource};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -64,12 +64,11 @@ pub(super) struct SupervisorState {
     source: ActorRef<SourceMsg>,
     learner: ActorRef<StreamLearnerMsg>,
     others: Vec<ActorCell>,
-    generators: Vec<Option<ActorRef<SampleMsg>>>,
+    generators: super::GeneratorSlots,
     gen_computes: Vec<Compute<SamplerState>>,
     verifiers: Vec<ActorRef<VerifierMsg>>,
     roles: BTreeMap<ActorId, (Role, usize)>,
     restarts: BTreeMap<(Role, usize), u64>,
-    stopping: BTreeSet<ActorId>,
     ending: bool,
     done: Option<tokio::sync::oneshot::Sender<Result<StreamSummary, String>>>,
 }
@@ -89,10 +88,7 @@ impl SupervisorState {
         };
         let (g, _) = Actor::spawn_linked(None, GeneratorActor, args, me.get_cell()).await?;
         self.roles.insert(g.get_id(), (Role::Generator, index));
-        while self.generators.len() <= index {
-            self.generators.push(None);
-        }
-        self.generators[index] = Some(g);
+        self.generators.put(index, g);
         Ok(())
     }
 
@@ -121,22 +117,8 @@ impl SupervisorState {
         if self.ending {
             return Err("the run is ending".into());
         }
-        let live: Vec<usize> = (0..self.generators.len())
-            .filter(|&i| self.generators[i].as_ref().is_some_and(|g| !self.stopping.contains(&g.get_id())))
-            .collect();
-        if n > live.len() {
-            let free: Vec<usize> = (0..).filter(|i| !live.contains(i)).take(n - live.len()).collect();
-            for i in free {
-                self.spawn_generator(me, i).await.map_err(|e| format!("starting generator {i}: {e}"))?;
-            }
-        } else {
-            for &i in live.iter().rev().take(live.len() - n) {
-                if let Some(g) = &self.generators[i] {
-                    // Stops between two batches: the batch in progress is handed over first.
-                    self.stopping.insert(g.get_id());
-                    g.stop(Some("scaled down".into()));
-                }
-            }
+        for i in self.generators.resize(n) {
+            self.spawn_generator(me, i).await.map_err(|e| format!("starting generator {i}: {e}"))?;
         }
         self.topology.generators = n;
         tracing::info!(generators = n, "scaled generators");
@@ -195,10 +177,7 @@ impl SupervisorState {
     /// Ends the run: generators stop, open leases are dropped as `shutdown`, every actor stops.
     async fn end(&mut self, me: &ActorRef<SupervisorMsg>, result: Result<StreamSummary, String>) {
         self.ending = true;
-        for g in self.generators.iter().flatten() {
-            self.stopping.insert(g.get_id());
-            g.stop(Some("run ended".into()));
-        }
+        self.generators.stop_all("run ended");
         let books = match self.source.call(SourceMsg::Close, None).await {
             Ok(CallResult::Success(b)) => Some(b),
             _ => None,
@@ -290,12 +269,11 @@ impl Actor for Supervisor {
             source,
             learner,
             others,
-            generators: vec![],
+            generators: super::GeneratorSlots::default(),
             gen_computes: vec![],
             verifiers: vec![],
             roles,
             restarts: BTreeMap::new(),
-            stopping: BTreeSet::new(),
             ending: false,
             done: Some(a.done),
         };
@@ -352,16 +330,12 @@ impl Actor for Supervisor {
         let id = cell.get_id();
         let Some((role, index)) = st.roles.remove(&id) else { return Ok(()) };
         st.shared.forget_state(id.pid());
-        let stopping = st.stopping.remove(&id);
+        // Only generators are ever asked to stop alone (scaled down).
+        let stopping = role == Role::Generator && st.generators.ended(index, id);
         match role {
             Role::Generator | Role::Verifier => {
                 // Whatever it held goes back to the queue, whether it failed or was stopped.
                 let _ = st.source.send_message(SourceMsg::Requeue(Holder(id.pid())));
-                if role == Role::Generator
-                    && st.generators.get(index).and_then(|g| g.as_ref()).is_some_and(|g| g.get_id() == id)
-                {
-                    st.generators[index] = None;
-                }
                 if st.ending || (stopping && failure.is_none()) {
                     tracing::info!(role = role.name(), index, "stopped");
                     return Ok(());
