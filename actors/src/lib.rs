@@ -23,6 +23,7 @@ mod learner;
 pub mod messages;
 pub mod metrics_catalog;
 pub mod pipeline;
+pub mod plots;
 mod rl_learner;
 pub mod runtime;
 pub mod topology;

@@ -99,7 +99,7 @@ impl Profile {
                 dpo_steps: 30,
                 policy_pair_problems: 2000,
                 policy_dpo_lr: 5e-6,
-                rl_steps: 80,
+                rl_steps: 300,
                 rl_lr: 3e-5,
             },
             Profile::Full => Plan {
@@ -194,6 +194,12 @@ pub struct PipelineArgs {
     pub algo: AlgoName,
     /// Stage 4's scale-out flags (empty: no nodes).
     pub cluster: crate::cli::stage::ClusterFlags,
+    /// `--device` and `--dtype`, passed to every step.
+    pub device: phi4r_model::DeviceSpec,
+    /// See `device`.
+    pub dtype: phi4r_model::DTypeSpec,
+    /// Print `report.json` on stdout instead of the table.
+    pub json: bool,
 }
 
 /// Stage 4's prompts: the training problems (`stage4.jsonl`) of the tiers the model before it solves
@@ -261,12 +267,21 @@ struct Runner {
     bin: PathBuf,
     dir: PathBuf,
     threads: usize,
+    device: phi4r_model::DeviceSpec,
+    dtype: phi4r_model::DTypeSpec,
 }
 
 impl Runner {
     /// Runs `phi4r-actors <args>` (stderr shown, stdout saved to `out` when given and returned).
     fn run(&self, what: &str, args: &[String], out: Option<&Path>) -> anyhow::Result<String> {
-        let mut all = vec!["--threads".to_string(), self.threads.to_string()];
+        let mut all = vec![
+            "--threads".to_string(),
+            self.threads.to_string(),
+            "--device".into(),
+            self.device.to_string(),
+            "--dtype".into(),
+            self.dtype.to_string(),
+        ];
         all.extend(args.iter().cloned());
         eprintln!("[phi4r] {what}: phi4r-actors {}", all.join(" "));
         let o = Command::new(&self.bin)
@@ -314,7 +329,13 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
         None => PathBuf::from("runs").join(timestamp()),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("--run-dir {}", dir.display()))?;
-    let r = Runner { bin: std::env::current_exe()?, dir: dir.clone(), threads: a.threads };
+    let r = Runner {
+        bin: std::env::current_exe()?,
+        dir: dir.clone(),
+        threads: a.threads,
+        device: a.device,
+        dtype: a.dtype,
+    };
     let args_json = serde_json::json!({
         "topology": a.topology.to_string(), "profile": a.profile, "seed": a.seed, "plan": plan,
         "dpo_pairs": a.dpo_pairs, "algo": format!("{:?}", a.algo).to_lowercase(),
@@ -537,14 +558,96 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
         "wall_s": wall_s, "rows": slim, "deltas_vs_row_above": deltas,
     });
     phi4r_model::write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    let plots = match write_plots(&dir, &rows) {
+        Ok(()) => "\n## Plots\n\n![accuracy by stage](plots/accuracy.png)\n\n![loss per stage](plots/loss.png)\n\n![stage 4](plots/rl.png)\n".to_string(),
+        // A plot never fails a finished run: the table and report.json are written already.
+        Err(e) => format!("\n(plots not drawn: {e:#})\n"),
+    };
     let md = format!(
-        "# phi4r main job — profile {:?}, seed {}, topology {}\n\nGreedy accuracy on the held-out synthetic eval set ({} problems per tier), 95% Wilson interval on the overall score; Δ is the change from the row above on the same problems, with its 95% paired interval. Wall time {:.0} s.\n\n{table}",
+        "# phi4r main job — profile {:?}, seed {}, topology {}\n\nGreedy accuracy on the held-out synthetic eval set ({} problems per tier), 95% Wilson interval on the overall score; Δ is the change from the row above on the same problems, with its 95% paired interval. Wall time {:.0} s.\n\n{table}{plots}",
         a.profile, a.seed, a.topology, plan.eval_per_tier, wall_s
     );
     phi4r_model::write_atomic(&dir.join("report.md"), md.as_bytes())?;
-    println!("{table}");
-    println!("wall time {wall_s:.0} s; report: {}", dir.join("report.md").display());
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{table}");
+        println!("wall time {wall_s:.0} s; report: {}", dir.join("report.md").display());
+    }
     Ok(report)
+}
+
+/// `DIR/plots/`: accuracy per tier by stage, the loss of every stage, and stage 4's reward, batch
+/// accuracy, temperature, policy lag, KL and entropy (moving means over 10 steps).
+fn write_plots(dir: &Path, rows: &[Row]) -> anyhow::Result<()> {
+    use crate::plots::{figure, metric, read_metrics, smooth, Panel, Series};
+    std::fs::create_dir_all(dir.join("plots"))?;
+    let tiers: Vec<String> =
+        rows.first().and_then(|r| r.eval["tiers"].as_object()).map(|t| t.keys().cloned().collect()).unwrap_or_default();
+    let by_stage = |f: &dyn Fn(&Value) -> Option<f64>| -> Vec<(f64, f64)> {
+        rows.iter().enumerate().filter_map(|(i, r)| Some((i as f64, f(&r.eval)?))).collect()
+    };
+    let mut acc: Vec<Series> = tiers
+        .iter()
+        .map(|t| Series { name: format!("tier {t}"), points: by_stage(&|e| e["tiers"][t]["accuracy"].as_f64()) })
+        .collect();
+    acc.push(Series { name: "overall".into(), points: by_stage(&|e| e["accuracy"].as_f64()) });
+    let stages = rows
+        .iter()
+        .map(|r| if r.stage == StageName::Data { "base" } else { r.stage.as_str() })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let acc_panel = Panel {
+        title: "greedy accuracy by stage".into(),
+        x_label: format!("stage ({stages})"),
+        y_label: "accuracy".into(),
+        series: acc,
+    };
+    figure(&dir.join("plots/accuracy.png"), &[acc_panel], 1)?;
+    let one = |title: String, y: &str, name: &str, points: Vec<(f64, f64)>| Panel {
+        title,
+        x_label: "step".into(),
+        y_label: y.into(),
+        series: vec![Series { name: name.into(), points }],
+    };
+    let loss: Vec<Panel> = ["mid", "sft", "dpo", "rl"]
+        .iter()
+        .map(|s| {
+            one(
+                format!("stage {s}: loss"),
+                "loss",
+                s,
+                smooth(&metric(&read_metrics(&dir.join(s).join("metrics.jsonl")), "/loss"), 10),
+            )
+        })
+        .collect();
+    figure(&dir.join("plots/loss.png"), &loss, 2)?;
+    let rl = read_metrics(&dir.join("rl/metrics.jsonl"));
+    let m = |p: &str| smooth(&metric(&rl, p), 10);
+    let panels = vec![
+        Panel {
+            title: "stage rl: reward and batch accuracy".into(),
+            x_label: "step".into(),
+            y_label: "mean over 10 steps".into(),
+            series: vec![
+                Series { name: "reward (±1)".into(), points: m("/reward_mean") },
+                Series { name: "share correct".into(), points: m("/positive_share") },
+            ],
+        },
+        one("stage rl: sampling temperature".into(), "temperature", "temperature", metric(&rl, "/temperature")),
+        one("stage rl: policy lag".into(), "versions", "policy lag", m("/policy_lag_mean")),
+        Panel {
+            title: "stage rl: k3 KL to the reference, entropy".into(),
+            x_label: "step".into(),
+            y_label: "nats per token".into(),
+            series: vec![
+                Series { name: "KL".into(), points: m("/rl/kl") },
+                Series { name: "entropy".into(), points: m("/rl/entropy") },
+            ],
+        },
+    ];
+    figure(&dir.join("plots/rl.png"), &panels, 2)?;
+    Ok(())
 }
 
 /// The seed's Performance table at laptop scale: one row per stage, one column per tier, then overall.

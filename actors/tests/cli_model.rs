@@ -105,3 +105,76 @@ fn bad_input_gets_a_clear_error() {
     let e = run_err(&["model", "logits", "--model", o, "--ids", "1", "--device", "cpu"]);
     assert!(e.contains("hidden_size"), "cpu is accepted; the (broken) checkpoint is the error: {e}");
 }
+
+/// `bench gpu` is the GPU check's core (scripts/gpu_check.sh); with `--device cpu` it compares the CPU with
+/// itself, which keeps the command and its JSON working on machines without a GPU.
+#[test]
+fn bench_gpu_on_the_cpu_matches_itself_and_reports_every_part() {
+    let out = run_ok(&[
+        "--device",
+        "cpu",
+        "bench",
+        "gpu",
+        "--parity-size",
+        "micro",
+        "--sizes",
+        "micro",
+        "--train-batch",
+        "2",
+        "--seq",
+        "16",
+        "--steps",
+        "1",
+        "--sample-batches",
+        "1,3",
+        "--new-tokens",
+        "4",
+    ]);
+    let v: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["dtype"], "f32", "auto is f32 on the CPU");
+    let p = &v["parity"];
+    assert_eq!(p["logits_max_abs_diff_f32"].as_f64(), Some(0.0), "the CPU against itself in f32: {p}");
+    let bf16 = p["logits_max_rel_diff_bf16"].as_f64().expect("bf16 diff");
+    assert!(bf16 > 0.0 && bf16 < 0.1, "bf16 rounds, within a few percent: {bf16}");
+    for d in ["f32", "bf16"] {
+        let g = &p[format!("gradients_{d}")];
+        assert!(g["parameters"].as_u64().unwrap_or(0) > 10, "{g}");
+        for k in ["missing", "zero", "non_finite"] {
+            assert_eq!(
+                g[k].as_array().map(Vec::len),
+                Some(0),
+                "{d}: every parameter gets a finite, non-zero gradient: {g}"
+            );
+        }
+    }
+    assert_eq!(p["train_steps_f32"]["max_abs_diff"].as_f64(), Some(0.0), "{p}");
+    let micro = &v["sizes"]["micro"];
+    assert!(micro["train"]["tokens_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{micro}");
+    assert!(micro["train"]["mfu"].as_f64().unwrap_or(0.0) > 0.0, "{micro}");
+    for b in ["batch1", "batch3"] {
+        assert!(micro["sample"][b]["gen_tokens_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{micro}");
+    }
+}
+
+/// `--dtype bf16` trains in bf16 (f32 master weights in the optimizer) and saves bf16 weights; a bad dtype
+/// names itself and the forms.
+#[test]
+fn bf16_checkpoints_and_a_bad_dtype() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("ckpt");
+    let o = out.to_str().expect("utf-8 path");
+    run_ok(&["--dtype", "bf16", "model", "init", "--preset", "micro", "--out", o]);
+    let bytes = std::fs::read(out.join("model.safetensors")).expect("weights");
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors header");
+    let dtypes: std::collections::BTreeSet<&str> = header
+        .as_object()
+        .expect("map")
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(_, t)| t["dtype"].as_str())
+        .collect();
+    assert_eq!(dtypes, ["BF16"].into_iter().collect(), "every weight in bf16");
+    let e = run_err(&["--dtype", "fp8", "model", "init", "--preset", "micro", "--out", o]);
+    assert!(e.contains("fp8") && e.contains("auto, f32, bf16 or f16"), "{e}");
+}

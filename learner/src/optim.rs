@@ -4,6 +4,13 @@
 //!
 //! Weight decay applies to matrices (rank ≥ 2: projections, embeddings, `lm_head`) and never to RMSNorm
 //! gains, as nanoGPT's `configure_optimizers` does.
+//!
+//! Mixed precision: a variable in bf16 or f16 (the model's compute dtype, e.g. bf16 on CUDA) gets an f32
+//! **master copy** here, and its moments are f32 too. Each update runs on the master and then writes it
+//! rounded into the variable, so updates smaller than the low-precision spacing (lr 1e-5 on a weight of
+//! 0.1 is below bf16's 2^-10 relative step) accumulate instead of vanishing — `torch.autocast` with
+//! f32 parameters, or DeepSpeed's bf16 optimizer, keeps the same split. The masters travel with the
+//! state (`master.<name>`), so resume is exact.
 
 use crate::error::{Error, Result};
 use crate::grads::Grads;
@@ -39,6 +46,13 @@ struct Slot {
     decay: bool,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
+    /// The f32 master of a bf16/f16 variable (None: the variable is its own master).
+    master: Option<Tensor>,
+}
+
+/// Whether a variable of this dtype trains through an f32 master copy.
+fn needs_master(dtype: DType) -> bool {
+    matches!(dtype, DType::BF16 | DType::F16)
 }
 
 /// AdamW over a fixed, named list of variables.
@@ -51,6 +65,7 @@ pub struct AdamW {
 const STEP_KEY: &str = "step";
 const EXP_AVG: &str = "exp_avg.";
 const EXP_AVG_SQ: &str = "exp_avg_sq.";
+const MASTER: &str = "master.";
 
 impl AdamW {
     /// An optimizer with zero moments over `vars` (name, variable); gradients are passed in this order.
@@ -58,9 +73,12 @@ impl AdamW {
         let slots = vars
             .into_iter()
             .map(|(name, var)| {
+                // Low-precision variables: an f32 master, and f32 moments beside it.
+                let master = needs_master(var.dtype()).then(|| var.as_tensor().to_dtype(DType::F32)).transpose()?;
+                let like = master.as_ref().unwrap_or(var.as_tensor());
                 // Two storages: the fused update reads both moments at once.
-                let (exp_avg, exp_avg_sq) = (var.zeros_like()?, var.zeros_like()?);
-                Ok(Slot { decay: var.rank() >= 2, exp_avg, exp_avg_sq, name, var })
+                let (exp_avg, exp_avg_sq) = (like.zeros_like()?, like.zeros_like()?);
+                Ok(Slot { decay: var.rank() >= 2, exp_avg, exp_avg_sq, name, var, master })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(AdamW { slots, cfg, step: 0 })
@@ -79,6 +97,11 @@ impl AdamW {
     /// The hyper-parameters.
     pub fn config(&self) -> &AdamWConfig {
         &self.cfg
+    }
+
+    /// Variables trained through an f32 master copy (the bf16/f16 ones).
+    pub fn master_count(&self) -> usize {
+        self.slots.iter().filter(|s| s.master.is_some()).count()
     }
 
     /// One update with learning rate `lr`, as `torch.optim.AdamW.step` (non-amsgrad, non-fused):
@@ -109,13 +132,16 @@ impl AdamW {
         })
     }
 
-    /// The state as safetensors bytes: `exp_avg.<name>` and `exp_avg_sq.<name>` per variable, the step
-    /// count in the metadata.
+    /// The state as safetensors bytes: `exp_avg.<name>` and `exp_avg_sq.<name>` per variable (and
+    /// `master.<name>`, the f32 master of a low-precision one), the step count in the metadata.
     pub fn state_bytes(&self) -> Result<Vec<u8>> {
         let mut named: Vec<(String, &Tensor)> = Vec::with_capacity(2 * self.slots.len());
         for s in &self.slots {
             named.push((format!("{EXP_AVG}{}", s.name), &s.exp_avg));
             named.push((format!("{EXP_AVG_SQ}{}", s.name), &s.exp_avg_sq));
+            if let Some(m) = &s.master {
+                named.push((format!("{MASTER}{}", s.name), m));
+            }
         }
         let meta = HashMap::from([(STEP_KEY.to_string(), self.step.to_string())]);
         safetensors::serialize(named.iter().map(|(n, t)| (n.as_str(), *t)), Some(meta))
@@ -123,7 +149,9 @@ impl AdamW {
     }
 
     /// Restores the state written by [`AdamW::state_bytes`]; every variable must have both moments with
-    /// its shape.
+    /// its shape. A low-precision variable takes its f32 master from the state when the state has one
+    /// (and the master is then written into the variable); a state without one (written by an f32 run)
+    /// keeps the master made from the variable.
     pub fn load_state_bytes(&mut self, bytes: &[u8], device: &Device) -> Result<()> {
         let bad = |reason: String| Error::input("AdamW::load_state", reason);
         let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
@@ -134,26 +162,40 @@ impl AdamW {
             .and_then(|s| s.parse::<u64>().ok())
             .ok_or_else(|| bad(format!("metadata has no `{STEP_KEY}`")))?;
         let mut tensors = candle_core::safetensors::load_buffer(bytes, device)?;
-        let mut take = |key: String, like: &Var| -> Result<Tensor> {
-            let t = tensors.remove(&key).ok_or_else(|| bad(format!("missing `{key}`")))?;
+        // `required`: a missing key is an error; else None.
+        let mut take = |key: String, like: &Tensor, required: bool| -> Result<Option<Tensor>> {
+            let Some(t) = tensors.remove(&key) else {
+                return if required { Err(bad(format!("missing `{key}`"))) } else { Ok(None) };
+            };
             if t.dims() != like.dims() {
                 return Err(bad(format!("`{key}` has shape {:?}, the variable {:?}", t.dims(), like.dims())));
             }
-            Ok(t.to_dtype(like.dtype())?)
+            Ok(Some(t.to_dtype(like.dtype())?))
         };
         let mut restored = Vec::with_capacity(self.slots.len());
         for s in &self.slots {
-            restored.push((
-                take(format!("{EXP_AVG}{}", s.name), &s.var)?,
-                take(format!("{EXP_AVG_SQ}{}", s.name), &s.var)?,
-            ));
+            // The moments take the master's dtype (f32) for a low-precision variable.
+            let like = s.master.as_ref().unwrap_or(s.var.as_tensor());
+            let master = match &s.master {
+                Some(m) => take(format!("{MASTER}{}", s.name), m, false)?,
+                None => None,
+            };
+            let m = take(format!("{EXP_AVG}{}", s.name), like, true)?;
+            let v = take(format!("{EXP_AVG_SQ}{}", s.name), like, true)?;
+            if let (Some(m), Some(v)) = (m, v) {
+                restored.push((m, v, master));
+            }
         }
         if let Some(extra) = tensors.keys().next() {
             return Err(bad(format!("`{extra}` matches no variable")));
         }
-        for (s, (m, v)) in self.slots.iter_mut().zip(restored) {
+        for (s, (m, v, master)) in self.slots.iter_mut().zip(restored) {
             s.exp_avg = m;
             s.exp_avg_sq = v;
+            if let Some(master) = master {
+                s.var.set(&master.to_dtype(s.var.dtype())?)?;
+                s.master = Some(master);
+            }
         }
         self.step = step;
         Ok(())
@@ -184,10 +226,16 @@ fn update(slot: &mut Slot, g: &Tensor, h: &Hyper) -> Result<()> {
     slot.exp_avg = ((&slot.exp_avg * beta1)? + (&g * (1.0 - beta1))?)?;
     slot.exp_avg_sq = ((&slot.exp_avg_sq * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
     let denom = ((slot.exp_avg_sq.sqrt()? / bc2_sqrt)? + eps)?;
-    let theta = slot.var.as_tensor();
+    let theta = slot.master.as_ref().unwrap_or(slot.var.as_tensor());
     let theta = if decay != 0.0 { (theta * (1.0 - lr * decay))? } else { theta.clone() };
     let next = (theta - ((&slot.exp_avg / denom)? * step_size)?)?;
-    slot.var.set(&next)?;
+    match &mut slot.master {
+        Some(master) => {
+            slot.var.set(&next.to_dtype(slot.var.dtype())?)?;
+            *master = next;
+        }
+        None => slot.var.set(&next)?,
+    }
     Ok(())
 }
 
@@ -276,6 +324,42 @@ mod tests {
         assert!(diff < 1e-5, "fused f32 and composed f64 differ by {diff}");
         let moved = (p32.as_tensor().to_dtype(DType::F64)? - &init)?.abs()?.max_all()?.to_scalar::<f64>()?;
         assert!(moved > 1e-3, "the update moved the weights by only {moved}");
+        Ok(())
+    }
+
+    #[test]
+    fn bf16_variables_train_through_an_f32_master() -> Result<()> {
+        // A bf16 weight of 1.0 has a spacing of 2^-7: an update of 1e-4 per step rounds away in bf16
+        // arithmetic, but accumulates in the f32 master and shows up in the variable once it adds up.
+        let dev = Device::Cpu;
+        let p = Var::from_tensor(&Tensor::new(&[[1.0f32, -1.0]], &dev)?.to_dtype(DType::BF16)?)?;
+        let mut opt = AdamW::new(vec![("w".into(), p.clone())], AdamWConfig::default())?;
+        assert_eq!(opt.master_count(), 1);
+        let g = || -> Result<Grads> {
+            Ok(Grads::from_tensors(vec![Some(Tensor::new(&[[1f32, -1.0]], &dev)?.to_dtype(DType::BF16)?)]))
+        };
+        for _ in 0..100 {
+            opt.step(&g()?, 1e-4)?;
+        }
+        assert_eq!(p.dtype(), DType::BF16, "the variable keeps its dtype");
+        let got = p.as_tensor().to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        // Adam's step is ~lr per step: 100 steps of 1e-4 move the master by ~0.01 -> 0.99 / -0.99.
+        assert!((got[0][0] - 0.99).abs() < 4e-3 && (got[0][1] + 0.99).abs() < 4e-3, "{got:?}");
+        // The same in plain bf16 arithmetic (no master) would not move at all: 1.0 - 1e-4 rounds to 1.0.
+        let plain =
+            (Tensor::new(&[1f32], &dev)?.to_dtype(DType::BF16)? - 1e-4)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        assert_eq!(plain, [1.0]);
+        // Resume is exact: the master travels with the state, and a fresh optimizer over a bf16 variable
+        // restores it (the variable is rewritten from it).
+        let bytes = opt.state_bytes()?;
+        let q = Var::from_tensor(&Tensor::new(&[[0f32, 0.0]], &dev)?.to_dtype(DType::BF16)?)?;
+        let mut other = AdamW::new(vec![("w".into(), q.clone())], AdamWConfig::default())?;
+        other.load_state_bytes(&bytes, &dev)?;
+        assert_eq!(other.state_bytes()?, bytes);
+        assert_eq!(q.as_tensor().to_dtype(DType::F32)?.to_vec2::<f32>()?, got);
+        opt.step(&g()?, 1e-4)?;
+        other.step(&g()?, 1e-4)?;
+        assert_eq!(other.state_bytes()?, opt.state_bytes()?, "one more step agrees bit for bit");
         Ok(())
     }
 

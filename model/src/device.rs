@@ -1,8 +1,10 @@
 //! Where a role's tensors live: `--device cpu|cuda|cuda:N|auto` ([`DeviceSpec`]). A request for CUDA
 //! says plainly why it cannot be met: a build without the `cuda` feature, or a machine without that GPU.
+//! The dtype they compute in: `--dtype auto|f32|bf16|f16` ([`DTypeSpec`]; `auto` is bf16 on a GPU and
+//! f32 on the CPU).
 
 use crate::error::{Error, Result};
-use candle_core::Device;
+use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -70,9 +72,7 @@ impl DeviceSpec {
             DeviceSpec::Cpu => Ok(Device::Cpu),
             // A CUDA build on a machine without a GPU falls back to the CPU (candle's
             // `cuda_if_available` only asks whether the build has CUDA).
-            DeviceSpec::Auto if candle_core::utils::cuda_is_available() => {
-                Ok(Device::new_cuda(0).unwrap_or(Device::Cpu))
-            }
+            DeviceSpec::Auto if candle_core::utils::cuda_is_available() => Ok(new_cuda(0).unwrap_or(Device::Cpu)),
             DeviceSpec::Auto => Ok(Device::Cpu),
             DeviceSpec::Cuda(n) => {
                 if !candle_core::utils::cuda_is_available() {
@@ -81,11 +81,91 @@ impl DeviceSpec {
                         reason: "this build has no CUDA support: rebuild with `--features cuda`".into(),
                     });
                 }
-                Device::new_cuda(n).map_err(|e| Error::Device {
-                    spec: self.to_string(),
-                    reason: format!("this machine has no such GPU ({e})"),
-                })
+                new_cuda(n).map_err(|reason| Error::Device { spec: self.to_string(), reason })
             }
+        }
+    }
+}
+
+/// Opens CUDA device `n`. The CUDA libraries are loaded at run time (cudarc's `dynamic-loading`, vendor
+/// patch 0006), and cudarc panics when the driver library is missing: that panic becomes an error here.
+fn new_cuda(n: usize) -> std::result::Result<Device, String> {
+    match std::panic::catch_unwind(|| Device::new_cuda(n)) {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(format!("this machine has no such GPU ({e})")),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown");
+            Err(format!(
+                "the CUDA driver library could not be loaded (no NVIDIA driver, or not on LD_LIBRARY_PATH): {msg}"
+            ))
+        }
+    }
+}
+
+/// A compute-dtype request: `auto` is bf16 on a GPU (the tensor cores' format; the optimizer keeps f32
+/// master weights and moments) and f32 on the CPU (where the fused kernels and the exact-resume tests
+/// live).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DTypeSpec {
+    /// bf16 on a GPU, f32 on the CPU.
+    #[default]
+    Auto,
+    /// A fixed dtype on every device.
+    Fixed(DType),
+}
+
+impl FromStr for DTypeSpec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "auto" => Ok(DTypeSpec::Auto),
+            "f32" => Ok(DTypeSpec::Fixed(DType::F32)),
+            "bf16" => Ok(DTypeSpec::Fixed(DType::BF16)),
+            "f16" => Ok(DTypeSpec::Fixed(DType::F16)),
+            other => Err(Error::Device {
+                spec: other.to_string(),
+                reason: "not a compute dtype: use auto, f32, bf16 or f16".into(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for DTypeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DTypeSpec::Auto => write!(f, "auto"),
+            DTypeSpec::Fixed(d) => write!(f, "{}", d.as_str()),
+        }
+    }
+}
+
+impl TryFrom<String> for DTypeSpec {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<DTypeSpec> for String {
+    fn from(d: DTypeSpec) -> String {
+        d.to_string()
+    }
+}
+
+impl DTypeSpec {
+    /// The dtype on `device`.
+    pub fn resolve(self, device: &Device) -> DType {
+        match self {
+            DTypeSpec::Fixed(d) => d,
+            DTypeSpec::Auto if device.is_cpu() => DType::F32,
+            DTypeSpec::Auto => DType::BF16,
         }
     }
 }
@@ -93,6 +173,16 @@ impl DeviceSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dtype_auto_is_f32_on_the_cpu_and_a_bad_one_is_named() {
+        assert_eq!(DTypeSpec::Auto.resolve(&Device::Cpu), DType::F32);
+        assert_eq!("bf16".parse::<DTypeSpec>().ok().map(|d| d.resolve(&Device::Cpu)), Some(DType::BF16));
+        assert_eq!("auto".parse::<DTypeSpec>().ok(), Some(DTypeSpec::Auto));
+        assert_eq!(DTypeSpec::Fixed(DType::BF16).to_string(), "bf16");
+        let e = "fp8".parse::<DTypeSpec>().expect_err("rejected").to_string();
+        assert!(e.contains("fp8") && e.contains("auto, f32, bf16 or f16"), "{e}");
+    }
 
     #[test]
     fn parses_every_form_and_names_a_bad_one() {

@@ -38,7 +38,7 @@ pub use checkpoint::{
     CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
 };
 pub use config::{LongRope, Phi3Config, Preset};
-pub use device::DeviceSpec;
+pub use device::{DTypeSpec, DeviceSpec};
 pub use error::{Error, Result};
 pub use kv_cache::KvCache;
 pub use layout::AttentionLayout;

@@ -328,15 +328,19 @@ impl Phi3 {
     }
 
     /// [`Phi3::frozen`] on `device` (a GPU learner's weights for a CPU generator, or the reverse): one
-    /// copy of every weight, with the kernels of that device.
+    /// copy of every weight, with the kernels of that device. A copy to the CPU from another device is
+    /// f32 (a bf16 GPU learner's CPU generators sample with the CPU's fused f32 kernels).
     pub fn frozen_on(&self, device: &Device) -> Result<Phi3> {
         let same = device.same_device(&self.device);
+        let dtype = if !same && device.is_cpu() { DType::F32 } else { self.dtype };
         let tensors = self
             .named_weights()
             .into_iter()
-            .map(|(n, t)| Ok((n, if same { t.detach().copy()? } else { t.detach().to_device(device)? })))
+            .map(|(n, t)| {
+                Ok((n, if same { t.detach().copy()? } else { t.detach().to_device(device)?.to_dtype(dtype)? }))
+            })
             .collect::<Result<_>>()?;
-        let vb = crate::params::frozen_builder(crate::params::Values::Tensors(tensors), self.dtype, device);
+        let vb = crate::params::frozen_builder(crate::params::Values::Tensors(tensors), dtype, device);
         let kernels = if same { self.kernels } else { Kernels::for_device(device) };
         Phi3::new(&self.cfg, vb, kernels)
     }

@@ -1,7 +1,7 @@
 //! `phi4r-actors bench model`: training-step and sampling throughput as JSON, with the PyTorch peer's
 //! figures and the ratios when a peer results file (../shared/peers/trl_bench.py output) is given.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use clap::{Args, Subcommand};
 use phi4r_model::bench::{best_ratio, median, ratio, CpuPeak, PeerResults, Reps};
 use phi4r_model::{ComputePool, Phi3Config, TrainableModel};
@@ -23,6 +23,11 @@ pub enum BenchCmd {
     /// One GRPO iteration end to end (2 prompts x 8 completions of 128 new tokens, verify, one
     /// `Learner::rl_step`), each phase timed; with --peer, TRL GRPOTrainer's part-e figures and the ratio.
     Rl(RlBenchArgs),
+    /// The GPU learner's device check: the same seeded model on --device and on the CPU (logits in f32
+    /// and bf16, every parameter's gradient, two training steps), then training tok/s with MFU and
+    /// sampling tok/s at batch 1, 16 and 64, for `small` and a Phi-4-mini-shaped model
+    /// (scripts/gpu_check.sh).
+    Gpu(super::bench_gpu::GpuBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +161,7 @@ pub fn run(cmd: BenchCmd, pool: &ComputePool) -> anyhow::Result<()> {
         BenchCmd::Model(a) => model_bench(a, pool),
         BenchCmd::Verifier(a) => verifier_bench(a),
         BenchCmd::Rl(a) => rl_bench(a, pool),
+        BenchCmd::Gpu(a) => super::bench_gpu::run(a, pool),
     }
 }
 
@@ -181,7 +187,7 @@ fn matmul_gflops(dev: &Device) -> anyhow::Result<f64> {
 }
 
 fn train_bench(cfg: &Phi3Config, reps: Reps, dev: &Device, peak_gflops: f64) -> anyhow::Result<Value> {
-    let model = TrainableModel::init(cfg, 0, DType::F32, dev)?;
+    let model = TrainableModel::init(cfg, 0, crate::cli::dtype(dev), dev)?;
     let timing = phi4r_learner::bench::time_train_steps(model, BATCH, SEQ, reps, 1)?;
     let s = median(&timing.sec_per_step_all);
     let flops = 3.0 * cfg.forward_flops(BATCH, SEQ);
@@ -198,7 +204,7 @@ fn train_bench(cfg: &Phi3Config, reps: Reps, dev: &Device, peak_gflops: f64) -> 
 }
 
 fn sample_bench(cfg: &Phi3Config, batches: &[usize], reps: Reps, dev: &Device) -> anyhow::Result<Value> {
-    let model = TrainableModel::init(cfg, 0, DType::F32, dev)?.model.frozen()?;
+    let model = TrainableModel::init(cfg, 0, crate::cli::dtype(dev), dev)?.model.frozen()?;
     let mut rng = StdRng::seed_from_u64(2);
     let prompts: Vec<Vec<u32>> =
         (0..BATCH).map(|_| (0..PROMPT).map(|_| rng.random_range(3..VOCAB as u32)).collect()).collect();
@@ -308,7 +314,7 @@ fn model_bench(a: ModelBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
     }
     let mut report = json!({
         "threads": pool.threads(),
-        "dtype": "f32",
+        "dtype": crate::cli::dtype(&dev).as_str(),
         "device": format!("{dev:?}"),
         "fp32_peak": peak,
         "matmul_1024_gflops": pool.install(|| matmul_gflops(&dev))?,
@@ -368,7 +374,7 @@ fn rl_bench(a: RlBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
         }
         Ok(correct)
     };
-    let model = TrainableModel::init(&cfg, 0, DType::F32, &dev)?;
+    let model = TrainableModel::init(&cfg, 0, crate::cli::dtype(&dev), &dev)?;
     let timing = pool.install(|| time_grpo_iterations(model, &sampler, &rescore, &prompts, &setup, reps))?;
     let all = timing.all(|p| p.iteration_s);
     let best = all.iter().copied().fold(f64::INFINITY, f64::min);
@@ -377,7 +383,7 @@ fn rl_bench(a: RlBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
     let train_part = timing.median(|p| p.iteration_s - p.sample_and_score_s);
     let sampled_tokens = (rows * a.max_new_tokens) as f64;
     let mut report = json!({
-        "size": a.size, "threads": pool.threads(), "dtype": "f32", "device": format!("{dev:?}"),
+        "size": a.size, "threads": pool.threads(), "dtype": crate::cli::dtype(&dev).as_str(), "device": format!("{dev:?}"),
         "params": cfg.num_params(),
         "setup": {"prompts": a.prompts, "tiers": a.tiers, "group_size": a.group_size, "max_new_tokens": a.max_new_tokens,
                   "forced_length": true, "kl_coef": a.kl_coef, "lr": setup.lr, "micro_batch": rows,

@@ -105,7 +105,7 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
 fn pairs(a: PairsArgs) -> anyhow::Result<()> {
     use phi4r_replay::{score_group, GroupSampler, Prompt, PromptId};
     let dev = crate::cli::device()?;
-    let model = phi4r_model::load_frozen(&a.model, candle_core::DType::F32, &dev)
+    let model = phi4r_model::load_frozen(&a.model, crate::cli::dtype(&dev), &dev)
         .with_context(|| format!("--model {}", a.model.display()))?;
     let tok = phi4r_model::load_tokenizer(&a.model, model.config())?
         .with_context(|| format!("--model {} has no tokenizer.json", a.model.display()))?;

@@ -49,7 +49,7 @@ pub struct EvalArgs {
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let dev = crate::cli::device()?;
-    let model = phi4r_model::load_frozen(&a.model, candle_core::DType::F32, &dev)?;
+    let model = phi4r_model::load_frozen(&a.model, crate::cli::dtype(&dev), &dev)?;
     let tok = phi4r_model::load_tokenizer(&a.model, model.config())?
         .with_context(|| format!("{} has no tokenizer.json", a.model.display()))?;
     let records = JsonlReader::<ProblemAnswer>::open(&a.data)?.collect::<Result<Vec<_>, _>>()?;

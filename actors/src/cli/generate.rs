@@ -46,7 +46,7 @@ pub fn default_tokenizer(vocab_size: usize) -> anyhow::Result<Tokenizer> {
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let dev = crate::cli::device()?;
-    let model = phi4r_model::load_frozen(&a.model, candle_core::DType::F32, &dev)?;
+    let model = phi4r_model::load_frozen(&a.model, crate::cli::dtype(&dev), &dev)?;
     let tok = phi4r_model::load_tokenizer(&a.model, model.config())?
         .with_context(|| format!("{} has no tokenizer.json", a.model.display()))?;
     let prompt = tok.encode(&a.prompt)?;

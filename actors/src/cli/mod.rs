@@ -1,6 +1,7 @@
 //! Subcommands. Each module holds one command's arguments and its `run`.
 
 mod bench;
+mod bench_gpu;
 mod bench_stream;
 pub mod ctl;
 mod data;
@@ -24,6 +25,10 @@ pub struct Cli {
     /// error that says which.
     #[arg(long, global = true, default_value = "auto")]
     device: phi4r_model::DeviceSpec,
+    /// Compute dtype: auto (bf16 on a GPU, with f32 master weights and optimizer state; f32 on the CPU),
+    /// f32, bf16 or f16. `model init` saves its weights in it.
+    #[arg(long, global = true, default_value = "auto")]
+    dtype: phi4r_model::DTypeSpec,
     /// The main job (no subcommand): run all four stages on the embedded default with stage 4 streamed
     /// through this topology (e.g. 4gen-1learn), evaluating after each stage, and print the table.
     #[arg(long)]
@@ -46,6 +51,9 @@ pub struct Cli {
     /// Main job: stage 3's pairs from the teacher's rollouts, or from the stage-2 model's own samples.
     #[arg(long, value_enum, default_value = "teacher", requires = "topology")]
     dpo_pairs: crate::pipeline::DpoPairs,
+    /// Main job: print report.json on stdout instead of the table (stage progress stays on stderr).
+    #[arg(long, requires = "topology")]
+    json: bool,
     /// Main job: stage 4's algorithm.
     #[arg(long, value_enum, default_value = "grpo", requires = "topology")]
     algo: crate::cli::stage::AlgoName,
@@ -86,6 +94,7 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let threads = cli.threads.unwrap_or_else(phi4r_model::default_threads);
     let _ = DEVICE.set(cli.device);
+    let _ = DTYPE.set(cli.dtype);
     let pool = phi4r_model::ComputePool::new("compute", threads)?;
     let Some(command) = cli.command else {
         let Some(topology) = cli.topology else {
@@ -104,6 +113,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             dpo_pairs: cli.dpo_pairs,
             algo: cli.algo,
             cluster: cli.cluster,
+            device: cli.device,
+            dtype: cli.dtype,
+            json: cli.json,
         })?;
         return Ok(());
     };
@@ -124,14 +136,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Parses `f32` / `bf16` / `f16`.
-pub(crate) fn parse_dtype(s: &str) -> anyhow::Result<candle_core::DType> {
-    match s {
-        "f32" => Ok(candle_core::DType::F32),
-        "bf16" => Ok(candle_core::DType::BF16),
-        "f16" => Ok(candle_core::DType::F16),
-        other => anyhow::bail!("--dtype: unknown dtype `{other}` (expected f32, bf16 or f16)"),
-    }
+/// The `--dtype` of this run (set once in [`run`]).
+static DTYPE: std::sync::OnceLock<phi4r_model::DTypeSpec> = std::sync::OnceLock::new();
+
+/// The run's `--dtype` on `device` (`auto`: bf16 on a GPU, f32 on the CPU).
+pub(crate) fn dtype(device: &candle_core::Device) -> candle_core::DType {
+    DTYPE.get().copied().unwrap_or_default().resolve(device)
 }
 
 /// The `--device` of this run (set once in [`run`]).

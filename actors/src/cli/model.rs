@@ -40,9 +40,6 @@ pub struct InitArgs {
     /// Initialization seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Weights dtype: f32 or bf16.
-    #[arg(long, default_value = "f32")]
-    dtype: String,
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
@@ -90,8 +87,8 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
     cfg.bos_token_id = tokenizer.eos_id();
     cfg.pad_token_id = tokenizer.pad_id();
     cfg.validate()?;
-    let dtype = crate::cli::parse_dtype(&a.dtype)?;
     let dev = crate::cli::device()?;
+    let dtype = crate::cli::dtype(&dev);
     let tm = TrainableModel::init(&cfg, a.seed, dtype, &dev)?;
     phi4r_model::save(&tm.model, Some(&tokenizer), &a.out).with_context(|| format!("writing {}", a.out.display()))?;
     println!(
@@ -116,7 +113,7 @@ fn logits(a: LogitsArgs) -> anyhow::Result<()> {
         bail!("--ids: no token ids given");
     }
     let dev = crate::cli::device()?;
-    let model = phi4r_model::load_frozen(&a.model, candle_core::DType::F32, &dev)?;
+    let model = phi4r_model::load_frozen(&a.model, crate::cli::dtype(&dev), &dev)?;
     let t = ids.len();
     let input = Tensor::from_vec(ids, (1, t), &dev)?;
     let logits = model.forward(&input, &AttentionLayout::full(1, t))?.squeeze(0)?.to_dtype(candle_core::DType::F32)?;

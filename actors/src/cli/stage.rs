@@ -280,7 +280,7 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
     }
     let data = a.data.clone().with_context(|| format!("stage {} needs --data", stage.name()))?;
     let dev = crate::cli::device()?;
-    let dtype = candle_core::DType::F32;
+    let dtype = crate::cli::dtype(&dev);
     let init = TrainableModel::load(&a.init, dtype, &dev).with_context(|| format!("--init {}", a.init.display()))?;
     let tokenizer = phi4r_model::load_tokenizer(&a.init, init.model.config())?
         .with_context(|| format!("--init {} has no tokenizer.json", a.init.display()))?;

@@ -173,8 +173,10 @@ impl LearnerState {
         }
         self.lags.0 += lag_sum;
         self.lags.1 += batch.groups.len() as u64;
-        let (mut token_lag, mut tokens) = (0u64, 0u64);
+        let (mut token_lag, mut tokens, mut temperature, mut completions) = (0u64, 0u64, 0f64, 0usize);
         for c in batch.groups.iter().flat_map(|g| &g.completions) {
+            temperature += f64::from(c.temperature);
+            completions += 1;
             token_lag += c.token_versions().iter().map(|v| v.staleness(current)).sum::<u64>();
             tokens += c.len() as u64;
             self.token_lags.1 += c.policy_version.staleness(current) * c.len() as u64;
@@ -202,6 +204,8 @@ impl LearnerState {
         line["reward_mean"] = reward_mean.into();
         line["groups"] = batch.groups.len().into();
         line["positive_share"] = batch.positive_share.into();
+        // The trained completions' mean sampling temperature (the annealing schedule, as sampled).
+        line["temperature"] = (temperature / completions.max(1) as f64).into();
         line["in_band"] = batch.in_band.into();
         line["policy_lag_mean"] = (lag_sum as f64 / batch.groups.len().max(1) as f64).into();
         line["token_lag_mean"] = (token_lag as f64 / tokens.max(1) as f64).into();

@@ -77,7 +77,7 @@ pub fn run(a: RlArgs, cfg: StageConfig, threads: usize) -> anyhow::Result<()> {
         None => crate::cli::device()?,
     };
     let generator_device = open(devices.generator, "generator")?.filter(|g| !g.same_device(&dev));
-    let dtype = candle_core::DType::F32;
+    let dtype = crate::cli::dtype(&dev);
     let init = TrainableModel::load(&a.init, dtype, &dev).with_context(|| format!("--init {}", a.init.display()))?;
     let tokenizer = phi4r_model::load_tokenizer(&a.init, init.model.config())?
         .with_context(|| format!("--init {} has no tokenizer.json", a.init.display()))?;

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The GPU check: one command that, on a machine with an NVIDIA GPU, proves the CUDA path and prints JSON.
+# It needs no Rust toolchain and no network: the binary comes from scripts/gpu_build.sh (built on a
+# CPU-only machine, stripped, ~tens of MB) and travels with this script; the CUDA libraries come from the
+# driver (libcuda) and the machine's PyTorch wheels (cuBLAS, cuRAND, NVRTC), found below.
+#
+#   scripts/gpu_build.sh                    # here: -> target/gpu/phi4r-actors
+#   scripts/gpu_check.sh                    # there: JSON on stdout, every part's output under $OUT
+#
+# Parts (each under its own time limit, so one failure still leaves the others' figures):
+#   1. bench gpu, `small`: the same seeded model on GPU and CPU — logits max difference in f32 and bf16,
+#      every parameter's gradient non-zero and finite, two training steps' losses against the CPU's —
+#      then training tok/s and MFU (bf16, f32 master weights) and sampling tok/s at batch 1, 16 and 64;
+#   2. bench gpu, Phi-4-mini's shape (3.8B parameters, random init, bf16 with AdamW state): training
+#      tok/s and MFU against the H200's bf16 peak;
+#   3. the main job, `--profile quick`, every stage on the GPU;
+#   4. `stage rl` with the learner on the GPU and 4 generators on CPU threads
+#      (configs/topologies/gpu-learner.toml) from part 3's stage-3 checkpoint: weights copied to the CPU
+#      once per version, bytes and seconds in its summary.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN="${PHI4R_BIN:-target/gpu/phi4r-actors}"
+OUT="${OUT:-gpu_check_out}"
+mkdir -p "$OUT"
+[ -x "$BIN" ] || { echo "gpu_check: no $BIN (build it with scripts/gpu_build.sh)" >&2; exit 2; }
+
+# cuBLAS, cuRAND and NVRTC from the Python packages (PyTorch's nvidia-* wheels; CUDA 13 wheels keep them
+# in nvidia/cu13/lib, CUDA 12 ones in nvidia/<lib>/lib), then the system's.
+libdirs=$(python3 - <<'PY' 2>/dev/null
+import glob, os, site
+roots = site.getsitepackages() + [site.getusersitepackages()]
+dirs = []
+for r in roots:
+    for pat in ("nvidia/*/lib", "nvidia/cu*/lib", "torch/lib"):
+        for d in glob.glob(os.path.join(r, pat)):
+            if any(glob.glob(os.path.join(d, n)) for n in ("libcublas.so*", "libcurand.so*", "libnvrtc.so*")):
+                dirs.append(d)
+print(":".join(dict.fromkeys(dirs)))
+PY
+)
+export LD_LIBRARY_PATH="${libdirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+echo "gpu_check: LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >&2
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt" 2>&1 || true
+cat "$OUT/gpu.txt" >&2
+
+# part NAME LIMIT_S CMD...: runs with a time limit, stdout to $OUT/NAME.json, stderr to $OUT/NAME.log,
+# and records the exit status and seconds in $OUT/parts.tsv.
+part() {
+    local name=$1 limit=$2 t0=$SECONDS rc
+    shift 2
+    echo "gpu_check: $name ($limit s at most): $*" >&2
+    timeout "$limit" "$@" > "$OUT/$name.json" 2> "$OUT/$name.log"
+    rc=$?
+    printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" >> "$OUT/parts.tsv"
+    echo "gpu_check: $name exit $rc in $((SECONDS - t0)) s" >&2
+    tail -3 "$OUT/$name.log" >&2
+}
+: > "$OUT/parts.tsv"
+
+part bench_small 150 "$BIN" --device cuda:0 bench gpu --parity-size small --sizes small --sample-batches 1,16,64
+part bench_phi4 200 "$BIN" --device cuda:0 bench gpu --parity-size micro --sizes phi4-mini --train-batch 8 --seq 256
+part pipeline_quick 240 "$BIN" --device cuda:0 --threads 8 --topology 4gen-1learn --profile quick --run-dir "$OUT/quick" --json
+dpo="$OUT/quick/dpo/$(cat "$OUT/quick/dpo/latest" 2>/dev/null)"
+part rl_gpu_learner 120 "$BIN" --device cpu --threads 8 stage rl --topology configs/topologies/gpu-learner.toml \
+    --config "$OUT/quick/configs/rl.toml" --profile cpu --init "$dpo" --ref "$dpo" \
+    --prompts "$OUT/quick/data/rl_prompts.jsonl" --max-steps 8 --out "$OUT/rl_gpu_learner"
+
+python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+def load(name):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return json.load(f)
+    except Exception as e:
+        return {"unreadable": f"{name}: {e}"}
+parts = {}
+for line in open(os.path.join(out, "parts.tsv")):
+    name, rc, s = line.rstrip("\n").split("\t")
+    parts[name] = {"exit": int(rc), "seconds": int(s)}
+report = {
+    "gpu": open(os.path.join(out, "gpu.txt")).read().strip(),
+    "parts": parts,
+    "bench_small": load("bench_small.json"),
+    "bench_phi4_mini": load("bench_phi4.json"),
+    "pipeline_quick": load("quick/report.json"),
+    "rl_gpu_learner": load("rl_gpu_learner/summary.json"),
+}
+with open(os.path.join(out, "gpu_check.json"), "w") as f:
+    json.dump(report, f, indent=1)
+print(json.dumps(report, indent=1))
+PY
