@@ -438,6 +438,7 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
         eval: base,
         wall_s: ran.then(|| t.elapsed().as_secs_f64()),
     });
+    progress_line(&rows, started);
 
     // Stages 1-4, each from the previous one's checkpoint.
     let mut prev = r.p("init");
@@ -541,6 +542,7 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
         }
         let ev: Value = serde_json::from_str(&std::fs::read_to_string(&eval_file)?)?;
         rows.push(Row { stage, label: stage.row(), eval: ev, wall_s: ran.then(|| t.elapsed().as_secs_f64()) });
+        progress_line(&rows, started);
         prev = latest(&out)?;
     }
 
@@ -554,6 +556,7 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
         }
     }
     let report = serde_json::json!({
+        "stages": stage_accuracies(&rows),
         "run_dir": dir, "topology": a.topology.to_string(), "profile": a.profile, "seed": a.seed, "plan": plan,
         "wall_s": wall_s, "rows": slim, "deltas_vs_row_above": deltas,
     });
@@ -575,6 +578,39 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
         println!("wall time {wall_s:.0} s; report: {}", dir.join("report.md").display());
     }
     Ok(report)
+}
+
+/// `report.json`'s `stages`: `[{"stage": "base", "accuracy": {"overall": x, "1": y, ...}}, ...]`, stages
+/// named base, mid, sft, dpo, rl (the shape other tools read; `rows` beside it has every detail).
+fn stage_accuracies(rows: &[Row]) -> Value {
+    let stages: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut acc = serde_json::Map::new();
+            acc.insert("overall".into(), r.eval["accuracy"].clone());
+            for (tier, t) in r.eval["tiers"].as_object().into_iter().flatten() {
+                acc.insert(tier.clone(), t["accuracy"].clone());
+            }
+            let name = if r.stage == StageName::Data { "base" } else { r.stage.as_str() };
+            serde_json::json!({"stage": name, "accuracy": acc, "interval": r.eval["interval"], "wall_s": r.wall_s})
+        })
+        .collect();
+    Value::Array(stages)
+}
+
+/// The main job's overall progress, one line on stderr per finished row: `[phi4r] 3/5 + SFT: overall
+/// 0.233 (69 s); 8.6 min so far`. (Each stage draws its own bar, when stderr is a terminal.)
+fn progress_line(rows: &[Row], started: Instant) {
+    if let Some(r) = rows.last() {
+        let wall = r.wall_s.map_or("kept".to_string(), |w| format!("{w:.0} s"));
+        eprintln!(
+            "[phi4r] {}/5 {}: overall {:.3} ({wall}); {:.1} min so far",
+            rows.len(),
+            r.label,
+            r.eval["accuracy"].as_f64().unwrap_or(f64::NAN),
+            started.elapsed().as_secs_f64() / 60.0
+        );
+    }
 }
 
 /// `DIR/plots/`: accuracy per tier by stage, the loss of every stage, and stage 4's reward, batch

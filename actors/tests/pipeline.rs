@@ -1,5 +1,6 @@
 //! The main job end to end: `phi4r-actors --topology 2gen-1learn --profile quick` runs data, stages 1-4
-//! (stage 4 streamed) and an evaluation after each, prints the table and writes report.json / report.md;
+//! (stage 4 streamed) and an evaluation after each, prints report.json (`--json`) and writes it, report.md
+//! and the plots;
 //! the stage-1 row beats the base row beyond its interval.
 
 phi4r_e2e::use_binary!();
@@ -8,17 +9,44 @@ phi4r_e2e::use_binary!();
 fn the_quick_main_job_runs_every_stage_and_stage_1_beats_the_base_model() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = dir.path().join("run");
-    let out = run_ok(&["--topology", "2gen-1learn", "--profile", "quick", "--run-dir", run.to_str().expect("utf-8")]);
-    assert!(out.contains("| stage | tier 1 |") && out.contains("| + RLVR |"), "{out}");
+    let out = run_ok(&[
+        "--topology",
+        "2gen-1learn",
+        "--profile",
+        "quick",
+        "--run-dir",
+        run.to_str().expect("utf-8"),
+        "--json",
+    ]);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).expect("report.json")).expect("JSON");
+    let printed: serde_json::Value = serde_json::from_str(&out).expect("--json prints report.json");
+    assert_eq!(printed, report);
     let rows = report["rows"].as_array().expect("rows");
     let stages: Vec<&str> = rows.iter().map(|r| r["stage"].as_str().expect("stage")).collect();
     assert_eq!(stages, ["data", "mid", "sft", "dpo", "rl"]);
     let acc = |i: usize| rows[i]["eval"]["accuracy"].as_f64().expect("accuracy");
     let interval = |i: usize| rows[i]["eval"]["interval"].as_array().expect("interval")[1].as_f64().expect("hi");
     assert!(acc(1) > interval(0), "stage 1 ({}) must beat the base model's upper bound ({})", acc(1), interval(0));
-    assert!(run.join("report.md").is_file());
+    let md = std::fs::read_to_string(run.join("report.md")).expect("report.md");
+    assert!(md.contains("| stage | tier 1 |") && md.contains("| + RLVR |"), "{md}");
+    // report.json's `stages`, in the shape other tools read.
+    let stages = report["stages"].as_array().expect("stages");
+    let names: Vec<&str> = stages.iter().map(|s| s["stage"].as_str().expect("stage")).collect();
+    assert_eq!(names, ["base", "mid", "sft", "dpo", "rl"]);
+    for (s, r) in stages.iter().zip(rows) {
+        assert_eq!(s["accuracy"]["overall"], r["eval"]["accuracy"], "{s}");
+        assert_eq!(s["accuracy"]["1"], r["eval"]["tiers"]["1"]["accuracy"], "{s}");
+    }
+    // The plots exist, are PNGs, and report.md shows them.
+    for f in ["accuracy", "loss", "rl"] {
+        let png = std::fs::read(run.join(format!("plots/{f}.png"))).expect("plot");
+        assert_eq!(&png[..4], b"\x89PNG", "{f}.png");
+        assert!(md.contains(&format!("(plots/{f}.png)")), "report.md links {f}.png");
+    }
+    let metrics = std::fs::read_to_string(run.join("rl/metrics.jsonl")).expect("rl metrics");
+    let line: serde_json::Value = serde_json::from_str(metrics.lines().next().expect("a step")).expect("JSON");
+    assert!(line["temperature"].as_f64().is_some_and(|t| t > 0.0), "the sampled temperature is logged: {line}");
     let rl: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("rl/run.json")).expect("rl summary")).expect("JSON");
     assert!(rl["books"]["issued"].as_u64().expect("books") > 0, "stage 4 ran through the runtime: {rl}");
