@@ -87,11 +87,23 @@ impl DeviceSpec {
     }
 }
 
-/// Opens CUDA device `n`. The CUDA libraries are loaded at run time (cudarc's `dynamic-loading`, vendor
-/// patch 0006), and cudarc panics when the driver library is missing: that panic becomes an error here.
+/// Opens CUDA device `n`, once per process: candle gives every `Device::new_cuda` a context of its own,
+/// and tensors of two contexts count as different devices (a learner and a generator both on `cuda:0`
+/// would copy weights through the host). The CUDA libraries are loaded at run time (cudarc's
+/// `dynamic-loading`, vendor patch 0006), and cudarc panics when the driver library is missing: that
+/// panic becomes an error here.
 fn new_cuda(n: usize) -> std::result::Result<Device, String> {
+    static OPEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<usize, Device>>> =
+        std::sync::OnceLock::new();
+    let mut open = OPEN.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(d) = open.get(&n) {
+        return Ok(d.clone());
+    }
     match std::panic::catch_unwind(|| Device::new_cuda(n)) {
-        Ok(Ok(d)) => Ok(d),
+        Ok(Ok(d)) => {
+            open.insert(n, d.clone());
+            Ok(d)
+        }
         Ok(Err(e)) => Err(format!("this machine has no such GPU ({e})")),
         Err(panic) => {
             let msg = panic

@@ -204,6 +204,12 @@ impl LearnerState {
         line["reward_mean"] = reward_mean.into();
         line["groups"] = batch.groups.len().into();
         line["positive_share"] = batch.positive_share.into();
+        // Which tiers the step trained on (groups per tier): where the learning signal came from.
+        let mut by_tier = std::collections::BTreeMap::<String, u64>::new();
+        for g in &batch.groups {
+            *by_tier.entry(g.prompt.tier.to_string()).or_default() += 1;
+        }
+        line["groups_by_tier"] = serde_json::to_value(by_tier)?;
         // The trained completions' mean sampling temperature (the annealing schedule, as sampled).
         line["temperature"] = (temperature / completions.max(1) as f64).into();
         line["in_band"] = batch.in_band.into();
