@@ -4,8 +4,10 @@
 # CPU-only machine, stripped, ~tens of MB) and travels with this script; the CUDA libraries come from the
 # driver (libcuda) and the machine's PyTorch wheels (cuBLAS, cuRAND, NVRTC), found below.
 #
-#   scripts/gpu_build.sh                    # here: -> target/gpu/phi4r-actors
+#   scripts/gpu_build.sh                    # here: -> target/gpu/phi4r-actors(.xz), libcudart.so.13
 #   scripts/gpu_check.sh                    # there: JSON on stdout, every part's output under $OUT
+#
+# With the `run` device tool: carry ["target/gpu/phi4r-actors.xz", "target/gpu/libcudart.so.13"] (12 MB).
 #
 # Parts (each under its own time limit, so one failure still leaves the others' figures):
 #   1. bench gpu, `small`: the same seeded model on GPU and CPU — logits max difference in f32 and bf16,
@@ -22,7 +24,12 @@ cd "$(dirname "$0")/.."
 BIN="${PHI4R_BIN:-target/gpu/phi4r-actors}"
 OUT="${OUT:-gpu_check_out}"
 mkdir -p "$OUT"
-[ -x "$BIN" ] || { echo "gpu_check: no $BIN (build it with scripts/gpu_build.sh)" >&2; exit 2; }
+if [ ! -x "$BIN" ] && [ -f "$BIN.xz" ]; then
+    # What travels is the xz-compressed binary (scripts/gpu_build.sh): unpack it beside itself.
+    { xz -dc "$BIN.xz" 2>/dev/null || python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$BIN.xz"; } > "$BIN.tmp" \
+        && chmod +x "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+fi
+[ -x "$BIN" ] || { echo "gpu_check: no $BIN or $BIN.xz (build them with scripts/gpu_build.sh)" >&2; exit 2; }
 
 # cuBLAS, cuRAND and NVRTC from the Python packages (PyTorch's nvidia-* wheels; CUDA 13 wheels keep them
 # in nvidia/cu13/lib, CUDA 12 ones in nvidia/<lib>/lib), then the system's.
@@ -38,7 +45,8 @@ for r in roots:
 print(":".join(dict.fromkeys(dirs)))
 PY
 )
-export LD_LIBRARY_PATH="${libdirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The binary's own folder first: scripts/gpu_build.sh puts the CUDA runtime it links (libcudart.so.13) there.
+export LD_LIBRARY_PATH="$(cd "$(dirname "$BIN")" && pwd):${libdirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "gpu_check: LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >&2
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt" 2>&1 || true
 cat "$OUT/gpu.txt" >&2

@@ -209,7 +209,7 @@ fn fifteen_steps_on_fixed_batches(model: TrainableModel) -> Result<(Learner, Ste
 #[test]
 fn training_lowers_the_loss() -> Result<()> {
     let (_, first) = fifteen_steps_on_fixed_batches(model(4)?)?;
-    let batches = vec![packed_batch(0, 2)?, packed_batch(1, 2)?];
+    let batches = [packed_batch(0, 2)?, packed_batch(1, 2)?];
     assert_eq!(first.loss_tokens, batches.iter().map(LmBatch::loss_tokens).sum::<usize>());
     assert_eq!(first.sequences, 4);
     assert!(first.grad_norm > 0.0 && first.lr > 0.0);

@@ -99,7 +99,13 @@ fn new_cuda(n: usize) -> std::result::Result<Device, String> {
     if let Some(d) = open.get(&n) {
         return Ok(d.clone());
     }
-    match std::panic::catch_unwind(|| Device::new_cuda(n)) {
+    // cudarc's panic is turned into an error: keep the default hook from printing it (and a backtrace)
+    // as if the process had crashed.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| Device::new_cuda(n));
+    std::panic::set_hook(hook);
+    match opened {
         Ok(Ok(d)) => {
             open.insert(n, d.clone());
             Ok(d)
