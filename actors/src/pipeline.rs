@@ -160,6 +160,14 @@ impl StageName {
         }
     }
 
+    /// The name in `report.json`'s `stages` and the plots: `base` for the random-init row.
+    fn report_name(self) -> &'static str {
+        match self {
+            StageName::Data => "base",
+            other => other.as_str(),
+        }
+    }
+
     fn row(self) -> &'static str {
         match self {
             StageName::Data => "base (random init)",
@@ -591,8 +599,7 @@ fn stage_accuracies(rows: &[Row]) -> Value {
             for (tier, t) in r.eval["tiers"].as_object().into_iter().flatten() {
                 acc.insert(tier.clone(), t["accuracy"].clone());
             }
-            let name = if r.stage == StageName::Data { "base" } else { r.stage.as_str() };
-            serde_json::json!({"stage": name, "accuracy": acc, "interval": r.eval["interval"], "wall_s": r.wall_s})
+            serde_json::json!({"stage": r.stage.report_name(), "accuracy": acc, "interval": r.eval["interval"], "wall_s": r.wall_s})
         })
         .collect();
     Value::Array(stages)
@@ -613,13 +620,17 @@ fn progress_line(rows: &[Row], started: Instant) {
     }
 }
 
+/// The eval's tiers (the first row's, in order): the table's and the plot's columns.
+fn tiers(rows: &[Row]) -> Vec<String> {
+    rows.first().and_then(|r| r.eval["tiers"].as_object()).map(|t| t.keys().cloned().collect()).unwrap_or_default()
+}
+
 /// `DIR/plots/`: accuracy per tier by stage, the loss of every stage, and stage 4's reward, batch
 /// accuracy, temperature, policy lag, KL and entropy (moving means over 10 steps).
 fn write_plots(dir: &Path, rows: &[Row]) -> anyhow::Result<()> {
     use crate::plots::{figure, metric, read_metrics, smooth, Panel, Series};
     std::fs::create_dir_all(dir.join("plots"))?;
-    let tiers: Vec<String> =
-        rows.first().and_then(|r| r.eval["tiers"].as_object()).map(|t| t.keys().cloned().collect()).unwrap_or_default();
+    let tiers = tiers(rows);
     let by_stage = |f: &dyn Fn(&Value) -> Option<f64>| -> Vec<(f64, f64)> {
         rows.iter().enumerate().filter_map(|(i, r)| Some((i as f64, f(&r.eval)?))).collect()
     };
@@ -628,11 +639,7 @@ fn write_plots(dir: &Path, rows: &[Row]) -> anyhow::Result<()> {
         .map(|t| Series { name: format!("tier {t}"), points: by_stage(&|e| e["tiers"][t]["accuracy"].as_f64()) })
         .collect();
     acc.push(Series { name: "overall".into(), points: by_stage(&|e| e["accuracy"].as_f64()) });
-    let stages = rows
-        .iter()
-        .map(|r| if r.stage == StageName::Data { "base" } else { r.stage.as_str() })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let stages = rows.iter().map(|r| r.stage.report_name()).collect::<Vec<_>>().join(", ");
     let acc_panel = Panel {
         title: "greedy accuracy by stage".into(),
         x_label: format!("stage ({stages})"),
@@ -695,8 +702,7 @@ fn row_deltas(rows: &[Row]) -> Vec<Option<PairedDifference>> {
 
 /// `deltas` are [`row_deltas`] of `rows`.
 fn markdown_table(rows: &[Row], deltas: &[Option<PairedDifference>]) -> String {
-    let tiers: Vec<String> =
-        rows.first().and_then(|r| r.eval["tiers"].as_object()).map(|t| t.keys().cloned().collect()).unwrap_or_default();
+    let tiers = tiers(rows);
     let mut out = String::from("| stage |");
     for t in &tiers {
         out.push_str(&format!(" tier {t} |"));

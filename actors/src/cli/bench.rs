@@ -186,30 +186,53 @@ fn matmul_gflops(dev: &Device) -> anyhow::Result<f64> {
     Ok(2.0 * (n * n * n) as f64 / median(&ts) / 1e9)
 }
 
-fn train_bench(cfg: &Phi3Config, reps: Reps, dev: &Device, peak_gflops: f64) -> anyhow::Result<Value> {
-    let model = TrainableModel::init(cfg, 0, crate::cli::dtype(dev), dev)?;
-    let timing = phi4r_learner::bench::time_train_steps(model, BATCH, SEQ, reps, 1)?;
+/// The learner's own step on `b` rows × `t` random tokens of a seeded `cfg` model in the run's `--dtype`
+/// (`bench model` at 16 × 256, `bench gpu` at its `--train-batch` × `--seq`); MFU against `peak_gflops`.
+pub(super) fn train_bench(
+    cfg: &Phi3Config,
+    (b, t): (usize, usize),
+    reps: Reps,
+    dev: &Device,
+    peak_gflops: f64,
+) -> anyhow::Result<Value> {
+    let t0 = Instant::now();
+    let dtype = crate::cli::dtype(dev);
+    let model = TrainableModel::init(cfg, 0, dtype, dev)?;
+    let init_s = t0.elapsed().as_secs_f64();
+    let timing = phi4r_learner::bench::time_train_steps(model, b, t, reps, 1)?;
     let s = median(&timing.sec_per_step_all);
-    let flops = 3.0 * cfg.forward_flops(BATCH, SEQ);
+    let flops = 3.0 * cfg.forward_flops(b, t);
     Ok(json!({
-        "batch": BATCH, "seq": SEQ, "params": cfg.num_params(), "steps_measured": reps.measured,
-        "warmup": reps.warmup, "step": "phi4r_learner::Learner::train_step",
+        "batch": b, "seq": t, "params": cfg.num_params(), "dtype": dtype.as_str(), "init_s": init_s,
+        "steps_measured": reps.measured, "warmup": reps.warmup, "step": "phi4r_learner::Learner::train_step",
         "sec_per_step_median": s, "sec_per_step_all": timing.sec_per_step_all,
-        "tokens_per_s": (BATCH * SEQ) as f64 / s,
+        "tokens_per_s": (b * t) as f64 / s,
         "model_gflops_per_step": flops / 1e9,
         "achieved_gflops": flops / s / 1e9,
         "mfu": flops / s / 1e9 / peak_gflops,
+        "first_loss": timing.first_loss,
         "final_loss": timing.final_loss,
+        "skipped_steps": timing.skipped,
     }))
 }
 
-fn sample_bench(cfg: &Phi3Config, batches: &[usize], reps: Reps, dev: &Device) -> anyhow::Result<Value> {
+/// Sampling of a seeded `cfg` model in the run's `--dtype`: `PROMPT`-token random prompts, exactly `new`
+/// new tokens each, at every batch size of `batches` (`bench model`: 16 and 1 with 128 tokens, as the
+/// peer; `bench gpu`: 1, 16 and 64).
+pub(super) fn sample_bench(
+    cfg: &Phi3Config,
+    batches: &[usize],
+    new: usize,
+    reps: Reps,
+    dev: &Device,
+) -> anyhow::Result<Value> {
     let model = TrainableModel::init(cfg, 0, crate::cli::dtype(dev), dev)?.model.frozen()?;
     let mut rng = StdRng::seed_from_u64(2);
-    let prompts: Vec<Vec<u32>> =
-        (0..BATCH).map(|_| (0..PROMPT).map(|_| rng.random_range(3..VOCAB as u32)).collect()).collect();
-    // As the peer: do_sample, temperature 1, no top-k / top-p, exactly 128 new tokens.
-    let scfg = SamplingConfig { temperature: 1.0, max_new_tokens: NEW, min_new_tokens: NEW, ..Default::default() };
+    let rows = batches.iter().copied().max().unwrap_or(1);
+    let vocab = cfg.vocab_size.max(4) as u32;
+    let prompts: Vec<Vec<u32>> = (0..rows).map(|_| (0..PROMPT).map(|_| rng.random_range(3..vocab)).collect()).collect();
+    // As the peer: do_sample, temperature 1, no top-k / top-p, exactly `new` new tokens.
+    let scfg = SamplingConfig { temperature: 1.0, max_new_tokens: new, min_new_tokens: new, ..Default::default() };
     let mut out = serde_json::Map::new();
     for &b in batches {
         let mut ts = vec![];
@@ -217,7 +240,7 @@ fn sample_bench(cfg: &Phi3Config, batches: &[usize], reps: Reps, dev: &Device) -
             let t0 = Instant::now();
             let g = generate(&model, &prompts[..b], &scfg, &StopRule::default())?;
             let dt = t0.elapsed().as_secs_f64();
-            anyhow::ensure!(g.iter().all(|g| g.tokens.len() == NEW), "generation ended early");
+            anyhow::ensure!(g.iter().all(|g| g.tokens.len() == new), "generation ended early");
             if i >= reps.warmup {
                 ts.push(dt);
             }
@@ -225,8 +248,8 @@ fn sample_bench(cfg: &Phi3Config, batches: &[usize], reps: Reps, dev: &Device) -
         let s = median(&ts);
         out.insert(
             format!("batch{b}"),
-            json!({"batch": b, "prompt_len": PROMPT, "new_tokens": NEW, "warmup": reps.warmup, "sec_median": s, "sec_all": ts,
-                   "gen_tokens_per_s": (b * NEW) as f64 / s, "ms_per_decode_step": 1000.0 * s / NEW as f64}),
+            json!({"batch": b, "prompt_len": PROMPT, "new_tokens": new, "warmup": reps.warmup, "sec_median": s, "sec_all": ts,
+                   "gen_tokens_per_s": (b * new) as f64 / s, "ms_per_decode_step": 1000.0 * s / new as f64}),
         );
     }
     // The decoding weights' storage (`PHI4R_DECODE_WEIGHTS`): the side-by-side comparison is at f32.
@@ -287,13 +310,13 @@ fn model_bench(a: ModelBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
             Value::Null
         } else {
             let reps = Reps::resolve(a.warmup, a.steps, peer_reps("a"), TRAIN_REPS);
-            pool.install(|| train_bench(&cfg, reps, &dev, peak.gflops))?
+            pool.install(|| train_bench(&cfg, (BATCH, SEQ), reps, &dev, peak.gflops))?
         };
         let sample = if a.no_sample {
             Value::Null
         } else {
             let reps = Reps::resolve(None, a.runs, peer_reps("b"), SAMPLE_REPS);
-            pool.install(|| sample_bench(&cfg, &batches, reps, &dev))?
+            pool.install(|| sample_bench(&cfg, &batches, NEW, reps, &dev))?
         };
         let mut entry = json!({"train": train, "sample": sample});
         if let Some(p) = &peer {

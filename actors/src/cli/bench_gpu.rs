@@ -7,9 +7,8 @@
 
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
-use phi4r_model::bench::{median, CpuPeak, Reps};
+use phi4r_model::bench::{CpuPeak, Reps};
 use phi4r_model::{AttentionLayout, ComputePool, Phi3, Phi3Config, TrainableModel};
-use phi4r_rollout::{generate, SamplingConfig, StopRule};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -51,11 +50,9 @@ pub struct GpuBenchArgs {
 
 /// H100/H200 SXM dense bf16 tensor-core peak (NVIDIA's datasheet, without sparsity).
 const H200_BF16_TFLOPS: f64 = 989.4;
-const PROMPT: usize = 32;
 
 pub fn run(a: GpuBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
     let dev = crate::cli::device()?;
-    let dtype = crate::cli::dtype(&dev);
     let peak_gflops = match (a.peak_tflops, dev.is_cpu()) {
         (Some(t), _) => t * 1e3,
         (None, false) => H200_BF16_TFLOPS * 1e3,
@@ -79,9 +76,12 @@ pub fn run(a: GpuBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
     for size in a.sizes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let cfg = if size == "phi4-mini" { phi4r_model::Phi3Config::phi4_mini() } else { super::bench::config(size)? };
         let t0 = Instant::now();
-        let train = pool.install(|| train(&cfg, &a, dtype, &dev, peak_gflops))?;
+        let reps = Reps { warmup: 1, measured: a.steps };
+        let train =
+            pool.install(|| super::bench::train_bench(&cfg, (a.train_batch, a.seq), reps, &dev, peak_gflops))?;
         let sample = if cfg.num_params() <= a.sample_max_params {
-            pool.install(|| sample(&cfg, &batches, a.new_tokens, dtype, &dev))?
+            let reps = Reps { warmup: 1, measured: 2 };
+            pool.install(|| super::bench::sample_bench(&cfg, &batches, a.new_tokens, reps, &dev))?
         } else {
             json!({"skipped": format!("{} parameters > --sample-max-params", cfg.num_params())})
         };
@@ -92,7 +92,7 @@ pub fn run(a: GpuBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
     }
     let report = json!({
         "device": format!("{dev:?}"),
-        "dtype": dtype.as_str(),
+        "dtype": crate::cli::dtype(&dev).as_str(),
         "threads": pool.threads(),
         "peak_gflops": peak_gflops,
         "parity": parity,
@@ -176,44 +176,4 @@ fn gradients(m: &TrainableModel, ids: &[u32], b: usize, t: usize) -> anyhow::Res
     }
     Ok(json!({"loss": loss.to_dtype(DType::F64)?.to_scalar::<f64>()?, "parameters": vars.len(),
               "missing": missing, "zero": zero, "non_finite": non_finite}))
-}
-
-fn train(cfg: &Phi3Config, a: &GpuBenchArgs, dtype: DType, dev: &Device, peak_gflops: f64) -> anyhow::Result<Value> {
-    let t0 = Instant::now();
-    let model = TrainableModel::init(cfg, 0, dtype, dev)?;
-    let init_s = t0.elapsed().as_secs_f64();
-    let reps = Reps { warmup: 1, measured: a.steps };
-    let timing = phi4r_learner::bench::time_train_steps(model, a.train_batch, a.seq, reps, 1)?;
-    let s = median(&timing.sec_per_step_all);
-    let flops = 3.0 * cfg.forward_flops(a.train_batch, a.seq);
-    Ok(json!({
-        "batch": a.train_batch, "seq": a.seq, "dtype": dtype.as_str(), "init_s": init_s,
-        "sec_per_step_median": s, "sec_per_step_all": timing.sec_per_step_all,
-        "tokens_per_s": (a.train_batch * a.seq) as f64 / s,
-        "achieved_tflops": flops / s / 1e12, "mfu": flops / s / 1e9 / peak_gflops,
-        "losses": [timing.first_loss, timing.final_loss], "skipped_steps": timing.skipped,
-    }))
-}
-
-fn sample(cfg: &Phi3Config, batches: &[usize], new: usize, dtype: DType, dev: &Device) -> anyhow::Result<Value> {
-    let model = TrainableModel::init(cfg, 0, dtype, dev)?.model.frozen()?;
-    let most = batches.iter().copied().max().unwrap_or(1);
-    let ids = random_ids(cfg, most, PROMPT, 2);
-    let prompts: Vec<Vec<u32>> = ids.chunks(PROMPT).map(<[u32]>::to_vec).collect();
-    let scfg = SamplingConfig { temperature: 1.0, max_new_tokens: new, min_new_tokens: new, ..Default::default() };
-    let mut out = serde_json::Map::new();
-    for &b in batches {
-        let mut ts = vec![];
-        for i in 0..3 {
-            let t0 = Instant::now();
-            let g = generate(&model, &prompts[..b], &scfg, &StopRule::default())?;
-            anyhow::ensure!(g.iter().all(|g| g.tokens.len() == new), "generation ended early");
-            if i > 0 {
-                ts.push(t0.elapsed().as_secs_f64());
-            }
-        }
-        let s = median(&ts);
-        out.insert(format!("batch{b}"), json!({"sec_median": s, "gen_tokens_per_s": (b * new) as f64 / s}));
-    }
-    Ok(Value::Object(out))
 }
