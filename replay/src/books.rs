@@ -195,21 +195,27 @@ impl Books {
 /// How many more prompts may be handed out now so that no group is trained more than `max_staleness`
 /// policy versions after the one that sampled it — pacing admission instead of discarding late work.
 ///
-/// The learner consumes `batch_groups` groups per version, so `max_staleness + 1` batches' worth of groups
-/// may be outstanding (handed out, or scored and waiting for a batch); with the filters keeping a share
-/// `keep_rate` of groups, that is `(max_staleness + 1) · batch_groups / keep_rate` prompts, the factor
-/// capped at `max_oversample`. `outstanding` is what is out now.
+/// The learner consumes `batch_groups` groups per version, so `max_staleness + 1` batches' worth of kept
+/// groups may be ahead of a new prompt. The filters keep a share `keep_rate` of groups, so a prompt not
+/// yet through them (`unfiltered`: handed out, or scored on its way to a balancer) is worth `keep_rate` of
+/// a kept group, while a group through them (`kept`: waiting in a pool, in the replay buffer or being
+/// trained) is worth one. Counted in prompts: `(max_staleness + 1) · batch_groups / keep_rate` minus
+/// `unfiltered + kept / keep_rate`, the factor `1 / keep_rate` capped at `max_oversample`. (Counting a
+/// kept group as one prompt let the backlog run a version past the bound, and those groups went stale.)
 pub fn admission(
     max_staleness: u64,
     batch_groups: usize,
     keep_rate: f32,
     max_oversample: f32,
-    outstanding: usize,
+    unfiltered: usize,
+    kept: usize,
 ) -> usize {
     let factor =
         if keep_rate.is_finite() && keep_rate > 0.0 { (1.0 / keep_rate).min(max_oversample) } else { max_oversample };
-    let target = ((max_staleness as f32 + 1.0) * batch_groups as f32 * factor.max(1.0)).ceil() as usize;
-    target.saturating_sub(outstanding)
+    let factor = factor.max(1.0);
+    let target = ((max_staleness as f32 + 1.0) * batch_groups as f32 * factor).ceil();
+    let out = unfiltered as f32 + kept as f32 * factor;
+    (target - out).max(0.0) as usize
 }
 
 #[cfg(test)]
@@ -250,13 +256,23 @@ mod tests {
 
     #[test]
     fn admission_allows_one_batch_per_version_of_staleness() {
-        assert_eq!(admission(0, 8, 1.0, 4.0, 0), 8);
-        assert_eq!(admission(2, 8, 1.0, 4.0, 0), 24);
-        assert_eq!(admission(0, 8, 0.5, 4.0, 0), 16, "half the groups filtered: twice the prompts");
-        assert_eq!(admission(0, 8, 0.01, 4.0, 0), 32, "capped at max_oversample");
-        assert_eq!(admission(0, 8, 0.0, 4.0, 0), 32, "nothing kept yet: the cap");
-        assert_eq!(admission(1, 8, 1.0, 4.0, 10), 6);
-        assert_eq!(admission(0, 8, 1.0, 4.0, 40), 0);
+        assert_eq!(admission(0, 8, 1.0, 4.0, 0, 0), 8);
+        assert_eq!(admission(2, 8, 1.0, 4.0, 0, 0), 24);
+        assert_eq!(admission(0, 8, 0.5, 4.0, 0, 0), 16, "half the groups filtered: twice the prompts");
+        assert_eq!(admission(0, 8, 0.01, 4.0, 0, 0), 32, "capped at max_oversample");
+        assert_eq!(admission(0, 8, 0.0, 4.0, 0, 0), 32, "nothing kept yet: the cap");
+        assert_eq!(admission(1, 8, 1.0, 4.0, 10, 0), 6);
+        assert_eq!(admission(0, 8, 1.0, 4.0, 40, 0), 0);
+        assert_eq!(admission(1, 8, 1.0, 4.0, 4, 6), 6, "nothing filtered: a kept group counts as a prompt");
+    }
+
+    #[test]
+    fn a_kept_group_counts_as_the_prompts_it_took() {
+        // Keep rate 1/2, 2 versions of staleness, 4 groups a version: 12 kept groups may be ahead of a new
+        // prompt, that is 24 prompts. 8 kept groups waiting stand for 16 of them, not 8.
+        assert_eq!(admission(2, 4, 0.5, 4.0, 0, 8), 8);
+        assert_eq!(admission(2, 4, 0.5, 4.0, 6, 8), 2);
+        assert_eq!(admission(2, 4, 0.5, 4.0, 0, 12), 0, "three batches of kept groups: nothing more");
     }
 
     proptest! {

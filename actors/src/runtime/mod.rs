@@ -113,14 +113,16 @@ impl Counters {
         a.load(Ordering::Relaxed)
     }
 
-    /// Groups that reached a balancer and are neither trained nor dropped yet, plus what is in flight: the
-    /// outstanding work the pacing bounds.
-    pub fn outstanding(&self) -> usize {
-        (Self::get(&self.in_flight)
-            + Self::get(&self.in_transit)
-            + Self::get(&self.pending_groups)
-            + Self::get(&self.buffered_groups)
-            + Self::get(&self.training)) as usize
+    /// Work not yet through the filters: prompts held by generators and verifiers, and scored groups on
+    /// their way to a balancer (the pacing counts each as one prompt).
+    pub fn unfiltered(&self) -> usize {
+        (Self::get(&self.in_flight) + Self::get(&self.in_transit)) as usize
+    }
+
+    /// Groups through the filters and not trained yet: in the pools, in the replay buffer, and the batch
+    /// being trained (the pacing counts each as the `1 / keep_rate` prompts it took).
+    pub fn kept_backlog(&self) -> usize {
+        (Self::get(&self.pending_groups) + Self::get(&self.buffered_groups) + Self::get(&self.training)) as usize
     }
 
     /// Share of groups the filters kept so far (1 before any was seen).

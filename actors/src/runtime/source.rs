@@ -90,7 +90,8 @@ impl Actor for SourceActor {
                     st.a.batch_groups,
                     shared.counters.keep_rate(),
                     st.a.max_oversample,
-                    shared.counters.outstanding(),
+                    shared.counters.unfiltered(),
+                    shared.counters.kept_backlog(),
                 );
                 let n = max.min(room);
                 let lease = if st.closed || shared.paused() || n == 0 {
