@@ -185,6 +185,16 @@ pub struct Balancer {
     stats: BalanceStats,
 }
 
+/// Prompts to draw per group wanted when the filters keep a share `keep_rate` of groups: `1 / keep_rate`,
+/// at most `max_oversample` (and exactly that when nothing was kept, or the rate is not a number).
+pub(crate) fn oversample(keep_rate: f32, max_oversample: f32) -> f32 {
+    if keep_rate.is_finite() && keep_rate > 0.0 {
+        (1.0 / keep_rate).min(max_oversample)
+    } else {
+        max_oversample
+    }
+}
+
 impl Balancer {
     /// A balancer with an empty pool and `easy` as the memory of too-easy prompts (restored from a
     /// checkpoint, or empty). Validates `cfg`.
@@ -291,8 +301,7 @@ impl Balancer {
         let missing = self.cfg.batch_groups.saturating_sub(self.pending.len()).max(1);
         let f = self.stats.filter;
         let keep_rate = if f.seen() == 0 { 1.0 } else { f.kept as f32 / f.seen() as f32 };
-        let factor = (1.0 / keep_rate.max(f32::MIN_POSITIVE)).min(self.cfg.max_oversample);
-        ((missing as f32 * factor).ceil() as usize).max(1)
+        ((missing as f32 * oversample(keep_rate, self.cfg.max_oversample)).ceil() as usize).max(1)
     }
 
     /// Drops every pending group sampled more than `max_staleness` versions before `current` (the

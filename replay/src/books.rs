@@ -210,9 +210,7 @@ pub fn admission(
     unfiltered: usize,
     kept: usize,
 ) -> usize {
-    let factor =
-        if keep_rate.is_finite() && keep_rate > 0.0 { (1.0 / keep_rate).min(max_oversample) } else { max_oversample };
-    let factor = factor.max(1.0);
+    let factor = crate::balance::oversample(keep_rate, max_oversample).max(1.0);
     let target = ((max_staleness as f32 + 1.0) * batch_groups as f32 * factor).ceil();
     let out = unfiltered as f32 + kept as f32 * factor;
     (target - out).max(0.0) as usize
