@@ -214,11 +214,12 @@ pub struct PipelineArgs {
     pub json: bool,
 }
 
-/// Stage 4's prompts: the training problems (`stage4.jsonl`) of the tiers the model before it solves
-/// 10–90% of the time on the eval set (RL learns from mixed groups only: DESIGN §7), or, if no tier is in
-/// that band, the best tier below 90%. Written to `data/rl_prompts.jsonl`; the tiers go to `rl_tiers.json`.
-/// Measured against 10–75% (which drops the tiers solved 75–90% to spend stage 4 on the top ones): on
-/// seed 2 of the `default` profile it gave +1.7 points overall against 10–90%'s +2.7, so 10–90% stays.
+/// Stage 4's prompts: the training problems (`stage4.jsonl`) of the hardest three tiers the model before it
+/// solves 10–90% of the time on the eval set (RL learns from mixed groups only: DESIGN §7), or, if no tier
+/// is in that band, the best tier below 90%. Written to `data/rl_prompts.jsonl`; the tiers go to
+/// `rl_tiers.json`. The cap keeps a weak model's ~5 minutes of stage 4 on the top tiers: with every tier in
+/// the band (1–5 on seed 2 of `default`) it spent them on tiers 1–3 and left tiers 4–6 inside the noise
+/// (README, "The main job").
 fn rl_prompts(r: &Runner, before: Option<&Value>) -> anyhow::Result<PathBuf> {
     let acc: Vec<(u64, f64)> = before
         .and_then(|e| e["tiers"].as_object())
@@ -244,11 +245,16 @@ fn rl_prompts(r: &Runner, before: Option<&Value>) -> anyhow::Result<PathBuf> {
 /// Greedy eval accuracy band of the tiers stage 4 trains on.
 const RL_BAND: std::ops::RangeInclusive<f64> = 0.1..=0.9;
 
-/// The tiers whose accuracy lies in [`RL_BAND`]; else the most accurate tier below its top; else tier 1.
+/// At most this many tiers train in stage 4: the hardest of those in [`RL_BAND`].
+const RL_MAX_TIERS: usize = 3;
+
+/// The hardest [`RL_MAX_TIERS`] tiers whose accuracy lies in [`RL_BAND`]; else the most accurate tier
+/// below its top; else tier 1.
 fn choose_rl_tiers(acc: &[(u64, f64)]) -> Vec<u64> {
-    let band: Vec<u64> = acc.iter().filter(|(_, a)| RL_BAND.contains(a)).map(|(t, _)| *t).collect();
+    let mut band: Vec<u64> = acc.iter().filter(|(_, a)| RL_BAND.contains(a)).map(|(t, _)| *t).collect();
+    band.sort_unstable();
     if !band.is_empty() {
-        return band;
+        return band.split_off(band.len().saturating_sub(RL_MAX_TIERS));
     }
     acc.iter()
         .filter(|(_, a)| *a < *RL_BAND.end())
@@ -793,6 +799,11 @@ mod tests {
     fn rl_trains_on_the_tiers_with_mixed_success() {
         assert_eq!(choose_rl_tiers(&[(1, 0.95), (2, 0.6), (3, 0.2), (4, 0.05)]), [2, 3]);
         assert_eq!(choose_rl_tiers(&[(1, 0.95), (2, 0.9), (3, 0.4), (4, 0.1)]), [2, 3, 4], "the band is 10-90%");
+        assert_eq!(
+            choose_rl_tiers(&[(1, 0.8), (2, 0.8), (3, 0.6), (4, 0.4), (5, 0.2), (6, 0.0)]),
+            [3, 4, 5],
+            "the hardest three in the band"
+        );
         assert_eq!(choose_rl_tiers(&[(1, 0.05), (2, 0.0)]), [1], "none in band: the best below 0.9");
         assert_eq!(choose_rl_tiers(&[(1, 0.99), (2, 0.95)]), [1], "all solved: tier 1");
         assert_eq!(choose_rl_tiers(&[]), [1]);
