@@ -49,7 +49,12 @@ pub struct Plan {
     pub mid_steps: u64,
     /// Stage 1's learning rate.
     pub mid_lr: f64,
-    /// Stage 1's sequences per optimizer step (packed rows of 256 tokens).
+    /// Stage 1's packed row length, tokens. Long enough for the longest synthetic document (prompt and
+    /// solution, up to ~440 tokens): at 256, a fifth of them were cut, and the second piece trained as
+    /// a document without its problem.
+    pub mid_seq_len: usize,
+    /// Stage 1's sequences per optimizer step (packed rows of `mid_seq_len` tokens), one forward each
+    /// step up to 16.
     pub mid_batch: usize,
     /// Optimizer steps of stage 2.
     pub sft_steps: u64,
@@ -78,7 +83,8 @@ impl Profile {
                 eval_max_new_tokens: 256,
                 mid_steps: 300,
                 mid_lr: 3e-3,
-                mid_batch: 16,
+                mid_seq_len: 448,
+                mid_batch: 9,
                 sft_steps: 20,
                 dpo_steps: 10,
                 policy_pair_problems: 500,
@@ -92,11 +98,13 @@ impl Profile {
                 rollouts: 4,
                 eval_per_tier: 200,
                 eval_max_new_tokens: 320,
-                // Measured on seeds 0 / 1 / 2 (the same tokens and time): 700 steps of 32 rows reach
-                // 0.40 / 0.19 / 0.22 overall, 1,400 steps of 16 rows 0.62 / 0.48 / 0.43.
+                // Measured on seeds 0 / 1 / 2 (the same tokens and time): 700 steps of 32 rows of 256
+                // tokens reach 0.40 / 0.19 / 0.22 overall, 1,400 steps of 16 rows 0.62 / 0.48 / 0.43;
+                // 1,400 steps of 9 rows of 448 tokens (no document cut) take seed 2 to 0.60.
                 mid_steps: 1400,
                 mid_lr: 3e-3,
-                mid_batch: 16,
+                mid_seq_len: 448,
+                mid_batch: 9,
                 sft_steps: 100,
                 dpo_steps: 30,
                 policy_pair_problems: 2000,
@@ -112,7 +120,8 @@ impl Profile {
                 eval_max_new_tokens: 320,
                 mid_steps: 800,
                 mid_lr: 2e-3,
-                mid_batch: 32,
+                mid_seq_len: 448,
+                mid_batch: 18,
                 sft_steps: 200,
                 dpo_steps: 40,
                 policy_pair_problems: 2000,
@@ -280,6 +289,11 @@ const CONFIGS: [(&str, &str); 4] = [
     ("rl", include_str!("../../configs/stages/rl.toml")),
 ];
 
+/// The largest divisor of `batch` that is at most `max` (sequences per forward/backward).
+fn micro_batch(batch: usize, max: usize) -> usize {
+    (1..=max.min(batch).max(1)).rev().find(|m| batch.is_multiple_of(*m)).unwrap_or(1)
+}
+
 /// A stage config with its top-level `seed` set to `seed`.
 fn seeded_config(text: &str, seed: u64) -> String {
     text.lines()
@@ -369,8 +383,9 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
     let args_file = dir.join("pipeline.json");
     if let Ok(old) = std::fs::read_to_string(&args_file) {
         let old: Value = serde_json::from_str(&old).with_context(|| format!("{}", args_file.display()))?;
-        // What the finished stages depend on; `--dpo-pairs` and `--algo` may change with `--from-stage`.
-        let same = ["topology", "profile", "seed"].iter().all(|k| old[k] == args_json[k]);
+        // What the finished stages depend on (the plan: another version's steps or row length would mix
+        // two recipes in one table); `--dpo-pairs` and `--algo` may change with `--from-stage`.
+        let same = ["topology", "profile", "seed", "plan"].iter().all(|k| old[k] == args_json[k]);
         if (a.resume || a.from_stage.is_some()) && !same {
             anyhow::bail!(
                 "{}: this run folder was started with {old}, not {args_json}; use another --run-dir",
@@ -508,8 +523,12 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
                     s(&r.p("data/stage1.jsonl")),
                     "--lr".into(),
                     plan.mid_lr.to_string(),
+                    "--seq-len".into(),
+                    plan.mid_seq_len.to_string(),
                     "--batch-size".into(),
                     plan.mid_batch.to_string(),
+                    "--micro-batch".into(),
+                    micro_batch(plan.mid_batch, 16).to_string(),
                 ]),
                 StageName::Sft => args.extend(["--data".into(), s(&r.p("data/stage2.jsonl"))]),
                 StageName::Dpo => {
@@ -792,6 +811,19 @@ mod tests {
                 1,
                 "{name}.toml has one top-level seed"
             );
+        }
+    }
+
+    #[test]
+    fn stage_one_steps_split_into_whole_forwards() {
+        assert_eq!(micro_batch(9, 16), 9);
+        assert_eq!(micro_batch(18, 16), 9);
+        assert_eq!(micro_batch(32, 16), 16);
+        assert_eq!(micro_batch(7, 4), 1);
+        for p in [Profile::Quick, Profile::Default, Profile::Full] {
+            let plan = p.plan();
+            assert!(plan.mid_batch.is_multiple_of(micro_batch(plan.mid_batch, 16)), "{p:?}");
+            assert!(plan.mid_seq_len >= 448, "{p:?}: the longest synthetic document fits a row");
         }
     }
 

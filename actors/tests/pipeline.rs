@@ -28,6 +28,11 @@ fn the_quick_main_job_runs_every_stage_and_stage_1_beats_the_base_model() {
     let acc = |i: usize| rows[i]["eval"]["accuracy"].as_f64().expect("accuracy");
     let interval = |i: usize| rows[i]["eval"]["interval"].as_array().expect("interval")[1].as_f64().expect("hi");
     assert!(acc(1) > interval(0), "stage 1 ({}) must beat the base model's upper bound ({})", acc(1), interval(0));
+    // Stage 1's rows hold every document whole: none is cut into pieces that train without their problem.
+    let mid: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("mid/run.json")).expect("mid summary")).expect("JSON");
+    assert!(mid["data"]["records"].as_u64().expect("records") > 0, "{mid}");
+    assert_eq!(mid["data"]["overlong"], 0, "stage 1 cut documents: {mid}");
     let md = std::fs::read_to_string(run.join("report.md")).expect("report.md");
     assert!(md.contains("| stage | tier 1 |") && md.contains("| + RLVR |"), "{md}");
     // report.json's `stages`, in the shape other tools read.

@@ -91,6 +91,13 @@ pub struct StageArgs {
     /// Override the config's batch_size (sequences per optimizer step).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Override the config's micro_batch (sequences per forward/backward; divides batch_size).
+    #[arg(long)]
+    micro_batch: Option<usize>,
+    /// Override the config's seq_len (stage mid: packed row length; sft and dpo: truncation; rl: prompt
+    /// + completion).
+    #[arg(long)]
+    seq_len: Option<usize>,
     /// Stage rl: the algorithm. `ppo` replaces the config's `rl.algo` with PPO's defaults (value head,
     /// GAE γ = λ = 1, value clip 0.5, value lr 1e-3) unless the config already chose PPO; `grpo` keeps a
     /// GRPO config as is.
@@ -266,6 +273,12 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
     if let Some(b) = a.batch_size {
         cfg.batch_size = b;
     }
+    if let Some(m) = a.micro_batch {
+        cfg.micro_batch = m;
+    }
+    if let Some(l) = a.seq_len {
+        cfg.seq_len = l;
+    }
     match (a.algo, cfg.rl.algo) {
         (Some(AlgoName::Ppo), RlAlgo::Grpo { .. }) => cfg.rl.algo = RlAlgo::ppo(),
         (Some(AlgoName::Grpo), RlAlgo::Ppo { .. }) => cfg.rl.algo = RlAlgo::default(),
@@ -339,6 +352,9 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
         dataset_handle.await?;
         result.map_err(|e| anyhow::anyhow!("stage {} stopped: {e}", stage.name()))
     })?;
+    // The data report (records, documents cut or truncated to seq_len, packing) goes with the summary.
+    let mut summary = serde_json::to_value(&summary)?;
+    summary["data"] = serde_json::to_value(&report)?;
     write_summary(&out_dir, &summary)
 }
 
