@@ -592,6 +592,10 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
     }
 
     let wall_s = started.elapsed().as_secs_f64();
+    // Wall times mean little without the machine: the same job takes ~3.5× as long on a 2-core AVX2
+    // machine as on a 2-core AVX-512 one (README "The main job").
+    let cpu = phi4r_model::bench::CpuPeak::detect(a.threads);
+    let machine = cpu.describe(a.threads);
     let deltas = row_deltas(&rows);
     let table = markdown_table(&rows, &deltas);
     let mut slim = serde_json::to_value(&rows)?;
@@ -603,7 +607,8 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
     let report = serde_json::json!({
         "stages": stage_accuracies(&rows),
         "run_dir": dir, "topology": a.topology.to_string(), "profile": a.profile, "seed": a.seed, "plan": plan,
-        "wall_s": wall_s, "rows": slim, "deltas_vs_row_above": deltas,
+        "wall_s": wall_s, "machine": {"cpu": cpu.model, "threads": a.threads, "simd": cpu.simd, "fp32_peak_gflops": cpu.gflops},
+        "rows": slim, "deltas_vs_row_above": deltas,
     });
     phi4r_model::write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     let plots = match write_plots(&dir, &rows) {
@@ -612,7 +617,7 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
         Err(e) => format!("\n(plots not drawn: {e:#})\n"),
     };
     let md = format!(
-        "# phi4r main job — profile {:?}, seed {}, topology {}\n\nGreedy accuracy on the held-out synthetic eval set ({} problems per tier), 95% Wilson interval on the overall score; Δ is the change from the row above on the same problems, with its 95% paired interval. Wall time {:.0} s.\n\n{table}{plots}",
+        "# phi4r main job — profile {:?}, seed {}, topology {}\n\nGreedy accuracy on the held-out synthetic eval set ({} problems per tier), 95% Wilson interval on the overall score; Δ is the change from the row above on the same problems, with its 95% paired interval. Wall time {:.0} s on {machine}.\n\n{table}{plots}",
         a.profile, a.seed, a.topology, plan.eval_per_tier, wall_s
     );
     phi4r_model::write_atomic(&dir.join("report.md"), md.as_bytes())?;
@@ -620,7 +625,7 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{table}");
-        println!("wall time {wall_s:.0} s; report: {}", dir.join("report.md").display());
+        println!("wall time {wall_s:.0} s on {machine}; report: {}", dir.join("report.md").display());
     }
     Ok(report)
 }

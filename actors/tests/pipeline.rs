@@ -35,6 +35,10 @@ fn the_quick_main_job_runs_every_stage_and_stage_1_beats_the_base_model() {
     assert_eq!(mid["data"]["overlong"], 0, "stage 1 cut documents: {mid}");
     let md = std::fs::read_to_string(run.join("report.md")).expect("report.md");
     assert!(md.contains("| stage | tier 1 |") && md.contains("| + RLVR |"), "{md}");
+    // The wall time names its machine: the same job takes ~3.5x as long on AVX2 as on AVX-512.
+    let simd = report["machine"]["simd"].as_str().expect("machine.simd");
+    assert!(["avx512", "avx2", "sse"].contains(&simd), "{}", report["machine"]);
+    assert!(md.contains(&format!("threads, {simd}, nominal fp32 peak")), "{md}");
     // report.json's `stages`, in the shape other tools read.
     let stages = report["stages"].as_array().expect("stages");
     let names: Vec<&str> = stages.iter().map(|s| s["stage"].as_str().expect("stage")).collect();
