@@ -46,6 +46,8 @@ pub struct FeedReport {
     pub skipped_bad_lines: usize,
     /// Examples longer than `seq_len` (sft, dpo: truncated to it; mid: split by packing).
     pub overlong: usize,
+    /// Tokens of the longest example (dpo: of either side of a pair), before truncation.
+    pub longest: usize,
     /// Items per epoch (packed rows for mid).
     pub items_per_epoch: usize,
     /// Real tokens / row tokens of the packed rows (mid only).
@@ -71,9 +73,33 @@ pub struct StageFeed {
     order: Vec<usize>,
 }
 
-fn truncate(mut e: TokenizedExample, seq_len: usize, overlong: &mut usize) -> TokenizedExample {
+impl FeedReport {
+    /// The line a user should see when examples do not fit `seq_len`, or `None` when all fit: how many,
+    /// what the stage does to them, and the `--seq-len` that keeps them whole.
+    pub fn overlong_warning(&self, stage: Stage, seq_len: usize) -> Option<String> {
+        if self.overlong == 0 {
+            return None;
+        }
+        let what = match stage {
+            Stage::Mid => "packing splits them, and each later piece trains without the start of its document",
+            _ => "each is truncated, and its end (the answer) is not trained",
+        };
+        let unit = if stage == Stage::Dpo { "sides of pairs" } else { "examples" };
+        Some(format!(
+            "{} of {} {unit} are longer than seq_len {seq_len} (the longest: {} tokens): {what}; pass \
+             --seq-len {} to keep them whole",
+            self.overlong,
+            if stage == Stage::Dpo { 2 * self.records } else { self.records },
+            self.longest,
+            self.longest
+        ))
+    }
+}
+
+fn truncate(mut e: TokenizedExample, seq_len: usize, report: &mut FeedReport) -> TokenizedExample {
+    report.longest = report.longest.max(e.ids.len());
     if e.ids.len() > seq_len {
-        *overlong += 1;
+        report.overlong += 1;
         e.ids.truncate(seq_len);
         e.loss_mask.truncate(seq_len);
     }
@@ -109,11 +135,12 @@ impl StageFeed {
                 report.records = docs.len();
                 if cfg.stage == Stage::Mid {
                     report.overlong = docs.iter().filter(|d| d.ids.len() > cfg.seq_len).count();
+                    report.longest = docs.iter().map(|d| d.ids.len()).max().unwrap_or(0);
                     let packed = pack(&docs, cfg.seq_len, Overflow::Split, pad_id).map_err(data_err)?;
                     report.packing_efficiency = Some(packed.efficiency);
                     Items::Rows(packed.rows)
                 } else {
-                    Items::Examples(docs.into_iter().map(|d| truncate(d, cfg.seq_len, &mut report.overlong)).collect())
+                    Items::Examples(docs.into_iter().map(|d| truncate(d, cfg.seq_len, &mut report)).collect())
                 }
             }
             Stage::Dpo => {
@@ -124,10 +151,7 @@ impl StageFeed {
                     let r = rec.map_err(data_err)?;
                     let c = tokenize_example(template, tokenizer, &r.prompt, &r.chosen).map_err(data_err)?;
                     let j = tokenize_example(template, tokenizer, &r.prompt, &r.rejected).map_err(data_err)?;
-                    pairs.push((
-                        truncate(c, cfg.seq_len, &mut report.overlong),
-                        truncate(j, cfg.seq_len, &mut report.overlong),
-                    ));
+                    pairs.push((truncate(c, cfg.seq_len, &mut report), truncate(j, cfg.seq_len, &mut report)));
                 }
                 report.skipped_bad_lines = reader.skipped();
                 report.records = pairs.len();
@@ -288,6 +312,41 @@ mod tests {
             .map(|i| format!("<|user|>What is {i} + 1?<|end|><|assistant|>The answer is \\boxed{{{i}}}.<|end|>"))
             .collect();
         Tokenizer::train_bpe(texts.iter(), 200).expect("tokenizer")
+    }
+
+    #[test]
+    fn examples_longer_than_seq_len_are_counted_and_named_with_the_length_that_fits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(dir.path(), 30);
+        let tok = tokenizer();
+        let lens: Vec<usize> = (0..30)
+            .map(|i| {
+                let c = format!("{i} + 1 = {}. The answer is \\boxed{{{}}}.", i + 1, i + 1);
+                tokenize_example(&ChatTemplate::default(), &tok, &format!("What is {i} + 1?"), &c)
+                    .expect("tok")
+                    .ids
+                    .len()
+            })
+            .collect();
+        let longest = *lens.iter().max().expect("some");
+        let seq_len = longest - 1;
+        let over = lens.iter().filter(|&&l| l > seq_len).count();
+        assert!(over > 0);
+        for stage in [Stage::Mid, Stage::Sft] {
+            let mut cfg = StageConfig::seed(stage);
+            (cfg.seq_len, cfg.batch_size, cfg.micro_batch) = (seq_len, 4, 4);
+            let (_, report) = StageFeed::load(&path, &cfg, &tok, &ChatTemplate::default(), false).expect("load");
+            assert_eq!((report.overlong, report.longest), (over, longest), "{stage:?}");
+            let w = report.overlong_warning(stage, seq_len).expect("a warning");
+            assert!(w.starts_with(&format!("{over} of 30 examples are longer than seq_len {seq_len}")), "{w}");
+            assert!(w.ends_with(&format!("pass --seq-len {longest} to keep them whole")), "{w}");
+            let effect = if stage == Stage::Mid { "splits them" } else { "truncated" };
+            assert!(w.contains(effect), "{w}");
+            // With the length it names, nothing is cut and there is nothing to say.
+            cfg.seq_len = longest;
+            let (_, report) = StageFeed::load(&path, &cfg, &tok, &ChatTemplate::default(), false).expect("load");
+            assert_eq!((report.overlong, report.overlong_warning(stage, longest)), (0, None));
+        }
     }
 
     #[test]

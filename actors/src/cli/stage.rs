@@ -300,6 +300,9 @@ pub fn run(a: StageArgs, threads: usize) -> anyhow::Result<()> {
     let (feed, report) = StageFeed::load(&data, &cfg, &tokenizer, &ChatTemplate::default(), a.skip_bad_lines)
         .with_context(|| format!("--data {}", data.display()))?;
     eprintln!("{}", serde_json::json!({"stage": stage.name(), "data": report}));
+    if let Some(w) = report.overlong_warning(stage, cfg.seq_len) {
+        eprintln!("warning: --data {}: {w}", data.display());
+    }
     let total = cfg.total_steps(report.items_per_epoch);
     let reference = (stage == Stage::Dpo).then(|| a.reference.clone().unwrap_or_else(|| a.init.clone()));
     let reference_weights = reference.as_ref().map(|r| r.join(phi4r_model::WEIGHTS_FILE));
