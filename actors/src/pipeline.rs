@@ -595,7 +595,7 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
     // Wall times mean little without the machine: the same job takes ~3.5× as long on a 2-core AVX2
     // machine as on a 2-core AVX-512 one (README "The main job").
     let cpu = phi4r_model::bench::CpuPeak::detect(a.threads);
-    let machine = cpu.describe(a.threads);
+    let machine = cpu.describe();
     let deltas = row_deltas(&rows);
     let table = markdown_table(&rows, &deltas);
     let mut slim = serde_json::to_value(&rows)?;
@@ -607,7 +607,7 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
     let report = serde_json::json!({
         "stages": stage_accuracies(&rows),
         "run_dir": dir, "topology": a.topology.to_string(), "profile": a.profile, "seed": a.seed, "plan": plan,
-        "wall_s": wall_s, "machine": {"cpu": cpu.model, "threads": a.threads, "simd": cpu.simd, "fp32_peak_gflops": cpu.gflops},
+        "wall_s": wall_s, "machine": cpu,
         "rows": slim, "deltas_vs_row_above": deltas,
     });
     phi4r_model::write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;

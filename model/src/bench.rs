@@ -19,9 +19,10 @@ pub struct CpuPeak {
     pub flops_per_cycle_per_core: f64,
     /// The CPU's model name.
     pub model: Option<String>,
-    /// The widest SIMD the flags show and the kernels use: `avx512`, `avx2` (with FMA) or `sse`. Wall
-    /// times of one job differ about 2× between the first two on the same core count.
+    /// The widest SIMD the flags show and the kernels use: `avx512`, `avx2` (with FMA) or `sse`.
     pub simd: &'static str,
+    /// The cores the peak counts.
+    pub threads: usize,
 }
 
 impl CpuPeak {
@@ -53,14 +54,16 @@ impl CpuPeak {
             flops_per_cycle_per_core: per_cycle,
             model: field("model name").map(str::to_string),
             simd,
+            threads,
         }
     }
 
     /// One line for a report: `AMD EPYC, 2 threads, avx2, nominal fp32 peak 157 GFLOP/s`.
-    pub fn describe(&self, threads: usize) -> String {
+    pub fn describe(&self) -> String {
         format!(
-            "{}, {threads} threads, {}, nominal fp32 peak {:.0} GFLOP/s",
+            "{}, {} threads, {}, nominal fp32 peak {:.0} GFLOP/s",
             self.model.as_deref().unwrap_or("unknown CPU"),
+            self.threads,
             self.simd,
             self.gflops
         )
@@ -231,7 +234,7 @@ mod tests {
         assert_eq!((p.gflops, p.flops_per_cycle_per_core), (2.0 * 2000.0 * 1e-3 * 64.0, 64.0));
         assert_eq!(p.model.as_deref(), Some("Xeon X"));
         assert_eq!(p.simd, "avx512");
-        assert_eq!(p.describe(2), "Xeon X, 2 threads, avx512, nominal fp32 peak 256 GFLOP/s");
+        assert_eq!(p.describe(), "Xeon X, 2 threads, avx512, nominal fp32 peak 256 GFLOP/s");
         // AMD executes AVX-512 as two 256-bit halves.
         let amd = CpuPeak::from_cpuinfo(AMD, 1);
         assert_eq!((amd.gflops, amd.simd), (3000.0 * 1e-3 * 32.0, "avx512"));
@@ -240,10 +243,7 @@ mod tests {
         let old = CpuPeak::from_cpuinfo("cpu MHz : 1000\nflags : sse2\n", 1);
         assert_eq!((old.gflops, old.simd), (8.0, "sse"));
         assert_eq!(CpuPeak::from_cpuinfo("", 4).gflops, 0.0);
-        assert_eq!(
-            CpuPeak::from_cpuinfo("", 4).describe(4),
-            "unknown CPU, 4 threads, sse, nominal fp32 peak 0 GFLOP/s"
-        );
+        assert_eq!(CpuPeak::from_cpuinfo("", 4).describe(), "unknown CPU, 4 threads, sse, nominal fp32 peak 0 GFLOP/s");
     }
 
     #[test]
