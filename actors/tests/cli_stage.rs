@@ -111,6 +111,18 @@ fn sft_trains_checkpoints_and_eval_reads_the_checkpoint() {
     assert!((stopped + truncated - 1.0).abs() < 1e-12, "every sample stops or is cut: {ev}");
     let e = run_err(&eval_args(ckpt, &eval_data, &["--samples", "3"]));
     assert!(e.contains("samples") && e.contains("temperature 0"), "{e}");
+    // Batches run side by side on 2 threads and one after another on 1: the same answers, problem by
+    // problem, greedy and sampled (each batch has its own seed).
+    for extra in [&[][..], &["--samples", "2", "--temperature", "0.8"][..]] {
+        let with = |threads: &str| -> String {
+            let mut args = vec!["--threads", threads];
+            args.extend(eval_args(ckpt, &eval_data, &["--per-tier", "3", "--batch", "2", "--max-new-tokens", "12"]));
+            args.extend(["--per-problem", "--json"]);
+            args.extend_from_slice(extra);
+            run_ok(&args)
+        };
+        assert_eq!(with("1"), with("2"), "{extra:?}");
+    }
 }
 
 #[test]

@@ -66,6 +66,34 @@ impl KvCache {
         self.batch
     }
 
+    /// Keeps only the rows `keep` (indices into the current batch, in the order given) and drops the
+    /// others, so later [`Phi3::forward_cached`](crate::Phi3::forward_cached) calls take `keep.len()`
+    /// rows. A kept row's keys, values, padding and positions are unchanged: decoding it goes on exactly
+    /// as before. Generation uses this to stop paying for finished rows.
+    pub fn retain(&mut self, keep: &[usize]) -> Result<()> {
+        if let Some(&r) = keep.iter().find(|&&r| r >= self.batch) {
+            return Err(Error::input("KvCache::retain", format!("row {r} of a batch of {}", self.batch)));
+        }
+        if keep.is_empty() {
+            return Err(Error::input("KvCache::retain", "keeps no row"));
+        }
+        if keep.len() == self.batch && keep.iter().enumerate().all(|(i, &r)| i == r) {
+            return Ok(());
+        }
+        let device = self.keys.first().map(|k| k.device().clone());
+        if let Some(device) = device {
+            let idx = Tensor::from_vec(keep.iter().map(|&r| r as u32).collect::<Vec<u32>>(), keep.len(), &device)?;
+            for t in self.keys.iter_mut().chain(self.values.iter_mut()) {
+                *t = t.index_select(&idx, 0)?.contiguous()?;
+            }
+        }
+        let cap = self.capacity;
+        self.key_valid = keep.iter().flat_map(|&r| self.key_valid[r * cap..(r + 1) * cap].iter().copied()).collect();
+        self.next_position = keep.iter().map(|&r| self.next_position[r]).collect();
+        self.batch = keep.len();
+        Ok(())
+    }
+
     /// Registers `t` new tokens per row (`valid`: `(b, t)` row-major, 1 = real token) and returns their
     /// position ids. Padding tokens take the row's current position and do not advance it.
     pub(crate) fn admit(&mut self, t: usize, valid: &[u8]) -> Result<Vec<u32>> {

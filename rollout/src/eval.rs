@@ -245,38 +245,53 @@ pub fn evaluate(
         });
     }
     let verifier = phi4r_verifier::Verifier::default();
-    let mut graded: BTreeMap<u8, Vec<Vec<Graded>>> = BTreeMap::new();
-    let mut chunk_index = 0u64;
+    // Whole problems per generation batch: each prompt repeated k times, each row its own stream. The
+    // batches are independent (each its own seed), so on the CPU they run side by side, one per compute
+    // thread: decoding a small model keeps one thread busy with per-row work that a second thread hardly
+    // speeds up, while two batches at once take twice the rows. The results are the same either way.
+    let mut jobs = Vec::new();
     for (tier, list) in problems {
-        let out = graded.entry(*tier).or_default();
-        // Whole problems per generation batch: each prompt repeated k times, each row its own stream.
         for chunk in list.chunks((cfg.batch.max(1) / k).max(1)) {
-            let scfg = SamplingConfig {
-                temperature: cfg.temperature,
-                top_p: cfg.top_p,
-                max_new_tokens: cfg.max_new_tokens,
-                seed: cfg.seed ^ chunk_index.wrapping_mul(0xD1B5_4A32_D192_ED03),
-                ..Default::default()
-            };
-            chunk_index += 1;
-            let prompts = chunk
-                .iter()
-                .map(|p| prompt_ids(template, tokenizer, &p.problem))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::Input(e.to_string()))?;
-            let rows: Vec<Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), k)).collect();
-            let mut gens = generate(model, &rows, &scfg, &stop)?.into_iter();
-            for p in chunk {
-                let mut samples = Vec::with_capacity(k);
-                for g in gens.by_ref().take(k) {
-                    let text = tokenizer.decode(&g.tokens)?;
-                    let stopped = g.finish != FinishReason::Length;
-                    let v = verifier.verify_with(&p.answer, &text, !stopped);
-                    samples.push(Graded { correct: v.correct, stopped, answer: v.extracted });
-                }
-                out.push(samples);
-            }
+            jobs.push((*tier, chunk, jobs.len() as u64));
         }
+    }
+    let run = |&(_, chunk, chunk_index): &(u8, &[ProblemAnswer], u64)| -> Result<Vec<Vec<Graded>>> {
+        let scfg = SamplingConfig {
+            temperature: cfg.temperature,
+            top_p: cfg.top_p,
+            max_new_tokens: cfg.max_new_tokens,
+            seed: cfg.seed ^ chunk_index.wrapping_mul(0xD1B5_4A32_D192_ED03),
+            ..Default::default()
+        };
+        let prompts = chunk
+            .iter()
+            .map(|p| prompt_ids(template, tokenizer, &p.problem))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Input(e.to_string()))?;
+        let rows: Vec<Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), k)).collect();
+        let mut gens = generate(model, &rows, &scfg, &stop)?.into_iter();
+        let mut out = Vec::with_capacity(chunk.len());
+        for p in chunk {
+            let mut samples = Vec::with_capacity(k);
+            for g in gens.by_ref().take(k) {
+                let text = tokenizer.decode(&g.tokens)?;
+                let stopped = g.finish != FinishReason::Length;
+                let v = verifier.verify_with(&p.answer, &text, !stopped);
+                samples.push(Graded { correct: v.correct, stopped, answer: v.extracted });
+            }
+            out.push(samples);
+        }
+        Ok(out)
+    };
+    let results: Vec<Vec<Vec<Graded>>> = if model.device().is_cpu() {
+        use rayon::prelude::*;
+        jobs.par_iter().with_max_len(1).map(run).collect::<Result<_>>()?
+    } else {
+        jobs.iter().map(run).collect::<Result<_>>()?
+    };
+    let mut graded: BTreeMap<u8, Vec<Vec<Graded>>> = BTreeMap::new();
+    for ((tier, _, _), r) in jobs.iter().zip(results) {
+        graded.entry(*tier).or_default().extend(r);
     }
     Ok(tally(&graded))
 }

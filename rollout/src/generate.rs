@@ -121,16 +121,21 @@ pub fn generate_in_flight<W: Deref<Target = Phi3>>(
         .map(|_| Generation { tokens: vec![], logprobs: vec![], policy_logprobs: vec![], finish: FinishReason::Length })
         .collect();
     let mut done = vec![false; b];
+    // `live[i]`: the prompt whose row is row `i` of the cache and of `logits`. Finished rows are
+    // dropped from both once they are a quarter of the batch (`KvCache::retain`), so a batch whose
+    // completions end at different lengths stops paying for the ended ones; the rows kept decode
+    // exactly as they would have.
+    let mut live: Vec<usize> = (0..b).collect();
     for step in 0..cfg.max_new_tokens {
         let rows: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
         let banned: &[u32] = if step < cfg.min_new_tokens { &stop.eos_ids } else { &[] };
-        let mut next = vec![0u32; b];
-        let mut next_valid = vec![0u8; b];
-        for r in 0..b {
+        let mut next = vec![0u32; live.len()];
+        let mut next_valid = vec![0u8; live.len()];
+        for (i, &r) in live.iter().enumerate() {
             if done[r] {
                 continue;
             }
-            let s = sample(&rows[r], cfg, banned, &mut rngs[r]);
+            let s = sample(&rows[i], cfg, banned, &mut rngs[r]);
             let g = &mut out[r];
             g.tokens.push(s.token);
             g.logprobs.push(s.logprob);
@@ -142,12 +147,20 @@ pub fn generate_in_flight<W: Deref<Target = Phi3>>(
                 g.finish = FinishReason::Stop(hit);
                 done[r] = true;
             } else {
-                next[r] = s.token;
-                next_valid[r] = 1;
+                next[i] = s.token;
+                next_valid[i] = 1;
             }
         }
         if done.iter().all(|&d| d) || step + 1 == cfg.max_new_tokens {
             break;
+        }
+        let ended = live.iter().filter(|&&r| done[r]).count();
+        if ended > 0 && ended * 4 >= live.len() {
+            let keep: Vec<usize> = (0..live.len()).filter(|&i| !done[live[i]]).collect();
+            cache.retain(&keep)?;
+            next = keep.iter().map(|&i| next[i]).collect();
+            next_valid = keep.iter().map(|&i| next_valid[i]).collect();
+            live = keep.iter().map(|&i| live[i]).collect();
         }
         if let Some(newer) = refresh() {
             if newer.config() != model.config() || newer.dtype() != model.dtype() || !newer.device().same_device(dev) {
@@ -158,8 +171,12 @@ pub fn generate_in_flight<W: Deref<Target = Phi3>>(
             model = newer;
             switches.push(step + 1);
         }
-        logits =
-            model.forward_cached(&Tensor::from_vec(next, (b, 1), dev)?, &next_valid, &mut cache, LogitsAt::Last)?;
+        logits = model.forward_cached(
+            &Tensor::from_vec(next, (live.len(), 1), dev)?,
+            &next_valid,
+            &mut cache,
+            LogitsAt::Last,
+        )?;
     }
     Ok(InFlight { generations: out, switches, last: model })
 }
@@ -221,6 +238,33 @@ mod tests {
         let fresh = phi4r_model::ops::log_softmax_last_dim(&full.squeeze(0)?)?.to_vec2::<f32>()?[all.len() - 1]
             [g.tokens[3] as usize];
         assert!((fresh - want).abs() > 1e-6, "the test would not tell a kept cache from a recomputed one");
+        Ok(())
+    }
+
+    #[test]
+    fn rows_that_end_early_are_dropped_and_the_others_decode_as_before() -> anyhow::Result<()> {
+        let m = model();
+        let prompts: Vec<Vec<u32>> =
+            vec![vec![1, 2, 3], vec![4, 5], vec![6, 7, 8, 9], vec![10], vec![11, 12, 13], vec![14, 15, 16, 17, 18]];
+        let cfg = SamplingConfig { temperature: 0.0, max_new_tokens: 16, ..Default::default() };
+        let full = generate(&m, &prompts, &cfg, &StopRule::default())?;
+        // An end token that ends at least two rows (a third of the batch, so it is compacted) early and
+        // leaves others running.
+        let first_at = |g: &Generation, t: u32| g.tokens.iter().position(|&x| x == t);
+        let eos = (0..40u32)
+            .find(|&t| {
+                let ends: Vec<usize> = full.iter().filter_map(|g| first_at(g, t)).filter(|&i| i < 12).collect();
+                ends.len() >= 2 && ends.len() < prompts.len()
+            })
+            .expect("some token ends a third of the rows early");
+        let stopped = generate(&m, &prompts, &cfg, &StopRule { eos_ids: vec![eos], tokenizer: None })?;
+        for (g, f) in stopped.iter().zip(&full) {
+            let n = first_at(f, eos).map_or(f.tokens.len(), |i| i + 1);
+            assert_eq!(g.tokens, f.tokens[..n], "a row decodes the same whether or not others ended");
+            assert_eq!(g.logprobs, f.logprobs[..n]);
+            let want = if first_at(f, eos).is_some() { FinishReason::Eos } else { FinishReason::Length };
+            assert_eq!(g.finish, want);
+        }
         Ok(())
     }
 
