@@ -230,23 +230,29 @@ mod tests {
         Ok(())
     }
 
-    // Two groups whose completions alternate short and long: one update per pass trains them in
-    // micro-batches of like length (less padding), several mini-batches keep the sampled order.
-    #[test]
-    fn micro_batches_hold_completions_of_like_length_when_one_update_takes_them_all() -> Result<()> {
-        use phi4r_replay::{PolicyVersion, Prompt, PromptId, RewardPolicyId, ScoredCompletion};
+    /// A scored completion of `len` tokens (`truncated`: cut at the length limit).
+    fn scored(reward: f32, len: usize, truncated: bool) -> phi4r_replay::ScoredCompletion {
+        use phi4r_replay::{PolicyVersion, RewardPolicyId, ScoredCompletion};
         use phi4r_rollout::FinishReason;
-        let completion = |reward: f32, len: usize| ScoredCompletion {
+        ScoredCompletion {
             tokens: vec![7; len],
             sampler_logps: vec![-0.5; len],
             policy_version: PolicyVersion(0),
             version_switches: vec![],
             temperature: 1.0,
-            finish: FinishReason::Eos,
+            finish: if truncated { FinishReason::Length } else { FinishReason::Eos },
             reward,
-            truncated: false,
+            truncated,
             reward_policy: RewardPolicyId(0),
-        };
+        }
+    }
+
+    // Two groups whose completions alternate short and long: one update per pass trains them in
+    // micro-batches of like length (less padding), several mini-batches keep the sampled order.
+    #[test]
+    fn micro_batches_hold_completions_of_like_length_when_one_update_takes_them_all() -> Result<()> {
+        use phi4r_replay::{Prompt, PromptId};
+        let completion = |reward: f32, len: usize| scored(reward, len, false);
         let group = |id| Group {
             prompt: Prompt { id: PromptId(id), ids: vec![1, 2], gold: "4".into(), tier: 1 },
             completions: vec![completion(1.0, 9), completion(-1.0, 1)],
@@ -273,19 +279,8 @@ mod tests {
     #[test]
     fn overlong_masks_or_penalizes_truncated_completions() -> Result<()> {
         use crate::rl::Overlong;
-        use phi4r_replay::{PolicyVersion, Prompt, PromptId, RewardPolicyId, ScoredCompletion};
-        use phi4r_rollout::FinishReason;
-        let completion = |reward: f32, len: usize| ScoredCompletion {
-            tokens: vec![7; len],
-            sampler_logps: vec![-0.5; len],
-            policy_version: PolicyVersion(0),
-            version_switches: vec![],
-            temperature: 1.0,
-            finish: if len == 4 { FinishReason::Length } else { FinishReason::Eos },
-            reward,
-            truncated: len == 4,
-            reward_policy: RewardPolicyId(0),
-        };
+        use phi4r_replay::{Prompt, PromptId};
+        let completion = |reward: f32, len: usize| scored(reward, len, len == 4);
         let g = Group {
             prompt: Prompt { id: PromptId(1), ids: vec![1, 2, 3], gold: "42".into(), tier: 1 },
             completions: vec![completion(1.0, 1), completion(-1.0, 3), completion(-1.0, 4)],
