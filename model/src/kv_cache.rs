@@ -167,3 +167,32 @@ impl KvCache {
         Ok(Tensor::from_vec(m, (self.batch, 1, t, total), device)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retain_keeps_the_named_rows_and_refuses_rows_it_does_not_have() -> Result<()> {
+        let mut c = Phi3Config::tiny();
+        c.num_hidden_layers = 1;
+        let mut cache = KvCache::new(&c, 3, 4, DType::F32, &Device::Cpu)?;
+        // Row r has r padding tokens before its real ones.
+        cache.admit(2, &[1, 1, 0, 1, 0, 0])?;
+        cache.len += 2;
+        let kv = (c.num_key_value_heads, 4, c.head_dim());
+        let marked =
+            Tensor::arange(0f32, 3.0, &Device::Cpu)?.reshape((3, 1, 1, 1))?.broadcast_as((3, kv.0, kv.1, kv.2))?;
+        cache.keys[0] = marked.contiguous()?;
+        cache.retain(&[2, 0])?;
+        assert_eq!(cache.batch(), 2);
+        assert_eq!(cache.next_position, vec![0, 2]);
+        assert_eq!(&cache.key_valid[..2], &[0, 0]);
+        assert_eq!(&cache.key_valid[4..6], &[1, 1]);
+        let firsts: Vec<f32> = cache.keys[0].flatten_from(1)?.narrow(1, 0, 1)?.flatten_all()?.to_vec1()?;
+        assert_eq!(firsts, vec![2.0, 0.0], "row 2's keys first, then row 0's");
+        assert!(cache.retain(&[2]).is_err(), "only rows 0 and 1 are left");
+        assert!(cache.retain(&[]).is_err());
+        Ok(())
+    }
+}
