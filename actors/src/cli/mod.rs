@@ -93,6 +93,11 @@ enum Command {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let threads = cli.threads.unwrap_or_else(phi4r_model::default_threads);
+    // candle's CPU matmul asks on every call how many threads to split over: `RAYON_NUM_THREADS` when
+    // set, else it counts the physical cores by reading /proc/cpuinfo, every call (profiled: ~3% of a
+    // stage-4 generator's time in the kernel's cpuinfo printing). Set here, while the process has one
+    // thread, it is a lookup, and gemm's split follows `--threads`; child processes inherit it.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     let _ = DEVICE.set(cli.device);
     let _ = DTYPE.set(cli.dtype);
     let pool = phi4r_model::ComputePool::new("compute", threads)?;
