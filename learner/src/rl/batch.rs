@@ -137,9 +137,9 @@ impl RlBatch {
         if rl.mini_batches <= 1 {
             // One update per pass sums every micro-batch's gradient, weighted by its share of the step
             // (`rl_weight`), so the order of the rows changes nothing but the padding: micro-batches of
-            // completions of like length pad less (on 2 cores, a step of 32 completions of 30 to 320
-            // tokens trains ~1/4 fewer padded positions). With several mini-batches the order would
-            // decide which rows share an update, so it is left as sampled.
+            // completions of like length pad less (its effect on the streamed stage 4's wall time was
+            // inside the run-to-run spread). With several mini-batches the order would decide which rows
+            // share an update, so it is left as sampled.
             rows.sort_by_key(|r| r.prompt.len() + r.completion.len());
         }
         let batches =
