@@ -12,8 +12,8 @@
 use crate::config::Phi3Config;
 use crate::error::{Error, Result};
 use crate::kernels::{
-    cached_attention, masked_softmax, packed_matmul, qkv_rope, small_matmul, swiglu, DecodeWeights, KeyRanges,
-    PackedWeight, SMALL_ROWS,
+    cached_attention, masked_softmax, packed_matmul, qkv_rope, ranged_attention, small_matmul, swiglu, DecodeWeights,
+    KeyRanges, PackedWeight, SMALL_ROWS,
 };
 use crate::kv_cache::KvCache;
 use crate::layout::AttentionLayout;
@@ -151,7 +151,14 @@ impl Attention {
             }
         };
         let (key, value) = match cache {
-            None => (key.contiguous()?, value.contiguous()?),
+            None => {
+                if let AttnMask::Ranges(r) = mask {
+                    // A whole sequence: only the key spans each tile of queries may see.
+                    let out = ranged_attention(&q, &key, &value, r, 1.0 / (d as f64).sqrt())?;
+                    return linear(&out.transpose(1, 2)?.reshape((b, t, nh * d))?, &self.o_proj);
+                }
+                (key.contiguous()?, value.contiguous()?)
+            }
             Some((kc, vc, offset)) => {
                 kc.slice_set(&key.contiguous()?, 2, offset)?;
                 vc.slice_set(&value.contiguous()?, 2, offset)?;

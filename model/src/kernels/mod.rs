@@ -6,6 +6,8 @@
 //! - [`rms_norm`]: RMSNorm with gradients for both input and weight.
 //! - [`qkv_rope`]: split of the fused `qkv_proj` output into heads with rotary embeddings applied.
 //! - [`swiglu`]: `silu(gate) * up` over the fused `gate_up_proj` output.
+//! - [`ranged_attention`]: attention over a whole sequence computing only the key spans each tile of
+//!   queries may see (causal, packed documents, padding), with its backward.
 //! - [`cached_attention`]: a decoding step's attention over the KV cache (frozen weights, no backward).
 //! - [`small_matmul`]: `x @ w.T` for the few rows of a decoding step (frozen weights, no backward).
 //! - [`token_logps`]: log-softmax gathered at the targets (the cross-entropy core) over the vocabulary.
@@ -16,6 +18,7 @@
 mod cached_attention;
 mod logps;
 mod matvec;
+mod ranged_attention;
 mod rms_norm;
 mod rope;
 mod softmax;
@@ -24,6 +27,7 @@ mod swiglu;
 pub use cached_attention::cached_attention;
 pub use logps::token_logps;
 pub use matvec::{packed_matmul, small_matmul, DecodeWeights, PackedWeight, SMALL_ROWS};
+pub use ranged_attention::ranged_attention;
 pub use rms_norm::rms_norm;
 pub use rope::qkv_rope;
 pub use softmax::{masked_softmax, KeyRanges};
