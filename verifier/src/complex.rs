@@ -94,7 +94,13 @@ impl C64 {
     /// Principal power `self^e`.
     pub(crate) fn pow(self, e: C64) -> C64 {
         if self.re == 0.0 && self.im == 0.0 {
-            return if e.re > 0.0 { C64::real(0.0) } else { C64::real(f64::NAN) };
+            return if e.re == 0.0 && e.im == 0.0 {
+                C64::real(1.0)
+            } else if e.re > 0.0 {
+                C64::real(0.0)
+            } else {
+                C64::real(f64::NAN)
+            };
         }
         if self.is_real() && e.is_real() && (self.re > 0.0 || e.re.fract() == 0.0) {
             return C64::real(self.re.powf(e.re));

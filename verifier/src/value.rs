@@ -220,7 +220,14 @@ impl Arith {
         }
         let (x, y) = Self::floats(a, b)?;
         if x.abs() == 0.0 {
-            return if y.re > 0.0 { Ok(Val::Exact(Exact::int(0))) } else { Err(EvalError::Undefined) };
+            // 0^0 = 1, as on the exact path above (and sympy's `0**0`): `(\pi - \pi)^0` is 1.
+            return if y.re == 0.0 && y.im == 0.0 {
+                Ok(Val::Exact(Exact::int(1)))
+            } else if y.re > 0.0 {
+                Ok(Val::Exact(Exact::int(0)))
+            } else {
+                Err(EvalError::Undefined)
+            };
         }
         underflow_guard(x.pow(y), true)
     }
@@ -413,6 +420,16 @@ mod tests {
         );
         assert_eq!(A.factorial(&ex(100_000, 1)), Err(EvalError::TooComplex));
         assert!(A.factorial(&ex(2006, 1)).is_ok());
+    }
+
+    #[test]
+    fn zero_to_the_zero_is_one_exact_or_approximate() {
+        let zero = Val::Approx(C64::real(0.0));
+        assert_eq!(A.pow(&ex(0, 1), &ex(0, 1)), Ok(ex(1, 1)));
+        assert_eq!(A.pow(&zero, &ex(0, 1)), Ok(ex(1, 1)));
+        assert_eq!(A.pow(&zero, &ex(2, 1)), Ok(ex(0, 1)));
+        assert_eq!(A.pow(&zero, &ex(-1, 1)), Err(EvalError::Undefined));
+        assert_eq!(C64::real(0.0).pow(C64::real(0.0)), C64::real(1.0));
     }
 
     #[test]
