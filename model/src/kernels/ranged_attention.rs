@@ -14,6 +14,7 @@ use super::softmax::softmax_in_place;
 use super::{contiguous, with_data, Elem, KeyRanges};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
+use std::any::Any;
 use std::sync::Mutex;
 
 /// Queries per tile: small enough that a causal tile wastes little (half a tile of keys per query on
@@ -89,18 +90,18 @@ fn gemm_into<T: Elem>(
 }
 
 /// The key span `(first, count)` each `(batch row, tile)` needs: from the lowest `lo` to the highest
-/// `hi` of its queries.
-fn spans(r: &KeyRanges, n: &Dims) -> Vec<(usize, usize)> {
-    let mut out = Vec::with_capacity(n.b * n.tiles());
-    for bi in 0..n.b {
-        for ti in 0..n.tiles() {
-            let rows = &r.ranges[bi * n.t + ti * TILE..bi * n.t + ((ti + 1) * TILE).min(n.t)];
-            let lo = rows.iter().map(|&(lo, _)| lo as usize).min().unwrap_or(0);
-            let hi = rows.iter().map(|&(_, hi)| hi as usize).max().unwrap_or(0);
-            out.push((lo, hi + 1 - lo));
-        }
-    }
-    out
+/// `hi` of its queries, row after row of `r.queries` queries.
+fn spans(r: &KeyRanges) -> Vec<(usize, usize)> {
+    let t = r.queries.max(1);
+    r.ranges
+        .chunks_exact(t)
+        .flat_map(|row| row.chunks(TILE))
+        .map(|tile| {
+            let lo = tile.iter().map(|&(lo, _)| lo as usize).min().unwrap_or(0);
+            let hi = tile.iter().map(|&(_, hi)| hi as usize).max().unwrap_or(0);
+            (lo, hi + 1 - lo)
+        })
+        .collect()
 }
 
 /// Offsets of each `(rep head, tile)` probability block inside one task's buffer, and its length.
@@ -208,48 +209,17 @@ fn bwd_task<T: Elem>(
 
 struct RangedAttention {
     ranges: KeyRanges,
+    /// [`spans`] of `ranges`, for the forward and the backward.
+    spans: Vec<(usize, usize)>,
     scale: f64,
-    /// The forward's probabilities per task, for the backward (taken by it).
-    saved: Mutex<Option<Saved>>,
-}
-
-enum Saved {
-    F32(Vec<Vec<f32>>),
-    F64(Vec<Vec<f64>>),
-}
-
-trait Keep: Elem {
-    fn keep(p: Vec<Vec<Self>>) -> Saved;
-    fn take(s: Saved) -> Option<Vec<Vec<Self>>>;
-}
-
-impl Keep for f32 {
-    fn keep(p: Vec<Vec<f32>>) -> Saved {
-        Saved::F32(p)
-    }
-    fn take(s: Saved) -> Option<Vec<Vec<f32>>> {
-        match s {
-            Saved::F32(p) => Some(p),
-            Saved::F64(_) => None,
-        }
-    }
-}
-
-impl Keep for f64 {
-    fn keep(p: Vec<Vec<f64>>) -> Saved {
-        Saved::F64(p)
-    }
-    fn take(s: Saved) -> Option<Vec<Vec<f64>>> {
-        match s {
-            Saved::F64(p) => Some(p),
-            Saved::F32(_) => None,
-        }
-    }
+    /// The forward's probabilities per task (`Vec<Vec<T>>` of the forward's element type), for the
+    /// backward, which takes them.
+    saved: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 impl RangedAttention {
-    fn forward<T: Keep>(&self, (q, k, v): (&[T], &[T], &[T]), n: &Dims) -> (Vec<T>, Vec<Vec<T>>) {
-        let spans = spans(&self.ranges, n);
+    fn forward<T: Elem>(&self, (q, k, v): (&[T], &[T], &[T]), n: &Dims) -> (Vec<T>, Vec<Vec<T>>) {
+        let spans = &self.spans;
         let per_task = n.rep() * n.t * n.d;
         let scale = T::from(self.scale).unwrap_or_else(T::one);
         let mut out = vec![T::zero(); n.b * n.heads * n.t * n.d];
@@ -266,24 +236,24 @@ impl RangedAttention {
         (out, probs)
     }
 
-    fn run<T: Keep>(&self, (q, k, v): (&[T], &[T], &[T]), n: &Dims) -> Vec<T> {
+    fn run<T: Elem>(&self, (q, k, v): (&[T], &[T], &[T]), n: &Dims) -> Vec<T> {
         let (out, probs) = self.forward((q, k, v), n);
         if let Ok(mut s) = self.saved.lock() {
-            *s = Some(T::keep(probs));
+            *s = Some(Box::new(probs));
         }
         out
     }
 
     #[allow(clippy::type_complexity)]
-    fn backward<T: Keep>(&self, (q, k, v, dout): (&[T], &[T], &[T], &[T]), n: &Dims) -> (Vec<T>, Vec<T>, Vec<T>) {
-        let saved = self.saved.lock().ok().and_then(|mut s| s.take()).and_then(T::take);
+    fn backward<T: Elem>(&self, (q, k, v, dout): (&[T], &[T], &[T], &[T]), n: &Dims) -> (Vec<T>, Vec<T>, Vec<T>) {
+        let saved = self.saved.lock().ok().and_then(|mut s| s.take()).and_then(|p| p.downcast::<Vec<Vec<T>>>().ok());
         // Kept by the forward; recomputed if this op's forward ran in the other precision (never in
         // practice) or the backward runs twice.
         let probs = match saved {
-            Some(p) => p,
+            Some(p) => *p,
             None => self.forward((q, k, v), n).1,
         };
-        let spans = spans(&self.ranges, n);
+        let spans = &self.spans;
         let (qn, kn) = (n.rep() * n.t * n.d, n.t * n.d);
         let mut dq = vec![T::zero(); n.b * n.heads * n.t * n.d];
         let mut dk = vec![T::zero(); n.b * n.kv_heads * kn];
@@ -380,7 +350,7 @@ impl CustomOp3 for RangedAttention {
 }
 
 #[allow(clippy::type_complexity)]
-fn grads<T: Keep>(
+fn grads<T: Elem>(
     op: &RangedAttention,
     (q, k, v, g): (&Tensor, &Tensor, &Tensor, &Tensor),
     n: &Dims,
@@ -405,7 +375,7 @@ pub fn ranged_attention(q: &Tensor, k: &Tensor, v: &Tensor, ranges: &KeyRanges, 
     if let Some(&(lo, hi)) = ranges.ranges.iter().find(|&&(lo, hi)| lo > hi || hi as usize >= t) {
         candle_core::bail!("ranged_attention: key range {lo}..={hi} for {t} keys");
     }
-    let op = RangedAttention { ranges: ranges.clone(), scale, saved: Mutex::new(None) };
+    let op = RangedAttention { ranges: ranges.clone(), spans: spans(ranges), scale, saved: Mutex::new(None) };
     q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)
 }
 
