@@ -26,7 +26,7 @@ use std::time::Instant;
 pub enum Profile {
     /// A smoke run in about 3 minutes: few steps, small eval; stage 1 must beat the base model.
     Quick,
-    /// The calibrated default (≤ 15 minutes on 2 cores).
+    /// The calibrated default: 13-16 minutes on a 2-core AVX-512 machine, about 22 on a 2-core AVX2 one.
     Default,
     /// Longer stages and the full eval set.
     Full,
