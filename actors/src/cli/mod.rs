@@ -33,7 +33,7 @@ pub struct Cli {
     /// through this topology (e.g. 4gen-1learn), evaluating after each stage, and print the table.
     #[arg(long)]
     topology: Option<crate::topology::Topology>,
-    /// Main job: quick (~2-3 min), default (13-16 min on 2 AVX-512 cores, ~22 on 2 AVX2 cores) or full.
+    /// Main job: how much it does: quick, default or full (each value's size and time below).
     #[arg(long, value_enum, default_value = "default", requires = "topology")]
     profile: crate::pipeline::Profile,
     /// Main job: the run folder [default: runs/UTC-TIMESTAMP].

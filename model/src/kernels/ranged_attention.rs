@@ -4,11 +4,11 @@
 //! The composed version multiplies every query by every key of the row (`(t, t)` scores per head, then
 //! the masked softmax, then `(t, t) · V`), and its backward does four more full `(t, t)` products. With
 //! causal attention half of that is masked away; with packed rows (stage 1: two or three documents to a
-//! 448-token row) more, each query seeing only its own document. Here queries go in tiles of [`TILE`]; a tile multiplies only the keys
-//! from the first key any of its queries may see to the last, so the work follows the mask. The
-//! probabilities of the forward are kept (compact, per tile) for the backward, which is the standard
-//! one: `dV += Pᵀ dO`, `dP = dO Vᵀ`, `dS = P ∘ (dP − rowsum(P ∘ dP))`, `dQ = dS K`, `dK += dSᵀ Q`, each
-//! product a `gemm` over the tile's key span.
+//! 448-token row) more, each query seeing only its own document. Here queries go in tiles of [`TILE`];
+//! a tile multiplies only the keys from the first key any of its queries may see to the last, so the
+//! work follows the mask. The probabilities of the forward are kept (compact, per tile) for the
+//! backward, which is the standard one: `dV += Pᵀ dO`, `dP = dO Vᵀ`, `dS = P ∘ (dP − rowsum(P ∘ dP))`,
+//! `dQ = dS K`, `dK += dSᵀ Q`, each product a `gemm` over the tile's key span.
 
 use super::softmax::softmax_in_place;
 use super::{contiguous, with_data, Elem, KeyRanges};
