@@ -52,6 +52,11 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     ("phi4r_prompts_issued_total", Kind::Counter, "Prompts issued to generators."),
     ("phi4r_prompts_requeue_waiting", Kind::Gauge, "Re-queued prompts waiting to be issued again."),
     ("phi4r_prompts_requeued_total", Kind::Counter, "Prompts re-queued after their holder died or stopped."),
+    (
+        "phi4r_prompts_returned_total",
+        Kind::Counter,
+        "Prompts set aside as too hard (all-wrong group) returned to the pool once the rest was used up.",
+    ),
     ("phi4r_reward_policy_id", Kind::Gauge, "Id of the reward policy in force (increments on each swap)."),
     ("phi4r_rl_accuracy", Kind::Gauge, "Stage 4: share of correct completions in the last step's batch."),
     ("phi4r_rl_clip_fraction", Kind::Gauge, "Stage 4: share of tokens whose ratio was clipped, last step."),

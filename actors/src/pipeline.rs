@@ -16,6 +16,7 @@ use clap::ValueEnum;
 use phi4r_rollout::{paired_difference, PairedDifference};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -65,6 +66,10 @@ pub struct Plan {
     /// `--dpo-pairs policy`: stage 3's learning rate (on-policy pairs tolerate more than the teacher's
     /// 1e-6 of the dpo config's cpu profile; measured: 1e-6 +0.2, 5e-6 +0.7, 2e-5 −0.8 points).
     pub policy_dpo_lr: f64,
+    /// Stage 4's prompt pool: at most this many training problems of each chosen tier (the first ones of
+    /// `stage4.jsonl`). Small enough that stage 4 passes over it several times, so the prompts it found too
+    /// easy or set aside as too hard are skipped on the next pass.
+    pub rl_prompts_per_tier: usize,
     /// Steps of stage 4.
     pub rl_steps: u64,
     /// Stage 4's learning rate.
@@ -89,6 +94,7 @@ impl Profile {
                 dpo_steps: 10,
                 policy_pair_problems: 500,
                 policy_dpo_lr: 5e-6,
+                rl_prompts_per_tier: 300,
                 rl_steps: 4,
                 rl_lr: 3e-5,
             },
@@ -109,6 +115,7 @@ impl Profile {
                 dpo_steps: 30,
                 policy_pair_problems: 2000,
                 policy_dpo_lr: 5e-6,
+                rl_prompts_per_tier: 300,
                 rl_steps: 300,
                 rl_lr: 3e-5,
             },
@@ -128,6 +135,7 @@ impl Profile {
                 policy_dpo_lr: 5e-6,
                 // Not measured end to end with `tiny`; on `micro`, 60-80 steps of stage 4 stayed inside
                 // the noise and 300 cleared it on three seeds (README, "Stage 4 in the main job").
+                rl_prompts_per_tier: 300,
                 rl_steps: 300,
                 rl_lr: 1e-5,
             },
@@ -225,30 +233,45 @@ pub struct PipelineArgs {
 
 /// Stage 4's prompts: the training problems (`stage4.jsonl`) of the hardest three tiers the model before it
 /// solves 10–90% of the time on the eval set (RL learns from mixed groups only: DESIGN §7), or, if no tier
-/// is in that band, the best tier below 90%. Written to `data/rl_prompts.jsonl`; the tiers go to
+/// is in that band, the best tier below 90%; at most `per_tier` of each tier, in the file's order (the
+/// pool stage 4 passes over). Written to `data/rl_prompts.jsonl`; the tiers go to
 /// `rl_tiers.json`. The cap keeps a weak model's ~5 minutes of stage 4 on the top tiers: with every tier in
 /// the band (1–5 on seed 2 of `default`) it spent them on tiers 1–3 and left tiers 4–6 inside the noise
 /// (README, "The main job").
-fn rl_prompts(r: &Runner, before: Option<&Value>) -> anyhow::Result<PathBuf> {
+fn rl_prompts(r: &Runner, before: Option<&Value>, per_tier: usize) -> anyhow::Result<PathBuf> {
     let acc: Vec<(u64, f64)> = before
         .and_then(|e| e["tiers"].as_object())
         .map(|t| t.iter().filter_map(|(k, v)| Some((k.parse().ok()?, v["accuracy"].as_f64()?))).collect())
         .unwrap_or_default();
     let tiers = choose_rl_tiers(&acc);
-    let src = std::fs::read_to_string(r.p("data/stage4.jsonl"))?;
+    let src_path = r.p("data/stage4.jsonl");
+    let src = std::fs::read_to_string(&src_path).with_context(|| format!("{}", src_path.display()))?;
+    let (out, taken) = rl_pool(&src, &tiers, per_tier).with_context(|| format!("{}", src_path.display()))?;
+    let path = r.p("data/rl_prompts.jsonl");
+    phi4r_model::write_atomic(&path, out.as_bytes())?;
+    phi4r_model::write_atomic(&r.p("rl_tiers.json"), serde_json::to_string(&tiers)?.as_bytes())?;
+    eprintln!(
+        "[phi4r] stage rl prompts: tiers {tiers:?}, {taken:?} prompts by tier (accuracy before stage 4: {acc:?})"
+    );
+    Ok(path)
+}
+
+/// The lines of `src` (JSONL with a `tier` each) whose tier is in `tiers`, at most `per_tier` of each, in
+/// order; and how many of each tier were taken. A malformed line is an error naming its number.
+fn rl_pool(src: &str, tiers: &[u64], per_tier: usize) -> anyhow::Result<(String, BTreeMap<u64, usize>)> {
     let mut out = String::new();
-    for line in src.lines() {
-        let v: Value = serde_json::from_str(line).with_context(|| format!("{}", r.p("data/stage4.jsonl").display()))?;
-        if v["tier"].as_u64().is_some_and(|t| tiers.contains(&t)) {
+    let mut taken: BTreeMap<u64, usize> = BTreeMap::new();
+    for (i, line) in src.lines().enumerate() {
+        let v: Value = serde_json::from_str(line).with_context(|| format!("line {}", i + 1))?;
+        let Some(t) = v["tier"].as_u64().filter(|t| tiers.contains(t)) else { continue };
+        let n = taken.entry(t).or_default();
+        if *n < per_tier {
+            *n += 1;
             out.push_str(line);
             out.push('\n');
         }
     }
-    let path = r.p("data/rl_prompts.jsonl");
-    phi4r_model::write_atomic(&path, out.as_bytes())?;
-    phi4r_model::write_atomic(&r.p("rl_tiers.json"), serde_json::to_string(&tiers)?.as_bytes())?;
-    eprintln!("[phi4r] stage rl prompts: tiers {tiers:?} (accuracy before stage 4: {acc:?})");
-    Ok(path)
+    Ok((out, taken))
 }
 
 /// Greedy eval accuracy band of the tiers stage 4 trains on.
@@ -564,7 +587,7 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
                 }
                 _ => args.extend([
                     "--prompts".into(),
-                    s(&rl_prompts(&r, rows.last().map(|r| &r.eval))?),
+                    s(&rl_prompts(&r, rows.last().map(|r| &r.eval), plan.rl_prompts_per_tier)?),
                     "--ref".into(),
                     s(&prev),
                     "--topology".into(),
@@ -844,6 +867,22 @@ mod tests {
         assert_eq!(choose_rl_tiers(&[(1, 0.05), (2, 0.0)]), [1], "none in band: the best below 0.9");
         assert_eq!(choose_rl_tiers(&[(1, 0.99), (2, 0.95)]), [1], "all solved: tier 1");
         assert_eq!(choose_rl_tiers(&[]), [1]);
+    }
+
+    #[test]
+    fn the_rl_pool_takes_the_first_prompts_of_each_chosen_tier() {
+        let src: String = [1, 4, 5, 4, 6, 4, 5, 5]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("{{\"id\":{i},\"tier\":{t}}}\n"))
+            .collect();
+        let (out, taken) = rl_pool(&src, &[4, 5], 2).expect("valid");
+        let ids: Vec<u64> =
+            out.lines().map(|l| serde_json::from_str::<Value>(l).expect("json")["id"].as_u64().expect("id")).collect();
+        assert_eq!(ids, vec![1, 2, 3, 6], "two of tier 4, two of tier 5, in order; tiers 1 and 6 left out");
+        assert_eq!(taken, BTreeMap::from([(4, 2), (5, 2)]));
+        let err = rl_pool("{\"tier\":4}\nnot json\n", &[4], 9).expect_err("malformed");
+        assert!(format!("{err:#}").contains("line 2"), "{err:#}");
     }
 
     #[test]

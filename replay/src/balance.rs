@@ -32,6 +32,10 @@ pub struct BalanceConfig {
     pub max_pending_groups: usize,
     /// Remember all-correct prompts so the prompt source skips them.
     pub remember_easy: bool,
+    /// Set all-wrong prompts aside, so the prompt source draws them again only once every other prompt of
+    /// the pool is too easy or set aside (the streaming source then returns them all to the pool; the
+    /// synchronous loop does so when a step's draw comes up empty).
+    pub set_aside_hard: bool,
     /// Largest oversampling factor [`Balancer::prompts_to_request`] applies for the filters' drop rate.
     pub max_oversample: f32,
     /// The group filters.
@@ -47,6 +51,7 @@ impl Default for BalanceConfig {
             positive_share_max: 0.7,
             max_pending_groups: 32,
             remember_easy: true,
+            set_aside_hard: true,
             max_oversample: 4.0,
             filter: FilterConfig::default(),
         }
@@ -209,8 +214,14 @@ impl Balancer {
         self.stats.filter.record(&decision);
         match decision {
             FilterDecision::Drop(reason) => {
-                if self.cfg.remember_easy && reason == (DropReason::NoSignal { all_correct: true }) {
-                    self.easy.insert(group.prompt.id);
+                match reason {
+                    DropReason::NoSignal { all_correct: true } if self.cfg.remember_easy => {
+                        self.easy.insert(group.prompt.id);
+                    }
+                    DropReason::NoSignal { all_correct: false } if self.cfg.set_aside_hard => {
+                        self.easy.set_aside(group.prompt.id);
+                    }
+                    _ => {}
                 }
                 Admission::Dropped(reason)
             }
@@ -315,6 +326,10 @@ impl Balancer {
     /// The memory of too-easy prompts (the prompt source skips them; save it with the checkpoint).
     pub fn easy(&self) -> &EasyMemory {
         &self.easy
+    }
+
+    pub(crate) fn easy_mut(&mut self) -> &mut EasyMemory {
+        &mut self.easy
     }
 
     /// Kept groups waiting for a batch.

@@ -143,6 +143,7 @@ fn open_balance(batch_groups: usize) -> BalanceConfig {
         rebalance: false,
         max_pending_groups: batch_groups * 4,
         remember_easy: false,
+        set_aside_hard: false,
         filter: FilterConfig { drop_no_signal: false, length_filter: false, ..FilterConfig::default() },
         ..BalanceConfig::default()
     }
@@ -181,6 +182,7 @@ pub fn simulate_grid(a: &StreamBenchArgs, threads: usize) -> anyhow::Result<Valu
             max_pending_groups: batch_groups * 4,
             rebalance: false,
             remember_easy: false,
+            set_aside_hard: false,
             ..BalanceConfig::default()
         };
         let topology = Topology::parse(&format!("{n}gen-1learn"))?;

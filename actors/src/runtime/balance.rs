@@ -71,7 +71,12 @@ impl BalancerState {
                         shared.easy.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
                     }
                 }
-                Admission::Dropped(DropReason::NoSignal { all_correct: false }) => add(&c.dropped_all_wrong, 1),
+                Admission::Dropped(DropReason::NoSignal { all_correct: false }) => {
+                    add(&c.dropped_all_wrong, 1);
+                    if self.a.balancer.config().set_aside_hard {
+                        shared.easy.lock().unwrap_or_else(|e| e.into_inner()).set_aside(id);
+                    }
+                }
                 Admission::Dropped(DropReason::NonUniformLength { .. }) => add(&c.dropped_length, 1),
                 Admission::Refused(_) => add(&c.dropped_pool_full, 1),
             }

@@ -28,15 +28,16 @@ pub(super) struct SourceState {
 }
 
 impl SourceState {
-    /// Up to `n` fresh prompts in this pass's order, skipping the too-easy ones; a new pass starts when
-    /// the order runs out.
+    /// Up to `n` fresh prompts in this pass's order, skipping the too-easy ones and those set aside as
+    /// too hard; a new pass starts when the order runs out. A pass that would be empty returns the set-aside
+    /// prompts to the pool first.
     fn fresh(&mut self, n: usize) -> Vec<Prompt> {
         let mut out = Vec::with_capacity(n);
-        let easy = self.a.shared.easy.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut easy = self.a.shared.easy.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut passes_without_any = 0;
         while out.len() < n && passes_without_any < 2 {
             match self.queue.pop_front() {
-                Some(p) if easy.contains(p.id) => {}
+                Some(p) if easy.skips(p.id) => {}
                 Some(p) => {
                     out.push(p);
                     passes_without_any = 0;
@@ -44,8 +45,14 @@ impl SourceState {
                 None => {
                     self.pass += 1;
                     passes_without_any += 1;
-                    let len = self.a.source.len();
-                    self.queue = self.a.source.draw(self.a.seed, self.pass, len, |id| easy.contains(id)).into();
+                    let mut shared = self.a.shared.easy.lock().unwrap_or_else(|e| e.into_inner());
+                    let (next, back) = self.a.source.pass(self.a.seed, self.pass, &mut shared);
+                    if back > 0 {
+                        tracing::info!(prompts = back, pass = self.pass, "set-aside prompts return to the pool");
+                        metrics::counter!("phi4r_prompts_returned_total").increment(back as u64);
+                    }
+                    easy = shared.clone();
+                    self.queue = next.into();
                 }
             }
         }

@@ -64,6 +64,7 @@ fn rebalances_by_swapping_in_positive_groups_and_remembers_easy_prompts() {
     assert_eq!(b.push(mixed(1, 4, 4)), Admission::Dropped(DropReason::NoSignal { all_correct: true }));
     assert_eq!(b.push(mixed(2, 0, 4)), Admission::Dropped(DropReason::NoSignal { all_correct: false }));
     assert!(b.easy().contains(PromptId(1)) && !b.easy().contains(PromptId(2)));
+    assert!(b.easy().skips(PromptId(2)) && b.easy().set_aside_len() == 1, "all-wrong: set aside");
     assert_eq!(b.next_batch(), BatchOrShortfall::Shortfall(Shortfall::Groups { pending: 0, missing: 2 }));
     assert_eq!(b.push(mixed(3, 1, 4)), Admission::Kept);
     assert_eq!(b.push(mixed(4, 1, 4)), Admission::Kept);
@@ -80,6 +81,15 @@ fn rebalances_by_swapping_in_positive_groups_and_remembers_easy_prompts() {
     let s = b.stats();
     assert_eq!((s.filter.kept, s.filter.no_signal_correct, s.filter.no_signal_wrong), (3, 1, 1));
     assert_eq!((s.batches, s.batches_out_of_band, s.shortfalls, s.last_positive_share), (1, 0, 2, Some(0.5)));
+}
+
+#[test]
+fn the_memory_follows_the_switches() {
+    let off = BalanceConfig { remember_easy: false, set_aside_hard: false, ..cfg(2, 4, 0.3, 0.7) };
+    let mut b = Balancer::new(off, EasyMemory::new()).expect("valid");
+    b.push(mixed(1, 4, 4));
+    b.push(mixed(2, 0, 4));
+    assert!(!b.easy().skips(PromptId(1)) && !b.easy().skips(PromptId(2)), "nothing remembered");
 }
 
 // A full pool (2 groups, batch 2) whose share 2/8 = 0.25 cannot reach [0.45, 0.55] releases it anyway.
