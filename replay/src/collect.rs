@@ -273,7 +273,7 @@ pub fn collect_groups(
     let mut sampled: Vec<(usize, bool, bool)> = Vec::new(); // (len, correct, truncated)
     let (mut rounds, mut want) = (0, rl.prompts_per_step);
     let (groups, in_band) = loop {
-        let prompts = source.draw_step(seed, step, want, &drawn, balancer.easy_mut());
+        let (prompts, _returned) = source.draw_step(seed, step, want, &drawn, balancer.easy_mut());
         if prompts.is_empty() {
             let last = balancer.final_batch();
             break (last.groups, last.in_band);

@@ -1,7 +1,7 @@
 //! [`PromptSource`]: stage 4's prompts in a seeded order per step, so the synchronous loop (and later each
 //! streaming generator) draws the same prompts for the same `(seed, step)` and a resumed run repeats
 //! none and misses none. Too-easy prompts ([`crate::EasyMemory`]) are skipped by the caller's predicate;
-//! the streaming source walks whole passes ([`PromptSource::pass`]).
+//! set-aside ones return when nothing else is left ([`PromptSource::draw_step`]).
 
 use crate::easy::EasyMemory;
 use crate::error::{Error, Result};
@@ -44,9 +44,11 @@ impl PromptSource {
         order.into_iter().map(|(_, i)| &self.prompts[i]).filter(|p| !skip(p.id)).take(n).cloned().collect()
     }
 
-    /// Step `step`'s draw of the synchronous loop: up to `n` prompts that neither `drawn` (this step's
-    /// earlier rounds) nor `memory` skips. When none is left but some are only set aside as too hard, those
-    /// return to the pool first (removed from `memory`).
+    /// Up to `n` prompts of step `step`'s permutation that neither `drawn` nor `memory` skips: the
+    /// synchronous loop's draw (`drawn`: this step's earlier rounds), and the streaming source's pass over
+    /// every prompt (`step` = the pass, `n` = all, `drawn` empty). When none is left but some are only set
+    /// aside as too hard, those return to the pool first (removed from `memory`); the second value counts
+    /// them.
     pub fn draw_step(
         &self,
         seed: u64,
@@ -54,25 +56,13 @@ impl PromptSource {
         n: usize,
         drawn: &BTreeSet<PromptId>,
         memory: &mut EasyMemory,
-    ) -> Vec<Prompt> {
+    ) -> (Vec<Prompt>, usize) {
         let prompts = self.draw(seed, step, n, |id| drawn.contains(&id) || memory.skips(id));
         if !prompts.is_empty() || memory.set_aside_len() == 0 {
-            return prompts;
-        }
-        memory.forget_set_aside();
-        self.draw(seed, step, n, |id| drawn.contains(&id) || memory.skips(id))
-    }
-
-    /// Pass `pass` of the streaming source: every prompt `memory` does not skip, in the pass's seeded
-    /// order. When it skips them all but some are only set aside as too hard, those return to the pool
-    /// first (removed from `memory`); the second value counts them.
-    pub fn pass(&self, seed: u64, pass: u64, memory: &mut EasyMemory) -> (Vec<Prompt>, usize) {
-        let order = self.draw(seed, pass, self.len(), |id| memory.skips(id));
-        if !order.is_empty() || memory.set_aside_len() == 0 {
-            return (order, 0);
+            return (prompts, 0);
         }
         let back = memory.forget_set_aside();
-        (self.draw(seed, pass, self.len(), |id| memory.skips(id)), back)
+        (self.draw(seed, step, n, |id| drawn.contains(&id) || memory.skips(id)), back)
     }
 }
 
@@ -88,25 +78,26 @@ mod tests {
     }
 
     #[test]
-    fn a_pass_skips_the_remembered_and_returns_the_set_aside_once_nothing_else_is_left() {
+    fn a_whole_pass_skips_the_remembered_and_returns_the_set_aside_once_nothing_else_is_left() {
         let s = source(4);
         let mut m = EasyMemory::new();
         m.insert(PromptId(0));
         m.set_aside(PromptId(1));
-        let (order, back) = s.pass(3, 1, &mut m);
+        let none = BTreeSet::new();
+        let (order, back) = s.draw_step(3, 1, 4, &none, &mut m);
         let mut got: Vec<u64> = order.iter().map(|p| p.id.0).collect();
         got.sort_unstable();
         assert_eq!((got, back), (vec![2, 3], 0), "too easy and set aside are skipped");
         m.set_aside(PromptId(2));
         m.set_aside(PromptId(3));
-        let (order, back) = s.pass(3, 2, &mut m);
+        let (order, back) = s.draw_step(3, 2, 4, &none, &mut m);
         let mut got: Vec<u64> = order.iter().map(|p| p.id.0).collect();
         got.sort_unstable();
         assert_eq!((got, back), (vec![1, 2, 3], 3), "the set-aside come back, the too easy do not");
         assert_eq!(m.set_aside_len(), 0);
         let mut all_easy = EasyMemory::new();
         (0..4).for_each(|i| _ = all_easy.insert(PromptId(i)));
-        assert_eq!(s.pass(3, 3, &mut all_easy), (vec![], 0), "too easy never come back");
+        assert_eq!(s.draw_step(3, 3, 4, &none, &mut all_easy), (vec![], 0), "too easy never come back");
     }
 
     #[test]
@@ -115,7 +106,7 @@ mod tests {
         let mut m = EasyMemory::new();
         m.set_aside(PromptId(0));
         let drawn = BTreeSet::from([PromptId(1)]);
-        let ids = |v: Vec<Prompt>| v.into_iter().map(|p| p.id.0).collect::<Vec<_>>();
+        let ids = |(v, _): (Vec<Prompt>, usize)| v.into_iter().map(|p| p.id.0).collect::<Vec<_>>();
         assert_eq!(ids(s.draw_step(5, 1, 3, &drawn, &mut m)), vec![2]);
         assert_eq!(m.set_aside_len(), 1, "something else was left");
         let drawn = BTreeSet::from([PromptId(1), PromptId(2)]);

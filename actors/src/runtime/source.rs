@@ -46,7 +46,9 @@ impl SourceState {
                     self.pass += 1;
                     passes_without_any += 1;
                     let mut shared = self.a.shared.easy.lock().unwrap_or_else(|e| e.into_inner());
-                    let (next, back) = self.a.source.pass(self.a.seed, self.pass, &mut shared);
+                    let all = self.a.source.len();
+                    let (next, back) =
+                        self.a.source.draw_step(self.a.seed, self.pass, all, &Default::default(), &mut shared);
                     if back > 0 {
                         tracing::info!(prompts = back, pass = self.pass, "set-aside prompts return to the pool");
                         metrics::counter!("phi4r_prompts_returned_total").increment(back as u64);
