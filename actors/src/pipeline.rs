@@ -46,6 +46,10 @@ pub struct Plan {
     pub eval_per_tier: usize,
     /// Completion limit of the evaluation.
     pub eval_max_new_tokens: usize,
+    /// More held-out problems per tier (`data/eval_extra.jsonl`) on which the stage-3 and stage-4
+    /// models are also evaluated, on stage 4's tiers only: the table's last column, stage 4's gain on
+    /// `eval_per_tier + eval_extra_per_tier` problems per tier (0: no column).
+    pub eval_extra_per_tier: usize,
     /// Optimizer steps of stage 1.
     pub mid_steps: u64,
     /// Stage 1's learning rate.
@@ -86,6 +90,7 @@ impl Profile {
                 rollouts: 2,
                 eval_per_tier: 50,
                 eval_max_new_tokens: 256,
+                eval_extra_per_tier: 50,
                 mid_steps: 300,
                 mid_lr: 3e-3,
                 mid_seq_len: 448,
@@ -104,6 +109,9 @@ impl Profile {
                 rollouts: 4,
                 eval_per_tier: 200,
                 eval_max_new_tokens: 320,
+                // 200 per tier carry ±3.2 points of paired noise on three tiers; stage 4's gain (2-5
+                // points) cleared it in 6 of 15 runs, and on 1,800 other problems in 14 of 15.
+                eval_extra_per_tier: 600,
                 // Measured on seeds 0 / 1 / 2 (the same tokens and time): 700 steps of 32 rows of 256
                 // tokens reach 0.40 / 0.19 / 0.22 overall, 1,400 steps of 16 rows 0.62 / 0.48 / 0.43;
                 // 1,400 steps of 9 rows of 448 tokens (no document cut) 0.53 / 0.72 / 0.60.
@@ -125,6 +133,9 @@ impl Profile {
                 rollouts: 4,
                 eval_per_tier: 200,
                 eval_max_new_tokens: 320,
+                // 200 per tier carry ±3.2 points of paired noise on three tiers; stage 4's gain (2-5
+                // points) cleared it in 6 of 15 runs, and on 1,800 other problems in 14 of 15.
+                eval_extra_per_tier: 600,
                 mid_steps: 800,
                 mid_lr: 2e-3,
                 mid_seq_len: 448,
@@ -429,7 +440,7 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
             _ => !(done_marker.exists() && (a.resume || a.from_stage.is_some())),
         }
     };
-    let eval = |name: &str, model: &Path| -> anyhow::Result<Value> {
+    let eval_on = |name: &str, model: &Path, data: &Path, per_tier: usize| -> anyhow::Result<Value> {
         let out = r.p(&format!("eval/{name}.json"));
         std::fs::create_dir_all(r.p("eval"))?;
         let text = r.run(
@@ -439,9 +450,9 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
                 "--model".into(),
                 s(model),
                 "--data".into(),
-                s(&r.p("data/eval.jsonl")),
+                s(data),
                 "--per-tier".into(),
-                plan.eval_per_tier.to_string(),
+                per_tier.to_string(),
                 "--max-new-tokens".into(),
                 plan.eval_max_new_tokens.to_string(),
                 "--json".into(),
@@ -451,6 +462,7 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
         )?;
         Ok(serde_json::from_str(&text)?)
     };
+    let eval = |name: &str, model: &Path| eval_on(name, model, &r.p("data/eval.jsonl"), plan.eval_per_tier);
     let mut rows: Vec<Row> = vec![];
 
     // Data and the base model.
@@ -463,11 +475,12 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
             format!(
                 // SFT's set from tier 2 up (the library default is 3): measured on seed 2, SFT on tiers
                 // >= 3 cost 2.8 points [1.1, 4.6] (the model forgot tiers 1-2), on tiers >= 2 nothing.
-                "seed = {}\nproblems = {}\nrollouts = {}\neval_per_tier = {}\n\n[stages]\nstage2_min_tier = 2\n",
+                "seed = {}\nproblems = {}\nrollouts = {}\neval_per_tier = {}\neval_extra_per_tier = {}\n\n[stages]\nstage2_min_tier = 2\n",
                 a.seed,
                 plan.problems,
                 plan.rollouts,
-                plan.eval_per_tier.max(200)
+                plan.eval_per_tier.max(200),
+                plan.eval_extra_per_tier
             )
             .as_bytes(),
         )?;
@@ -607,6 +620,18 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
             let _ = std::fs::remove_file(&eval_file);
             r.run(&format!("stage {name}"), &args, Some(&out.join("run.json")))?;
             eval(name, &latest(&out)?)?;
+            if stage == StageName::Rl && plan.eval_extra_per_tier > 0 {
+                // Stage 4's tiers on the extra held-out problems, before (the stage-3 model) and after.
+                let tiers: Vec<u64> = serde_json::from_str(&std::fs::read_to_string(r.p("rl_tiers.json"))?)?;
+                let src_path = r.p("data/eval_extra.jsonl");
+                let src = std::fs::read_to_string(&src_path).with_context(|| format!("{}", src_path.display()))?;
+                let (extra, _) =
+                    rl_pool(&src, &tiers, usize::MAX).with_context(|| format!("{}", src_path.display()))?;
+                let data = r.p("data/eval_extra_rl.jsonl");
+                phi4r_model::write_atomic(&data, extra.as_bytes())?;
+                eval_on("dpo_extra", &prev, &data, plan.eval_extra_per_tier)?;
+                eval_on("rl_extra", &latest(&out)?, &data, plan.eval_extra_per_tier)?;
+            }
         }
         let ev: Value = serde_json::from_str(&std::fs::read_to_string(&eval_file)?)?;
         rows.push(Row { stage, label: stage.row(), eval: ev, wall_s: ran.then(|| t.elapsed().as_secs_f64()) });
@@ -620,7 +645,26 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
     let cpu = phi4r_model::bench::CpuPeak::detect(a.threads);
     let machine = cpu.describe();
     let deltas = row_deltas(&rows);
-    let table = markdown_table(&rows, &deltas);
+    let rl_tiers = if plan.eval_extra_per_tier > 0 && rows.len() == 5 {
+        let read = |f: &str| -> anyhow::Result<Value> {
+            Ok(serde_json::from_str(&std::fs::read_to_string(r.p(f)).with_context(|| f.to_string())?)?)
+        };
+        let found = (|| -> anyhow::Result<_> {
+            let tiers: Vec<u64> = serde_json::from_value(read("rl_tiers.json")?)?;
+            Ok((tiers, read("eval/dpo_extra.json")?, read("eval/rl_extra.json")?))
+        })();
+        match found {
+            Ok((tiers, before, after)) => rl_tier_delta(&tiers, [&rows[3].eval, &before], [&rows[4].eval, &after]),
+            Err(e) => {
+                // A run folder from before the extra problems: the table without its last column.
+                eprintln!("[phi4r] no comparison on the extra held-out problems: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let table = markdown_table(&rows, &deltas, rl_tiers.as_ref());
     let mut slim = serde_json::to_value(&rows)?;
     for row in slim.as_array_mut().into_iter().flatten() {
         if let Some(ev) = row["eval"].as_object_mut() {
@@ -631,7 +675,7 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
         "stages": stage_accuracies(&rows),
         "run_dir": dir, "topology": a.topology.to_string(), "profile": a.profile, "seed": a.seed, "plan": plan,
         "wall_s": wall_s, "machine": cpu,
-        "rows": slim, "deltas_vs_row_above": deltas,
+        "rows": slim, "deltas_vs_row_above": deltas, "rl_tiers": rl_tiers,
     });
     phi4r_model::write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     let plots = match write_plots(&dir, &rows) {
@@ -640,8 +684,18 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
         Err(e) => format!("\n(plots not drawn: {e:#})\n"),
     };
     let md = format!(
-        "# phi4r main job — profile {:?}, seed {}, topology {}\n\nGreedy accuracy on the held-out synthetic eval set ({} problems per tier), 95% Wilson interval on the overall score; Δ is the change from the row above on the same problems, with its 95% paired interval. Wall time {:.0} s on {machine}.\n\n{table}{plots}",
-        a.profile, a.seed, a.topology, plan.eval_per_tier, wall_s
+        "# phi4r main job — profile {:?}, seed {}, topology {}\n\nGreedy accuracy on the held-out synthetic eval set ({} problems per tier), 95% Wilson interval on the overall score; Δ is the change from the row above on the same problems, with its 95% paired interval{}. Wall time {:.0} s on {machine}.\n\n{table}{plots}",
+        a.profile,
+        a.seed,
+        a.topology,
+        plan.eval_per_tier,
+        rl_tiers.as_ref().map_or(String::new(), |t| format!(
+            "; the last column is stage 4's change on its tiers ({}) over {} held-out problems per tier, the table's and {} more",
+            t.label(),
+            plan.eval_per_tier + plan.eval_extra_per_tier,
+            plan.eval_extra_per_tier
+        )),
+        wall_s
     );
     phi4r_model::write_atomic(&dir.join("report.md"), md.as_bytes())?;
     if a.json {
@@ -765,15 +819,19 @@ fn row_deltas(rows: &[Row]) -> Vec<Option<PairedDifference>> {
     rows.windows(2).map(|w| paired(&w[0].eval, &w[1].eval)).collect()
 }
 
-/// `deltas` are [`row_deltas`] of `rows`.
-fn markdown_table(rows: &[Row], deltas: &[Option<PairedDifference>]) -> String {
+/// `deltas` are [`row_deltas`] of `rows`; `rl_tiers`, when there, fills a last column on the RLVR row.
+fn markdown_table(rows: &[Row], deltas: &[Option<PairedDifference>], rl_tiers: Option<&RlTierDelta>) -> String {
     let tiers = tiers(rows);
     let mut out = String::from("| stage |");
     for t in &tiers {
         out.push_str(&format!(" tier {t} |"));
     }
-    out.push_str(" overall | 95% interval | Δ vs row above [95% paired] | stage time |\n|---|");
-    out.push_str(&"---|".repeat(tiers.len() + 4));
+    out.push_str(" overall | 95% interval | Δ vs row above [95% paired] | stage time |");
+    if let Some(t) = rl_tiers {
+        out.push_str(&format!(" Δ tiers {}, {} problems [95% paired] |", t.label(), t.delta.n));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(tiers.len() + 4 + usize::from(rl_tiers.is_some())));
     out.push('\n');
     for (i, r) in rows.iter().enumerate() {
         out.push_str(&format!("| {} |", r.label));
@@ -788,11 +846,71 @@ fn markdown_table(rows: &[Row], deltas: &[Option<PairedDifference>]) -> String {
             None => "".to_string(),
         };
         out.push_str(&format!(
-            " {:.3} | [{lo:.3}, {hi:.3}] | {delta} | {time} |\n",
+            " {:.3} | [{lo:.3}, {hi:.3}] | {delta} | {time} |",
             r.eval["accuracy"].as_f64().unwrap_or(f64::NAN),
         ));
+        if let Some(t) = rl_tiers {
+            if r.stage == StageName::Rl {
+                let d = &t.delta;
+                out.push_str(&format!(" {:+.3} [{:+.3}, {:+.3}] |", d.mean, d.interval[0], d.interval[1]));
+            } else {
+                out.push_str("  |");
+            }
+        }
+        out.push('\n');
     }
     out
+}
+
+/// Stage 4's change on the tiers it trained on, over the table's problems of those tiers and the extra
+/// ones (`eval_extra.jsonl`): what `report.json` calls `rl_tiers`.
+#[derive(Debug, Clone, Serialize)]
+struct RlTierDelta {
+    /// The tiers.
+    tiers: Vec<u64>,
+    /// Accuracy on their problems before stage 4 (the stage-3 model) and after.
+    before: f64,
+    after: f64,
+    /// The paired difference `after − before` over those problems.
+    delta: PairedDifference,
+}
+
+impl RlTierDelta {
+    /// `4–6`, or `3, 5`, or `2`.
+    fn label(&self) -> String {
+        let t = &self.tiers;
+        match (t.first(), t.last()) {
+            (Some(a), Some(b)) if t.len() > 2 && t.windows(2).all(|w| w[1] == w[0] + 1) => format!("{a}–{b}"),
+            _ => t.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+        }
+    }
+}
+
+/// [`RlTierDelta`] from the stage-3 and stage-4 evaluations, each `[the table's, the extra problems']`:
+/// the per-problem scores of `tiers`, the table's first, then the extra ones. None when a tier's scores
+/// are missing from either evaluation or do not line up.
+fn rl_tier_delta(tiers: &[u64], before: [&Value; 2], after: [&Value; 2]) -> Option<RlTierDelta> {
+    let scores = |evs: [&Value; 2]| -> Option<(Vec<usize>, usize)> {
+        let mut flat = vec![];
+        for t in tiers {
+            for ev in evs {
+                let list = ev["per_problem"][t.to_string()].as_array()?;
+                for x in list {
+                    flat.push(x.as_u64()? as usize);
+                }
+            }
+        }
+        let k = evs[0]["samples"].as_u64().unwrap_or(1) as usize;
+        (evs[1]["samples"].as_u64().unwrap_or(1) as usize == k).then_some((flat, k))
+    };
+    let ((b, kb), (a, ka)) = (scores(before)?, scores(after)?);
+    let acc = |x: &[usize], k: usize| x.iter().sum::<usize>() as f64 / (x.len() * k.max(1)).max(1) as f64;
+    Some(RlTierDelta {
+        tiers: tiers.to_vec(),
+        before: acc(&b, kb),
+        after: acc(&a, ka),
+        delta: paired_difference(&b, kb, &a, ka)?,
+    })
 }
 
 /// The paired difference `after − before` over every problem of two evaluations of the same set (their
@@ -903,7 +1021,7 @@ mod tests {
             Row { stage: StageName::Mid, label: "+ mid-training", eval: ev, wall_s: Some(12.0) },
             Row { stage: StageName::Sft, label: "+ SFT", eval: better, wall_s: None },
         ];
-        let t = markdown_table(&rows, &row_deltas(&rows));
+        let t = markdown_table(&rows, &row_deltas(&rows), None);
         assert!(
             t.starts_with(
                 "| stage | tier 1 | tier 2 | overall | 95% interval | Δ vs row above [95% paired] | stage time |\n|---|---|---|---|---|---|---|\n"
@@ -916,5 +1034,41 @@ mod tests {
             t.contains("| + SFT | 0.750 | 0.250 | 0.500 | [0.400, 0.600] | +0.125 [-0.120, +0.370] | kept |"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn stage_fours_tiers_are_compared_on_the_tables_and_the_extra_problems() {
+        let ev = |main: [&[u64]; 3], extra: [&[u64]; 2]| {
+            [
+                serde_json::json!({"samples": 1, "per_problem": {"3": main[0], "4": main[1], "5": main[2]}}),
+                serde_json::json!({"samples": 1, "per_problem": {"4": extra[0], "5": extra[1]}}),
+            ]
+        };
+        // Tier 3 is not stage 4's: its change (0 -> 1 on both problems) must not count.
+        let before = ev([&[0, 0], &[1, 0], &[0]], [&[0, 1, 0], &[0, 0]]);
+        let after = ev([&[1, 1], &[1, 1], &[0]], [&[1, 1, 0], &[1, 0]]);
+        let d = rl_tier_delta(&[4, 5], [&before[0], &before[1]], [&after[0], &after[1]]).expect("lines up");
+        assert_eq!(d.delta.n, 8, "tiers 4 and 5: 2 + 1 of the table's, 3 + 2 extra");
+        assert!((d.before - 2.0 / 8.0).abs() < 1e-12 && (d.after - 5.0 / 8.0).abs() < 1e-12, "{d:?}");
+        assert!((d.delta.mean - 3.0 / 8.0).abs() < 1e-12, "{d:?}");
+        assert_eq!(d.label(), "4, 5");
+        assert_eq!(RlTierDelta { tiers: vec![4, 5, 6], ..d.clone() }.label(), "4–6");
+        // A tier missing from an evaluation, or problems that do not line up: no column.
+        assert!(rl_tier_delta(&[6], [&before[0], &before[1]], [&after[0], &after[1]]).is_none());
+        let short = ev([&[1, 1], &[1], &[0]], [&[1, 1, 0], &[1, 0]]);
+        assert!(rl_tier_delta(&[4, 5], [&before[0], &before[1]], [&short[0], &short[1]]).is_none());
+
+        // The table: a last column, filled on the RLVR row only.
+        let row = |stage, label, eval: Value| Row { stage, label, eval, wall_s: Some(1.0) };
+        let e = serde_json::json!({"accuracy": 0.5, "interval": [0.4, 0.6], "samples": 1,
+            "tiers": {"4": {"accuracy": 0.5}}, "per_problem": {"4": [1, 0]}});
+        let rows = [row(StageName::Dpo, "+ rollout DPO", e.clone()), row(StageName::Rl, "+ RLVR", e)];
+        let t = markdown_table(&rows, &row_deltas(&rows), Some(&d));
+        assert!(
+            t.contains("| stage time | Δ tiers 4, 5, 8 problems [95% paired] |\n|---|---|---|---|---|---|---|\n"),
+            "{t}"
+        );
+        assert!(t.contains("| + rollout DPO | 0.500 | 0.500 | [0.400, 0.600] |  | 1 s |  |\n"), "{t}");
+        assert!(t.contains("| 1 s | +0.375 ["), "{t}");
     }
 }

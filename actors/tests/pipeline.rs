@@ -35,6 +35,12 @@ fn the_quick_main_job_runs_every_stage_and_stage_1_beats_the_base_model() {
     assert_eq!(mid["data"]["overlong"], 0, "stage 1 cut documents: {mid}");
     let md = std::fs::read_to_string(run.join("report.md")).expect("report.md");
     assert!(md.contains("| stage | tier 1 |") && md.contains("| + RLVR |"), "{md}");
+    // Stage 4's tiers are compared on the table's problems and 50 more held-out ones per tier.
+    let rl_tiers: Vec<u64> =
+        serde_json::from_str(&std::fs::read_to_string(run.join("rl_tiers.json")).expect("rl_tiers")).expect("JSON");
+    assert_eq!(report["rl_tiers"]["tiers"], serde_json::json!(rl_tiers));
+    assert_eq!(report["rl_tiers"]["delta"]["n"].as_u64(), Some(100 * rl_tiers.len() as u64), "{}", report["rl_tiers"]);
+    assert!(md.contains("problems [95% paired] |"), "{md}");
     // The wall time names its machine: the same job takes ~3.5x as long on AVX2 as on AVX-512.
     let simd = report["machine"]["simd"].as_str().expect("machine.simd");
     assert!(["avx512", "avx2", "sse"].contains(&simd), "{}", report["machine"]);

@@ -9,6 +9,7 @@
 //! | `stage3.jsonl` | [`Preference`](crate::Preference): (correct, incorrect) pairs |
 //! | `stage4.jsonl` | [`ProblemAnswer`] with `id` and `tier`: every training problem (RL prompts) |
 //! | `eval.jsonl` | [`ProblemAnswer`] with `id` and `tier`: held-out problems, `eval_per_tier` per tier |
+//! | `eval_extra.jsonl` | the same: `eval_extra_per_tier` more held-out problems per tier (only when > 0) |
 //! | `tokenizer.json` | BPE trained on the chat-formatted training text (digits split) |
 //! | `synth_report.json` | the [`SynthReport`] |
 //!
@@ -46,6 +47,11 @@ pub struct SynthConfig {
     pub tiers: Vec<TierSpec>,
     /// Held-out evaluation problems per tier (DESIGN §7: ≥ 200 for a per-stage table).
     pub eval_per_tier: usize,
+    /// More held-out problems per tier, written to `eval_extra.jsonl` (0: no file). Drawn after the
+    /// training problems from a stream of their own, distinct from every eval and training problem, so
+    /// neither `eval.jsonl` nor the training sets change with it. The main job evaluates stage 4's tiers
+    /// on them too: a paired comparison on 4× the problems resolves a gain of half the size.
+    pub eval_extra_per_tier: usize,
     /// Vocabulary size of the trained tokenizer (special tokens included).
     pub vocab_size: usize,
     /// Selection of the stage sets.
@@ -67,6 +73,7 @@ impl Default for SynthConfig {
             slip_rate: 0.1,
             tiers: TierSpec::defaults(),
             eval_per_tier: 200,
+            eval_extra_per_tier: 0,
             // 256 bytes + 6 specials + ~250 merges: the names, items and phrase words of the task. Digits
             // stay single tokens. A small vocabulary keeps the embedding of a ~1M-parameter model small.
             vocab_size: 512,
@@ -178,7 +185,10 @@ pub struct SynthReport {
     pub problems: usize,
     /// Eval problems.
     pub eval: usize,
-    /// Generated training problems dropped because an eval problem has the same text.
+    /// Extra held-out problems (`eval_extra.jsonl`).
+    #[serde(default)]
+    pub eval_extra: usize,
+    /// Generated problems dropped because one of the other side (training / held-out) has the same text.
     pub eval_collisions_dropped: usize,
     /// Generated problems dropped as duplicates of an earlier one of the same split.
     pub duplicates_dropped: usize,
@@ -330,7 +340,17 @@ pub fn run(cfg: &SynthConfig, out_dir: &Path) -> Result<SynthReport> {
     for ti in 0..cfg.tiers.len() {
         train.extend(train_drawer.draw(ti, cfg.problems_of(ti), "train", &mut train_texts, &eval_texts)?);
     }
-    let (dup, collided) = (eval_drawer.duplicates + train_drawer.duplicates, train_drawer.collisions);
+    let mut extra_drawer = Drawer { cfg, rng: stream(cfg.seed, 4), duplicates: 0, collisions: 0 };
+    let mut extra = Vec::new();
+    if cfg.eval_extra_per_tier > 0 {
+        for ti in 0..cfg.tiers.len() {
+            extra.extend(extra_drawer.draw(ti, cfg.eval_extra_per_tier, "evalx", &mut eval_texts, &train_texts)?);
+        }
+    }
+    let (dup, collided) = (
+        eval_drawer.duplicates + train_drawer.duplicates + extra_drawer.duplicates,
+        train_drawer.collisions + extra_drawer.collisions,
+    );
 
     // Teacher rollouts, verified.
     let teacher = Teacher::new(cfg.slip_rate)?;
@@ -436,6 +456,9 @@ pub fn run(cfg: &SynthConfig, out_dir: &Path) -> Result<SynthReport> {
     write_jsonl(&out_dir.join("stage3.jsonl"), &sets.stage3)?;
     write_jsonl(&out_dir.join("stage4.jsonl"), &sets.stage4)?;
     write_jsonl(&out_dir.join("eval.jsonl"), &eval_records)?;
+    if !extra.is_empty() {
+        write_jsonl(&out_dir.join("eval_extra.jsonl"), extra.iter().map(problem_answer).collect::<Vec<_>>())?;
+    }
     tokenizer.save(&out_dir.join("tokenizer.json"))?;
     let c = &sets.counts;
     let report = SynthReport {
@@ -444,6 +467,7 @@ pub fn run(cfg: &SynthConfig, out_dir: &Path) -> Result<SynthReport> {
         tiers,
         problems: train.len(),
         eval: eval.len(),
+        eval_extra: extra.len(),
         eval_collisions_dropped: collided,
         duplicates_dropped: dup,
         rollouts: c.responses,
@@ -470,11 +494,14 @@ pub fn run(cfg: &SynthConfig, out_dir: &Path) -> Result<SynthReport> {
             "stage3.jsonl",
             "stage4.jsonl",
             "eval.jsonl",
+            "eval_extra.jsonl",
             "tokenizer.json",
             "synth_report.json",
         ]
+        .into_iter()
+        .filter(|f| *f != "eval_extra.jsonl" || !extra.is_empty())
         .map(String::from)
-        .to_vec(),
+        .collect(),
     };
     let json =
         serde_json::to_vec_pretty(&report).map_err(|e| Error::input("synth::run", format!("report to JSON: {e}")))?;

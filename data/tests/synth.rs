@@ -139,3 +139,35 @@ fn a_calibrated_low_tier_profile_runs() {
     let tier3 = report.tiers[2].problems;
     assert!(report.stage2 <= tier3 && report.stage2 * 10 >= tier3 * 9, "{} of {tier3}", report.stage2);
 }
+
+#[test]
+fn extra_held_out_problems_are_new_and_change_nothing_else() {
+    let (a, b) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let plain = run(&small(), a.path()).expect("runs");
+    let cfg = SynthConfig { eval_extra_per_tier: 40, ..small() };
+    let more = run(&cfg, b.path()).expect("runs");
+    assert!(!plain.files.iter().any(|f| f == "eval_extra.jsonl") && !a.path().join("eval_extra.jsonl").exists());
+    assert!(more.files.iter().any(|f| f == "eval_extra.jsonl"));
+    assert_eq!(more.eval_extra, 40 * cfg.tiers.len());
+    // The eval set and every training set are byte for byte those of the run without extras.
+    for f in ["eval.jsonl", "stage1.jsonl", "stage2.jsonl", "stage3.jsonl", "stage4.jsonl", "tokenizer.json"] {
+        let (x, y) = (std::fs::read(a.path().join(f)).expect("read"), std::fs::read(b.path().join(f)).expect("read"));
+        assert!(x == y, "{f} changed with eval_extra_per_tier");
+    }
+    // The extras: 40 per tier, ids unique, texts shared with neither the eval set nor any training problem.
+    let extra = read_jsonl::<ProblemAnswer>(&b.path().join("eval_extra.jsonl"), false).expect("loads").records;
+    assert_eq!(extra.len(), more.eval_extra);
+    for t in 1..=cfg.tiers.len() as u8 {
+        assert_eq!(extra.iter().filter(|e| e.tier == Some(t)).count(), 40, "tier {t}");
+    }
+    let ids: HashSet<_> = extra.iter().map(|e| e.id.clone().expect("id")).collect();
+    assert_eq!(ids.len(), extra.len());
+    let seen: HashSet<String> = ["eval.jsonl", "stage4.jsonl"]
+        .iter()
+        .flat_map(|f| read_jsonl::<ProblemAnswer>(&b.path().join(f), false).expect("loads").records)
+        .map(|r| r.problem)
+        .collect();
+    let texts: HashSet<&str> = extra.iter().map(|e| e.problem.as_str()).collect();
+    assert_eq!(texts.len(), extra.len());
+    assert!(texts.iter().all(|t| !seen.contains(*t)), "an extra problem is also an eval or training problem");
+}
