@@ -10,8 +10,8 @@
 //!   update the learner publishes one detached copy of its weights (`Arc<Policy>`), which every generator
 //!   picks up before its next sampling batch.
 //! - `rl.max_staleness` is enforced by pacing: the source hands out prompts only while the outstanding work
-//!   fits `max_staleness + 1` batches ([`phi4r_replay::admission`]); a group that still arrives too late is
-//!   dropped and counted as stale.
+//!   fits `max_staleness + 1` batches ([`phi4r_replay::admission`]); a group that still arrives more than
+//!   `max_staleness + stale_grace` versions late is dropped and counted as stale.
 //! - The books ([`phi4r_replay::Books`], in the source) account for every prompt: a generator or verifier
 //!   that dies is restarted by the supervisor and its leases are re-queued; a late delivery of a re-queued
 //!   lease is refused, so nothing is trained twice.

@@ -224,6 +224,8 @@ impl Actor for Supervisor {
     ) -> Result<SupervisorState, ActorProcessingErr> {
         let cfg = &a.config;
         let (shared, s) = (a.shared.clone(), cfg.rl.max_staleness);
+        // The pacing aims at `s`; the replay buffer and balancers drop only beyond `s + stale_grace`.
+        let drop_after = cfg.rl.drop_staleness();
         tracing::info!(topology = %a.topology, threads_learner = a.budget.learner, threads_generator = a.budget.generator, max_staleness = s, "stage rl streaming");
         let source_args = SourceArgs {
             source: a.source,
@@ -238,7 +240,7 @@ impl Actor for Supervisor {
         let (replay, _) = Actor::spawn_linked(
             None,
             ReplayActor,
-            ReplayArgs { shared: shared.clone(), max_staleness: s },
+            ReplayArgs { shared: shared.clone(), max_staleness: drop_after },
             cell.clone(),
         )
         .await?;
@@ -247,8 +249,13 @@ impl Actor for Supervisor {
         let mut balancers: Vec<ActorRef<BalancerMsg>> = vec![];
         for index in 0..a.topology.balancers {
             let balancer = Balancer::new(cfg.rl.balance, phi4r_replay::EasyMemory::new())?;
-            let args =
-                BalancerArgs { index, balancer, replay: replay.clone(), shared: shared.clone(), max_staleness: s };
+            let args = BalancerArgs {
+                index,
+                balancer,
+                replay: replay.clone(),
+                shared: shared.clone(),
+                max_staleness: drop_after,
+            };
             let (b, _) = Actor::spawn_linked(None, BalancerActor, args, cell.clone()).await?;
             roles.insert(b.get_id(), (Role::Balancer, index));
             others.push(b.get_cell());

@@ -140,6 +140,12 @@ pub struct RlConfig {
     /// the learner (0 = synchronous on-policy). Enforced by pacing how many prompts are handed out; what
     /// still arrives too late is dropped and counted as `stale`.
     pub max_staleness: u64,
+    /// The streaming runtime: versions beyond `max_staleness` a group may lag before it is dropped. The
+    /// pacing still aims at `max_staleness`, so only the groups that overshoot it (filters that kept more
+    /// than the observed rate predicted, a slow lease) are let through, one version more off-policy
+    /// (the clipped ratio is taken against their own sampler's log-probs), instead of having been sampled
+    /// for nothing. 0: every group beyond `max_staleness` is dropped.
+    pub stale_grace: u64,
     /// The streaming runtime: whether generators switch weights between batches (default) or in flight.
     /// Staleness is judged on a completion's first token either way.
     pub weight_sync: WeightSync,
@@ -169,6 +175,12 @@ impl RlConfig {
             step,
         }
     }
+
+    /// The streaming runtime's drop bound: a group lagging more versions than this is dropped as stale
+    /// (`max_staleness + stale_grace`; the pacing aims at `max_staleness`).
+    pub fn drop_staleness(&self) -> u64 {
+        self.max_staleness.saturating_add(self.stale_grace)
+    }
 }
 
 impl Default for RlConfig {
@@ -184,6 +196,7 @@ impl Default for RlConfig {
             temperature: TemperatureSchedule::Linear { start: 1.0, end: 0.6, steps: 100 },
             balance: BalanceConfig { batch_groups: 32, max_pending_groups: 128, ..BalanceConfig::default() },
             max_staleness: 1,
+            stale_grace: 0,
             weight_sync: WeightSync::default(),
             epochs: 1,
             mini_batches: 1,
@@ -281,5 +294,14 @@ mod tests {
         bad.balance.filter.max_length_cv = -1.0;
         assert!(matches!(bad.validate(), Err(Error::Config { key, .. }) if key == "rl.balance.filter.max_length_cv"));
         assert!(RlConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn the_grace_moves_the_drop_bound_not_the_pacing() {
+        let c = RlConfig::default();
+        assert_eq!((c.stale_grace, c.drop_staleness()), (0, c.max_staleness), "no grace by default");
+        let c: RlConfig = toml::from_str("max_staleness = 2\nstale_grace = 1\n").expect("parses");
+        assert_eq!((c.max_staleness, c.drop_staleness()), (2, 3));
+        assert!(toml::from_str::<RlConfig>("stale_grace = -1\n").is_err(), "a count, never negative");
     }
 }
