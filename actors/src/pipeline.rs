@@ -620,7 +620,10 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
             let _ = std::fs::remove_file(&eval_file);
             r.run(&format!("stage {name}"), &args, Some(&out.join("run.json")))?;
             eval(name, &latest(&out)?)?;
-            if stage == StageName::Rl && plan.eval_extra_per_tier > 0 {
+            if stage == StageName::Rl && plan.eval_extra_per_tier > 0 && !r.p("data/eval_extra.jsonl").exists() {
+                // A run folder made before the extra problems existed: the table goes without its last column.
+                eprintln!("[phi4r] no data/eval_extra.jsonl (run --from-stage data to draw it): no comparison on extra problems");
+            } else if stage == StageName::Rl && plan.eval_extra_per_tier > 0 {
                 // Stage 4's tiers on the extra held-out problems, before (the stage-3 model) and after.
                 let tiers: Vec<u64> = serde_json::from_str(&std::fs::read_to_string(r.p("rl_tiers.json"))?)?;
                 let src_path = r.p("data/eval_extra.jsonl");
