@@ -133,9 +133,7 @@ impl Profile {
                 rollouts: 4,
                 eval_per_tier: 200,
                 eval_max_new_tokens: 320,
-                // 200 per tier carry ±3.2 points of paired noise on three tiers; stage 4's gain (2-5
-                // points) cleared it in 6 of 15 runs, and on 1,800 other problems in 14 of 15.
-                eval_extra_per_tier: 600,
+                eval_extra_per_tier: 600, // as `default`'s
                 mid_steps: 800,
                 mid_lr: 2e-3,
                 mid_seq_len: 448,
@@ -620,11 +618,9 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
             let _ = std::fs::remove_file(&eval_file);
             r.run(&format!("stage {name}"), &args, Some(&out.join("run.json")))?;
             eval(name, &latest(&out)?)?;
-            if stage == StageName::Rl && plan.eval_extra_per_tier > 0 && !r.p("data/eval_extra.jsonl").exists() {
-                // A run folder made before the extra problems existed: the table goes without its last column.
-                eprintln!("[phi4r] no data/eval_extra.jsonl (run --from-stage data to draw it): no comparison on extra problems");
-            } else if stage == StageName::Rl && plan.eval_extra_per_tier > 0 {
-                // Stage 4's tiers on the extra held-out problems, before (the stage-3 model) and after.
+            // Stage 4's tiers on the extra held-out problems, before (the stage-3 model) and after. Without
+            // the file the table goes without its last column (the note is printed with the table).
+            if stage == StageName::Rl && plan.eval_extra_per_tier > 0 && r.p("data/eval_extra.jsonl").exists() {
                 let tiers: Vec<u64> = serde_json::from_str(&std::fs::read_to_string(r.p("rl_tiers.json"))?)?;
                 let src_path = r.p("data/eval_extra.jsonl");
                 let src = std::fs::read_to_string(&src_path).with_context(|| format!("{}", src_path.display()))?;
@@ -659,8 +655,10 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<Value> {
         match found {
             Ok((tiers, before, after)) => rl_tier_delta(&tiers, [&rows[3].eval, &before], [&rows[4].eval, &after]),
             Err(e) => {
-                // A run folder from before the extra problems: the table without its last column.
-                eprintln!("[phi4r] no comparison on the extra held-out problems: {e:#}");
+                // E.g. no data/eval_extra.jsonl: the table without its last column.
+                eprintln!(
+                    "[phi4r] no comparison on the extra held-out problems ({e:#}); `--from-stage data` draws data/eval_extra.jsonl"
+                );
                 None
             }
         }
