@@ -15,8 +15,27 @@ use std::time::Duration;
 
 /// How often a balancer re-checks its pool (stale groups, a stalled shortfall).
 const TICK: Duration = Duration::from_millis(25);
-/// Ticks a shortfall may last with nothing in flight before the closest batch is released anyway.
+/// Ticks a shortfall may last, with nothing in flight and nothing queued for the learner, before the
+/// closest batch is released anyway.
 const STALL_TICKS: u32 = 4;
+
+/// The stall rule of a balancer whose pool cannot form a batch, one tick at a time: `(stalled, release)`.
+/// The count grows while its pool holds groups, no prompt is in flight (nothing more is coming until the
+/// learner moves on) and no batch waits for the learner (`queued` false: the learner is about to starve);
+/// after `STALL_TICKS` such ticks the closest batch is released. While a batch is queued the learner has
+/// work, its next step opens room for more prompts, and the pool fills to a whole batch: releasing a
+/// partial one then would only train fewer groups a step (a third of stage 4's steps did, when the rule
+/// looked at the in-flight count alone).
+fn stall_rule(stalled: u32, in_flight: u64, queued: u64, pending: usize) -> (u32, bool) {
+    if in_flight > 0 || queued > 0 || pending == 0 {
+        return (0, false);
+    }
+    if stalled + 1 >= STALL_TICKS {
+        (0, true)
+    } else {
+        (stalled + 1, false)
+    }
+}
 
 pub(super) struct BalancerArgs {
     pub index: usize,
@@ -96,14 +115,20 @@ impl BalancerState {
                     let b = match self.a.balancer.next_batch() {
                         BatchOrShortfall::Batch(b) => b,
                         BatchOrShortfall::Shortfall(_) => {
-                            // Nothing more is coming (in flight 0, pacing full): release the closest batch
-                            // rather than wait forever, as the synchronous step does when its rounds run out.
-                            let idle = self.a.shared.counters.in_flight.load(Ordering::Relaxed) == 0;
-                            self.stalled = if idle && self.a.balancer.pending() > 0 { self.stalled + 1 } else { 0 };
-                            if self.stalled < STALL_TICKS {
+                            // Nothing more is coming (in flight 0, pacing full) and the learner has nothing
+                            // queued: release the closest batch rather than wait forever, as the synchronous
+                            // step does when its rounds run out.
+                            let c = &self.a.shared.counters;
+                            let (stalled, now) = stall_rule(
+                                self.stalled,
+                                c.in_flight.load(Ordering::Relaxed),
+                                c.buffered_groups.load(Ordering::Relaxed),
+                                self.a.balancer.pending(),
+                            );
+                            self.stalled = stalled;
+                            if !now {
                                 break;
                             }
-                            self.stalled = 0;
                             self.a.balancer.final_batch()
                         }
                     };
@@ -245,5 +270,40 @@ impl Actor for ReplayActor {
         }
         st.serve();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{stall_rule, STALL_TICKS};
+
+    /// Ticks until the rule releases, or `None` within 100 ticks.
+    fn ticks_to_release(in_flight: u64, queued: u64, pending: usize) -> Option<u32> {
+        let mut stalled = 0;
+        for t in 1..=100 {
+            let (s, release) = stall_rule(stalled, in_flight, queued, pending);
+            if release {
+                return Some(t);
+            }
+            stalled = s;
+        }
+        None
+    }
+
+    #[test]
+    fn a_partial_batch_goes_out_only_when_the_learner_would_starve() {
+        assert_eq!(ticks_to_release(0, 0, 3), Some(STALL_TICKS), "idle, nothing queued: released after the stall");
+        assert_eq!(ticks_to_release(0, 4, 3), None, "a batch waits for the learner: the pool keeps filling");
+        assert_eq!(ticks_to_release(2, 0, 3), None, "prompts in flight: more groups are coming");
+        assert_eq!(ticks_to_release(0, 0, 0), None, "an empty pool has nothing to release");
+    }
+
+    #[test]
+    fn any_sign_of_progress_restarts_the_count() {
+        let (s, release) = stall_rule(STALL_TICKS - 2, 0, 0, 3);
+        assert_eq!((s, release), (STALL_TICKS - 1, false));
+        assert_eq!(stall_rule(s, 0, 4, 3), (0, false), "a queued batch resets it");
+        assert_eq!(stall_rule(s, 1, 0, 3), (0, false), "a prompt in flight resets it");
+        assert_eq!(stall_rule(s, 0, 0, 3), (0, true), "the last idle tick releases and resets");
     }
 }
