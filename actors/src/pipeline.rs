@@ -27,7 +27,8 @@ use std::time::Instant;
 pub enum Profile {
     /// A smoke run in about 3 minutes: few steps, small eval; stage 1 must beat the base model.
     Quick,
-    /// The calibrated default: 13-16 minutes on a 2-core AVX-512 machine, about 22 on a 2-core AVX2 one.
+    /// The calibrated default: 12-14 minutes on a 2-core AVX-512 machine (measured on three seeds), about 22
+    /// on a 2-core AVX2 one.
     Default,
     /// Longer stages and the full eval set.
     Full,
