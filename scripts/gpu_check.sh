@@ -19,11 +19,28 @@
 #   4. `stage rl` with the learner on the GPU and 4 generators on CPU threads
 #      (configs/topologies/gpu-learner.toml) from part 3's stage-3 checkpoint: weights copied to the CPU
 #      once per version, bytes and seconds in its summary.
+#
+# A rehearsal on a CPU-only machine runs the same parts, flags and report with the CPU build, so that the
+# script cannot rot between the rare sessions that have a GPU (about 4 minutes on 2 cores; .ci/run does it):
+#
+#   PHI4R_GPU_CHECK_DEVICE=cpu PHI4R_BIN=target/release/phi4r-actors OUT=/tmp/rehearsal scripts/gpu_check.sh
+#
+# There every `cuda:0` is `cpu`, `micro` stands in for `small` and for Phi-4-mini's shape (neither would fit
+# the time on 2 cores), the learner of part 4's topology is on the CPU, and each part may take 3x as long
+# (CI's binary is the test profile's: the quick main job takes ~220 s with it, ~90 s with a release build).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN="${PHI4R_BIN:-target/gpu/phi4r-actors}"
 OUT="${OUT:-gpu_check_out}"
+DEV="${PHI4R_GPU_CHECK_DEVICE:-cuda:0}"
 mkdir -p "$OUT"
+if [ "$DEV" = cpu ]; then
+    SMALL=micro PHI4=micro THREADS=$(nproc) SCALE=3
+    sed 's/^learner = "cuda:0"/learner = "cpu"/' configs/topologies/gpu-learner.toml > "$OUT/learner-topology.toml"
+else
+    SMALL=small PHI4=phi4-mini THREADS=8 SCALE=1
+    cp configs/topologies/gpu-learner.toml "$OUT/learner-topology.toml"
+fi
 if [ ! -x "$BIN" ] && [ -f "$BIN.xz" ]; then
     # What travels is the xz-compressed binary (scripts/gpu_build.sh): unpack it beside itself.
     { xz -dc "$BIN.xz" 2>/dev/null || python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$BIN.xz"; } > "$BIN.tmp" \
@@ -54,7 +71,7 @@ cat "$OUT/gpu.txt" >&2
 # part NAME LIMIT_S CMD...: runs with a time limit, stdout to $OUT/NAME.json, stderr to $OUT/NAME.log,
 # and records the exit status and seconds in $OUT/parts.tsv.
 part() {
-    local name=$1 limit=$2 t0=$SECONDS rc
+    local name=$1 limit=$(($2 * SCALE)) t0=$SECONDS rc
     shift 2
     echo "gpu_check: $name ($limit s at most): $*" >&2
     timeout "$limit" "$@" > "$OUT/$name.json" 2> "$OUT/$name.log"
@@ -65,11 +82,11 @@ part() {
 }
 : > "$OUT/parts.tsv"
 
-part bench_small 150 "$BIN" --device cuda:0 bench gpu --parity-size small --sizes small --sample-batches 1,16,64
-part bench_phi4 200 "$BIN" --device cuda:0 bench gpu --parity-size micro --sizes phi4-mini --train-batch 8 --seq 256
-part pipeline_quick 240 "$BIN" --device cuda:0 --threads 8 --topology 4gen-1learn --profile quick --run-dir "$OUT/quick" --json
+part bench_small 150 "$BIN" --device "$DEV" bench gpu --parity-size "$SMALL" --sizes "$SMALL" --sample-batches 1,16,64
+part bench_phi4 200 "$BIN" --device "$DEV" bench gpu --parity-size micro --sizes "$PHI4" --train-batch 8 --seq 256
+part pipeline_quick 240 "$BIN" --device "$DEV" --threads "$THREADS" --topology 4gen-1learn --profile quick --run-dir "$OUT/quick" --json
 dpo="$OUT/quick/dpo/$(cat "$OUT/quick/dpo/latest" 2>/dev/null)"
-part rl_gpu_learner 120 "$BIN" --device cpu --threads 8 stage rl --topology configs/topologies/gpu-learner.toml \
+part rl_gpu_learner 120 "$BIN" --device cpu --threads "$THREADS" stage rl --topology "$OUT/learner-topology.toml" \
     --config "$OUT/quick/configs/rl.toml" --profile cpu --init "$dpo" --ref "$dpo" \
     --prompts "$OUT/quick/data/rl_prompts.jsonl" --max-steps 8 --out "$OUT/rl_gpu_learner"
 
@@ -97,4 +114,10 @@ report = {
 with open(os.path.join(out, "gpu_check.json"), "w") as f:
     json.dump(report, f, indent=1)
 print(json.dumps(report, indent=1))
+# Every part ran to the end, and every report is there: else the exit status says the check failed.
+failed = [n for n, p in parts.items() if p["exit"] != 0]
+failed += [n for n, v in report.items() if isinstance(v, dict) and "unreadable" in v]
+if failed:
+    print("gpu_check: failed: " + ", ".join(dict.fromkeys(failed)), file=sys.stderr)
+    sys.exit(1)
 PY
