@@ -25,8 +25,9 @@
 #
 #   PHI4R_GPU_CHECK_DEVICE=cpu PHI4R_BIN=target/release/phi4r-actors OUT=/tmp/rehearsal scripts/gpu_check.sh
 #
-# There every `cuda:0` is `cpu`, `micro` stands in for `small` and for Phi-4-mini's shape (neither would fit
-# the time on 2 cores), the learner of part 4's topology is on the CPU, and each part may take 3x as long
+# There every `cuda:0` is `cpu`, `micro` stands in for `small` and for Phi-4-mini's shape (neither would
+# fit the time on 2 cores), part 4's learner is on the CPU and in bf16 (the GPU's default dtype; part 3
+# stays f32, as the main job in bf16 takes ~11 minutes on 2 cores), and each part may take 3x as long
 # (CI's binary is the test profile's: the quick main job takes ~220 s with it, ~90 s with a release build).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -35,10 +36,10 @@ OUT="${OUT:-gpu_check_out}"
 DEV="${PHI4R_GPU_CHECK_DEVICE:-cuda:0}"
 mkdir -p "$OUT"
 if [ "$DEV" = cpu ]; then
-    SMALL=micro PHI4=micro THREADS=$(nproc) SCALE=3
+    SMALL=micro PHI4=micro THREADS=$(nproc) SCALE=3 RL_DTYPE=bf16
     sed 's/^learner = "cuda:0"/learner = "cpu"/' configs/topologies/gpu-learner.toml > "$OUT/learner-topology.toml"
 else
-    SMALL=small PHI4=phi4-mini THREADS=8 SCALE=1
+    SMALL=small PHI4=phi4-mini THREADS=8 SCALE=1 RL_DTYPE=auto
     cp configs/topologies/gpu-learner.toml "$OUT/learner-topology.toml"
 fi
 if [ ! -x "$BIN" ] && [ -f "$BIN.xz" ]; then
@@ -86,7 +87,7 @@ part bench_small 150 "$BIN" --device "$DEV" bench gpu --parity-size "$SMALL" --s
 part bench_phi4 200 "$BIN" --device "$DEV" bench gpu --parity-size micro --sizes "$PHI4" --train-batch 8 --seq 256
 part pipeline_quick 240 "$BIN" --device "$DEV" --threads "$THREADS" --topology 4gen-1learn --profile quick --run-dir "$OUT/quick" --json
 dpo="$OUT/quick/dpo/$(cat "$OUT/quick/dpo/latest" 2>/dev/null)"
-part rl_gpu_learner 120 "$BIN" --device cpu --threads "$THREADS" stage rl --topology "$OUT/learner-topology.toml" \
+part rl_gpu_learner 120 "$BIN" --device cpu --dtype "$RL_DTYPE" --threads "$THREADS" stage rl --topology "$OUT/learner-topology.toml" \
     --config "$OUT/quick/configs/rl.toml" --profile cpu --init "$dpo" --ref "$dpo" \
     --prompts "$OUT/quick/data/rl_prompts.jsonl" --max-steps 8 --out "$OUT/rl_gpu_learner"
 

@@ -235,7 +235,7 @@ pub fn rl_step(
         let reference = reference.ok_or_else(|| {
             Error::input("rl_step", "rl.kl_coef > 0 needs a reference model (Learner::with_reference)")
         })?;
-        let ref_logits = reference.forward(&tensors.input_ids, batch.lm().layout())?.detach().broadcast_div(&temps)?;
+        let ref_logits = tempered(&reference.forward(&tensors.input_ids, batch.lm().layout())?.detach(), &temps)?;
         let ref_logps = token_logps(&ref_logits, &tensors.targets)?;
         let per_token_kl = k3_kl(&logps, &ref_logps)?;
         let kl = masked_mean_host(&per_token_kl, mask)?;
@@ -296,8 +296,15 @@ pub(crate) fn tempered_forward(
     tensors: &crate::batch::LmTensors,
 ) -> Result<(Tensor, Tensor)> {
     let hidden = model.forward_hidden(&tensors.input_ids, batch.lm().layout())?;
-    let logits = model.lm_head(&hidden)?.broadcast_div(&row_temperatures(batch, model.device())?)?;
+    let logits = tempered(&model.lm_head(&hidden)?, &row_temperatures(batch, model.device())?)?;
     Ok((hidden, logits))
+}
+
+/// `logits / temps` in f32, whatever the model's dtype: a bf16 model (the GPU default) gives bf16 logits,
+/// which are taken to f32 before the division (as `token_logps` would take them anyway), so the
+/// temperature does not round in bf16 and the f32 row temperatures divide a tensor of their own dtype.
+fn tempered(logits: &Tensor, temps: &Tensor) -> Result<Tensor> {
+    Ok(logits.to_dtype(DType::F32)?.broadcast_div(temps)?)
 }
 
 /// Positions per chunk of the entropy metric, so its `(b, t, v)` temporaries stay a slice of the logits'

@@ -371,3 +371,43 @@ fn two_data_parallel_learners_on_half_batches_equal_one_on_the_whole() -> Result
     assert!(DataParallel::new(l, 2).is_err(), "PPO is refused by name");
     Ok(())
 }
+
+// bf16 weights (the CUDA default, `--dtype auto` on a GPU) take every stage-4 step path: GRPO with the KL
+// to a bf16 reference, PPO's value head, and the decoupled objective's step-start pass. Each step is a
+// good one with finite figures, the weights stay bf16 and move, and the KL to the step-start weights is
+// exactly 0 at the first step (the tempered log-probs are f32 whatever the model's dtype).
+#[test]
+fn bf16_models_take_every_rl_step_path() -> Result<()> {
+    let r = rows();
+    let adv = [1.0, -1.0, 0.5, -0.5];
+    let bf16 = || TrainableModel::init(&tiny(), 3, DType::BF16, &Device::Cpu);
+    let as_f32 = |l: &Learner| -> Result<Vec<Vec<f32>>> {
+        let vars = l.trainable().vars();
+        assert!(vars.iter().all(|(_, v)| v.dtype() == DType::BF16), "the variables stay bf16");
+        vars.into_iter().map(|(_, v)| Ok(v.as_tensor().to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)).collect()
+    };
+    let mut ppo = ppo_config(1, 1);
+    ppo.lr = 1e-2;
+    let mut decoupled = config(0.0, LossAgg::TokenMean);
+    decoupled.rl.off_policy = phi4r_learner::OffPolicy::Decoupled { cap: 2.0 };
+    for (name, cfg, kl) in
+        [("grpo+kl", config(0.1, LossAgg::SeqMean), true), ("ppo", ppo, false), ("decoupled", decoupled, false)]
+    {
+        let model = bf16()?;
+        let reference = model.model.frozen()?;
+        let mut l = Learner::new(model, cfg, 10)?.with_reference(reference);
+        let before = as_f32(&l)?;
+        let ev = l.rl_step(&[batch(&r, &adv, 0..2)?, batch(&r, &adv, 2..4)?])?;
+        assert!(!ev.step.skipped && ev.step.loss.is_finite() && ev.step.grad_norm > 0.0, "{name}: {:?}", ev.step);
+        if kl {
+            assert_eq!(ev.rl.kl, 0.0, "{name}: the reference is the step-start model");
+        }
+        assert_ne!(as_f32(&l)?, before, "{name}: the weights moved");
+        let again = l.rl_step(&[batch(&r, &adv, 0..2)?, batch(&r, &adv, 2..4)?])?;
+        assert!(again.step.loss.is_finite(), "{name}: {:?}", again.step);
+        if kl {
+            assert!(again.rl.kl > 0.0, "{name}: the policy left the reference: {}", again.rl.kl);
+        }
+    }
+    Ok(())
+}
