@@ -9,7 +9,8 @@
 #
 # With the `run` device tool: carry ["target/gpu/phi4r-actors.xz", "target/gpu/libcudart.so.13"] (12 MB).
 #
-# Parts (each under its own time limit, so one failure still leaves the others' figures):
+# Parts (each under its own time limit, so one failure still leaves the others' figures; the limits add up
+# to 580 s, inside the device tool's 600 s per command, and every part's output is under $OUT as it goes):
 #   1. bench gpu, `small`: the same seeded model on GPU and CPU — logits max difference in f32 and bf16,
 #      every parameter's gradient non-zero and finite, two training steps' losses against the CPU's —
 #      then training tok/s and MFU (bf16, f32 master weights) and sampling tok/s at batch 1, 16 and 64;
@@ -83,11 +84,11 @@ part() {
 }
 : > "$OUT/parts.tsv"
 
-part bench_small 150 "$BIN" --device "$DEV" bench gpu --parity-size "$SMALL" --sizes "$SMALL" --sample-batches 1,16,64
-part bench_phi4 200 "$BIN" --device "$DEV" bench gpu --parity-size micro --sizes "$PHI4" --train-batch 8 --seq 256
-part pipeline_quick 240 "$BIN" --device "$DEV" --threads "$THREADS" --topology 4gen-1learn --profile quick --run-dir "$OUT/quick" --json
+part bench_small 120 "$BIN" --device "$DEV" bench gpu --parity-size "$SMALL" --sizes "$SMALL" --sample-batches 1,16,64
+part bench_phi4 150 "$BIN" --device "$DEV" bench gpu --parity-size micro --sizes "$PHI4" --train-batch 8 --seq 256
+part pipeline_quick 220 "$BIN" --device "$DEV" --threads "$THREADS" --topology 4gen-1learn --profile quick --run-dir "$OUT/quick" --json
 dpo="$OUT/quick/dpo/$(cat "$OUT/quick/dpo/latest" 2>/dev/null)"
-part rl_gpu_learner 120 "$BIN" --device cpu --dtype "$RL_DTYPE" --threads "$THREADS" stage rl --topology "$OUT/learner-topology.toml" \
+part rl_gpu_learner 90 "$BIN" --device cpu --dtype "$RL_DTYPE" --threads "$THREADS" stage rl --topology "$OUT/learner-topology.toml" \
     --config "$OUT/quick/configs/rl.toml" --profile cpu --init "$dpo" --ref "$dpo" \
     --prompts "$OUT/quick/data/rl_prompts.jsonl" --max-steps 8 --out "$OUT/rl_gpu_learner"
 

@@ -156,6 +156,38 @@ fn bench_gpu_on_the_cpu_matches_itself_and_reports_every_part() {
     }
 }
 
+/// `bench rl --stream` reports what publishing the weights costs (once per version: count, bytes, seconds);
+/// `--generator-device` places the generators (`cpu` beside a `cuda:0` learner in the GPU check), and a
+/// GPU this build cannot open is refused, naming the flag.
+#[test]
+fn bench_rl_stream_reports_the_weights_published_per_version() {
+    let out = run_ok(&[
+        "bench",
+        "rl",
+        "--stream",
+        "--generators",
+        "1",
+        "--staleness",
+        "0",
+        "--stream-steps",
+        "2",
+        "--generator-device",
+        "cpu",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).expect("JSON");
+    let run = &v["runs"][0];
+    assert_eq!(run["steps"].as_u64(), Some(2), "{run}");
+    assert_eq!(run["weights_published"], run["steps"], "one version per step: {run}");
+    // The tiny model in f32: 4 bytes a parameter.
+    assert_eq!(run["weights_bytes"].as_u64(), v["params"].as_u64().map(|p| 4 * p), "{run}");
+    assert!(run["weights_publish_s_mean"].as_f64().is_some_and(|s| s > 0.0), "{run}");
+    if !cfg!(feature = "cuda") {
+        let e = run_err(&["bench", "rl", "--stream", "--generator-device", "cuda:1"]);
+        assert!(e.contains("--generator-device") && e.contains("no CUDA support"), "{e}");
+    }
+}
+
 /// `--dtype bf16` trains in bf16 (f32 master weights in the optimizer) and saves bf16 weights; a bad dtype
 /// names itself and the forms.
 #[test]

@@ -9,6 +9,7 @@
 
 use crate::runtime::{Runtime, RuntimeSetup, Sampling, SimSampler, SimTrainer, StreamSummary};
 use crate::topology::Topology;
+use anyhow::Context;
 use clap::Args;
 use phi4r_learner::{StageConfig, WeightSync};
 use phi4r_replay::{BalanceConfig, FilterConfig, PromptSource, TemperatureSchedule};
@@ -42,6 +43,11 @@ pub struct StreamBenchArgs {
     /// --simulate: probability that a stand-in completion is correct (the no-signal filter is on).
     #[arg(long, default_value_t = 0.5)]
     pub p_correct: f64,
+    /// --stream: the generators' device when it is not the learner's (`--device`), e.g. `cpu` beside a
+    /// `cuda:0` learner: each new version of the weights is copied there once (f32 on the CPU), and the
+    /// rows give its bytes and seconds.
+    #[arg(long)]
+    pub generator_device: Option<phi4r_model::DeviceSpec>,
 }
 
 /// `rl.weight_sync` on the command line.
@@ -74,6 +80,8 @@ fn row(topology: &Topology, staleness: u64, s: &StreamSummary) -> Value {
         "policy_lag_mean": s.mean_policy_lag, "policy_lag_max": s.max_policy_lag,
         "completions": s.completions, "groups": s.groups, "books_balanced": s.books.balanced(),
         "overhead_us_per_completion": s.wall_s * 1e6 / s.completions.max(1) as f64,
+        "weights_published": s.weights_published, "weights_bytes": s.weights_bytes,
+        "weights_publish_s_mean": s.weights_publish_s_mean,
     })
 }
 
@@ -90,6 +98,10 @@ pub fn stream_grid(a: &StreamBenchArgs, threads: usize, size: &str) -> anyhow::R
     let prompts = phi4r_learner::bench::bench_prompts(&tokenizer, 256, 4, 0)?;
     let steps = a.stream_steps.unwrap_or(6);
     let dev = crate::cli::device()?;
+    let generator_device = match a.generator_device {
+        Some(spec) => Some(spec.open().context("--generator-device")?).filter(|g| !g.same_device(&dev)),
+        None => None,
+    };
     let out = tempfile_dir()?;
     let mut rows = vec![];
     let grid = a.generators.as_deref().unwrap_or(&[1, 2, 4]).iter().flat_map(|&n| {
@@ -108,13 +120,14 @@ pub fn stream_grid(a: &StreamBenchArgs, threads: usize, size: &str) -> anyhow::R
             stage.rl.weight_sync = w;
             stage.rl.balance = open_balance(2);
             stage.checkpoint_every = 1_000_000;
-            let model = phi4r_model::TrainableModel::init(&cfg, 0, candle_core::DType::F32, &dev)?;
+            // The run's --dtype on the learner's device (f32 on the CPU, bf16 on a GPU unless told).
+            let model = phi4r_model::TrainableModel::init(&cfg, 0, crate::cli::dtype(&dev), &dev)?;
             let learner = phi4r_learner::Learner::new(model, stage, steps)?;
             // No stop ids: every completion runs to 128 tokens, as in `bench rl`.
             let sampler =
                 phi4r_replay::GroupSampler::new(tokenizer.clone(), vec![], phi4r_verifier::Verifier::default(), 16)?;
             let topology = Topology::parse(&format!("{n}gen-1learn"))?;
-            let setup = RuntimeSetup::real(
+            let mut setup = RuntimeSetup::real(
                 topology.clone(),
                 threads,
                 learner,
@@ -124,6 +137,7 @@ pub fn stream_grid(a: &StreamBenchArgs, threads: usize, size: &str) -> anyhow::R
                 None,
                 indicatif::ProgressBar::hidden(),
             )?;
+            setup.generator_device = generator_device.clone();
             let summary = run_one(setup)?;
             let mut r = row(&topology, s, &summary);
             r["weight_sync"] = serde_json::to_value(w)?;
