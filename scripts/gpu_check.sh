@@ -9,8 +9,9 @@
 #
 # With the `run` device tool: carry ["target/gpu/phi4r-actors.xz", "target/gpu/libcudart.so.13"] (12 MB).
 #
-# Parts (each under its own time limit, so one failure still leaves the others' figures; the limits add up
-# to 580 s, inside the device tool's 600 s per command, and every part's output is under $OUT as it goes):
+# Parts (each under its own time limit, so one failure still leaves the others' figures; the limits and the
+# 10 s each gets to stop after SIGTERM add up to 580 s, inside the device tool's 600 s per command, and
+# every part's output is under $OUT as it goes):
 #   1. bench gpu, `small`: the same seeded model on GPU and CPU — logits max difference in f32 and bf16,
 #      every parameter's gradient non-zero and finite, two training steps' losses against the CPU's —
 #      then training tok/s and MFU (bf16, f32 master weights) and sampling tok/s at batch 1, 16 and 64;
@@ -22,7 +23,8 @@
 #      once per version, bytes and seconds in its summary.
 #
 # A rehearsal on a CPU-only machine runs the same parts, flags and report with the CPU build, so that the
-# script cannot rot between the rare sessions that have a GPU (about 4 minutes on 2 cores; .ci/run does it):
+# script cannot rot between the rare sessions that have a GPU (.ci/run does it: 280 s on 2 cores with the
+# test profile's binary, 104 s with a release build):
 #
 #   PHI4R_GPU_CHECK_DEVICE=cpu PHI4R_BIN=target/release/phi4r-actors OUT=/tmp/rehearsal scripts/gpu_check.sh
 #
@@ -30,6 +32,9 @@
 # fit the time on 2 cores), part 4's learner is on the CPU and in bf16 (the GPU's default dtype; part 3
 # stays f32, as the main job in bf16 takes ~11 minutes on 2 cores), and each part may take 3x as long
 # (CI's binary is the test profile's: the quick main job takes ~220 s with it, ~90 s with a release build).
+# What only a GPU exercises: CUDA's kernels, and part 4's copy of each version from the learner's device
+# to the generators' (`Phi3::frozen_on`; on the CPU both roles share one device, and the generators sample
+# in the learner's bf16 rather than the f32 they get beside a GPU learner).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN="${PHI4R_BIN:-target/gpu/phi4r-actors}"
@@ -38,11 +43,13 @@ DEV="${PHI4R_GPU_CHECK_DEVICE:-cuda:0}"
 mkdir -p "$OUT"
 if [ "$DEV" = cpu ]; then
     SMALL=micro PHI4=micro THREADS=$(nproc) SCALE=3 RL_DTYPE=bf16
-    sed 's/^learner = "cuda:0"/learner = "cpu"/' configs/topologies/gpu-learner.toml > "$OUT/learner-topology.toml"
 else
     SMALL=small PHI4=phi4-mini THREADS=8 SCALE=1 RL_DTYPE=auto
-    cp configs/topologies/gpu-learner.toml "$OUT/learner-topology.toml"
 fi
+# Part 4's learner goes where the other parts ran.
+sed "s/^learner = \"cuda:0\"/learner = \"$DEV\"/" configs/topologies/gpu-learner.toml > "$OUT/learner-topology.toml"
+grep -q "^learner = \"$DEV\"" "$OUT/learner-topology.toml" ||
+    { echo "gpu_check: configs/topologies/gpu-learner.toml has no line 'learner = \"cuda:0\"' to place" >&2; exit 2; }
 if [ ! -x "$BIN" ] && [ -f "$BIN.xz" ]; then
     # What travels is the xz-compressed binary (scripts/gpu_build.sh): unpack it beside itself.
     { xz -dc "$BIN.xz" 2>/dev/null || python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$BIN.xz"; } > "$BIN.tmp" \
@@ -76,7 +83,7 @@ part() {
     local name=$1 limit=$(($2 * SCALE)) t0=$SECONDS rc
     shift 2
     echo "gpu_check: $name ($limit s at most): $*" >&2
-    timeout "$limit" "$@" > "$OUT/$name.json" 2> "$OUT/$name.log"
+    timeout -k 10 "$limit" "$@" > "$OUT/$name.json" 2> "$OUT/$name.log"
     rc=$?
     printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" >> "$OUT/parts.tsv"
     echo "gpu_check: $name exit $rc in $((SECONDS - t0)) s" >&2
@@ -84,11 +91,11 @@ part() {
 }
 : > "$OUT/parts.tsv"
 
-part bench_small 120 "$BIN" --device "$DEV" bench gpu --parity-size "$SMALL" --sizes "$SMALL" --sample-batches 1,16,64
-part bench_phi4 150 "$BIN" --device "$DEV" bench gpu --parity-size micro --sizes "$PHI4" --train-batch 8 --seq 256
-part pipeline_quick 220 "$BIN" --device "$DEV" --threads "$THREADS" --topology 4gen-1learn --profile quick --run-dir "$OUT/quick" --json
+part bench_small 110 "$BIN" --device "$DEV" bench gpu --parity-size "$SMALL" --sizes "$SMALL" --sample-batches 1,16,64
+part bench_phi4 140 "$BIN" --device "$DEV" bench gpu --parity-size micro --sizes "$PHI4" --train-batch 8 --seq 256
+part pipeline_quick 210 "$BIN" --device "$DEV" --threads "$THREADS" --topology 4gen-1learn --profile quick --run-dir "$OUT/quick" --json
 dpo="$OUT/quick/dpo/$(cat "$OUT/quick/dpo/latest" 2>/dev/null)"
-part rl_gpu_learner 90 "$BIN" --device cpu --dtype "$RL_DTYPE" --threads "$THREADS" stage rl --topology "$OUT/learner-topology.toml" \
+part rl_gpu_learner 80 "$BIN" --device cpu --dtype "$RL_DTYPE" --threads "$THREADS" stage rl --topology "$OUT/learner-topology.toml" \
     --config "$OUT/quick/configs/rl.toml" --profile cpu --init "$dpo" --ref "$dpo" \
     --prompts "$OUT/quick/data/rl_prompts.jsonl" --max-steps 8 --out "$OUT/rl_gpu_learner"
 

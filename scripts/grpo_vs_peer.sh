@@ -5,15 +5,22 @@
 # pooled: medians, fastest steps, generation and the train part), as the README's "GRPO iteration" table.
 #   PEER_PY=/tmp/peer-venv/bin/python scripts/grpo_vs_peer.sh [outdir]
 set -euo pipefail
+OUT=$(realpath -m "${1:-runs/grpo-bench}")  # relative to where it is called from
 cd "$(dirname "$0")/.."
 PEER_PY=${PEER_PY:-/tmp/peer-venv/bin/python}
-OUT=${1:-runs/grpo-bench}
 mkdir -p "$OUT"
 cargo build --release -p phi4r-actors >/dev/null
 BIN=target/release/phi4r-actors
 peer() {
   OMP_NUM_THREADS=2 "$PEER_PY" ../shared/peers/trl_bench.py --parts e --sizes tiny \
     --workdir "$OUT/peer-work" --out "$OUT/peer-e.$1.json" >/dev/null
+  # trl_bench.py exits 0 when a part fails (it records the error): stop here, saying so.
+  python3 - "$OUT/peer-e.$1.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+if "e:tiny" not in r.get("results", {}):
+    sys.exit(f"peer part e failed: {r.get('errors')}")
+PY
 }
 ours() { RAYON_NUM_THREADS=2 "$BIN" bench rl --json --peer "$OUT/peer-e.1.json" > "$OUT/phi4r-rl.$1.json"; }
 peer 1
@@ -32,7 +39,9 @@ for i, (p, o) in enumerate(zip(peer, ours), 1):
           f"phi4r {statistics.median(os_):.3f} s/iteration (best {min(os_):.3f})")
 ps = [s for p in peer for s in p["sec_per_step_all"][p["warmup_steps_excluded"]:]]
 os_ = [s for o in ours for s in o["grpo_iteration_s"]["all"]]
-mean = lambda xs: sum(xs) / len(xs)
+def mean(xs):
+    xs = [x for x in xs if x is not None]  # the peer leaves a phase out when its profiler has none
+    return sum(xs) / len(xs) if xs else float("nan")
 gen_p = mean([p["generate_s_median"] for p in peer])
 gen_o = mean([o["phases_median_s"]["sampling_s"] for o in ours])
 tr_p = mean([p["train_part_s_median"] for p in peer])

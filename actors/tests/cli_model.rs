@@ -156,9 +156,10 @@ fn bench_gpu_on_the_cpu_matches_itself_and_reports_every_part() {
     }
 }
 
-/// `bench rl --stream` reports what publishing the weights costs (once per version: count, bytes, seconds);
-/// `--generator-device` places the generators (`cpu` beside a `cuda:0` learner in the GPU check), and a
-/// GPU this build cannot open is refused, naming the flag.
+/// `bench rl --stream`'s rows report what publishing the weights costs (once per version: count, bytes,
+/// seconds). `--generator-device` is parsed and opened: the learner's own device is accepted (and folded
+/// into it: the copy across devices only runs beside a GPU), and a GPU this build cannot open is refused,
+/// naming the flag.
 #[test]
 fn bench_rl_stream_reports_the_weights_published_per_version() {
     let out = run_ok(&[
