@@ -386,7 +386,9 @@ fn rl_bench(a: RlBenchArgs, pool: &ComputePool) -> anyhow::Result<()> {
     // No stop ids: every completion is max_new_tokens long (the peer's random model stops early
     // rarely: its mean completion is ~115 of 128 tokens, and TRL pads the batch to the longest).
     let rows = a.prompts * a.group_size;
-    let sampler = phi4r_replay::GroupSampler::new(tokenizer.clone(), vec![], verifier.clone(), rows)?;
+    // One group a generation batch, as a generator runs them: on the CPU the batches decode side by side,
+    // one per compute thread (`GroupSampler::sample_unscored`); TRL's `generate` takes all 16 rows at once.
+    let sampler = phi4r_replay::GroupSampler::new(tokenizer.clone(), vec![], verifier.clone(), a.group_size)?;
     let rescore = |groups: &[phi4r_replay::Group]| -> Result<usize, String> {
         let mut correct = 0;
         for g in groups {
