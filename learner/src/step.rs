@@ -212,7 +212,6 @@ pub fn rl_step(
     let (b, t) = batch.lm().dims();
     let dev = model.device();
     let tensors = batch.lm().tensors(dev)?;
-    let temps = row_temperatures(batch, dev)?;
     let (hidden, logits) = tempered_forward(model, batch, &tensors)?;
     let logps = token_logps(&logits, &tensors.targets)?;
     let mask = &tensors.loss_mask;
@@ -235,7 +234,8 @@ pub fn rl_step(
         let reference = reference.ok_or_else(|| {
             Error::input("rl_step", "rl.kl_coef > 0 needs a reference model (Learner::with_reference)")
         })?;
-        let ref_logits = tempered(&reference.forward(&tensors.input_ids, batch.lm().layout())?.detach(), &temps)?;
+        let ref_logits = reference.forward(&tensors.input_ids, batch.lm().layout())?.detach();
+        let ref_logits = tempered(&ref_logits, &row_temperatures(batch, dev)?)?;
         let ref_logps = token_logps(&ref_logits, &tensors.targets)?;
         let per_token_kl = k3_kl(&logps, &ref_logps)?;
         let kl = masked_mean_host(&per_token_kl, mask)?;

@@ -2,9 +2,9 @@
 //! trainable `Var`s registered in a [`VarMap`] or as plain (frozen) tensors.
 //!
 //! candle's CPU `randn` cannot be seeded, so initialization draws from our own seeded generator: rand's
-//! `StdRng` stream (ChaCha12), named as `rand_chacha::ChaCha12Rng` so that a large tensor is drawn in parallel chunks,
-//! each from its own position in the stream, with exactly the values of one draw after another (a
-//! Phi-4-mini-sized init took ~2 minutes on one core).
+//! `StdRng` stream (ChaCha12), named as `rand_chacha::ChaCha12Rng` so that a large tensor is drawn in
+//! parallel chunks, each from its own position in the stream, with exactly the values of one draw after
+//! another (a Phi-4-mini-sized init took ~2 minutes on one core).
 
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;

@@ -14,7 +14,7 @@ use crate::types::{
     Group, Prompt, PromptId, RewardPolicyId, SampledCompletion, SampledGroup, ScoredCompletion, VersionSwitch,
 };
 use phi4r_model::{Phi3, Tokenizer};
-use phi4r_rollout::{generate_in_flight, FinishReason, Generation, PolicyVersion, SamplingConfig, StopRule};
+use phi4r_rollout::{generate, generate_in_flight, FinishReason, Generation, PolicyVersion, SamplingConfig, StopRule};
 use phi4r_verifier::{RewardPolicy, Verifier};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -114,9 +114,9 @@ impl GroupSampler {
         let chunks: Vec<(usize, &[Prompt])> = prompts.chunks(self.prompts_per_batch(g)).enumerate().collect();
         let run = |&(index, chunk): &(usize, &[Prompt])| -> Result<Vec<SampledGroup>> {
             let cfg = batch_config(seed, index, temperature, max_new_tokens);
-            let run = generate_in_flight(model, &group_rows(chunk, g), &cfg, &stop, &mut || None)
+            let generations = generate(model, &group_rows(chunk, g), &cfg, &stop)
                 .map_err(|e| Error::Input(format!("GroupSampler::sample: {e}")))?;
-            self.groups(chunk, run.generations, g, version, &[], temperature)
+            self.groups(chunk, generations, g, version, &[], temperature)
         };
         let batches: Vec<Vec<SampledGroup>> = if model.device().is_cpu() && chunks.len() > 1 {
             use rayon::prelude::*;
